@@ -1,0 +1,36 @@
+// flame: command-line entry point.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "util/error.h"
+#include "util/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"flame: language-image pre-training with a frozen LLM text encoder (FLAME)", "flame"};
+  app.set_version_flag("--version", std::string("flame ") + FLAME_VERSION);
+  app.require_subcommand(1);
+  app.add_option_function<std::string>(
+         "--log-level", [](const std::string& level) { flame::set_log_level(level); },
+         "trace, debug, info, warn, error or off (default: info)")
+      ->configurable(false);
+  app.fallthrough();
+
+  flame::cli::add_llm_commands(app);
+
+  try {
+    flame::set_log_level("info");
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const flame::Error& e) {
+    std::fprintf(stderr, "flame: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flame: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

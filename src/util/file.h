@@ -1,0 +1,78 @@
+// File helpers: whole-file reads, atomic writes (temp file + fsync + rename),
+// read-only memory maps, and an append-only JSONL log.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace flame {
+
+namespace fs = std::filesystem;
+
+// Reads a whole file; throws flame::Error naming the path on failure.
+std::string read_file(const fs::path& path);
+
+// Reads and parses a JSON file; errors name the path and the parse position.
+nlohmann::json read_json_file(const fs::path& path);
+
+// Writes `bytes` to `path` atomically: a sibling temp file is written, flushed
+// to disk, then renamed over `path`. A crash leaves the old file or the new one,
+// never a partial one.
+void write_file_atomic(const fs::path& path, std::string_view bytes);
+
+// Writes JSON (indented) atomically.
+void write_json_file_atomic(const fs::path& path, const nlohmann::json& value);
+
+// A sibling temporary name for `path` (same directory, so rename is atomic).
+fs::path temp_path_for(const fs::path& path);
+
+// Renames `from` to `to` and fsyncs the directory, so the rename survives a crash.
+void rename_durable(const fs::path& from, const fs::path& to);
+
+// A read-only memory map of a whole file. Move-only; unmaps on destruction.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const fs::path& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const fs::path& path() const { return path_; }
+
+ private:
+  void release();
+  fs::path path_;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Appends one JSON object per line and flushes each line, so a killed job
+// leaves a readable log.
+class JsonlWriter {
+ public:
+  JsonlWriter() = default;
+  explicit JsonlWriter(const fs::path& path, bool append = true);
+  ~JsonlWriter();
+  JsonlWriter(const JsonlWriter&) = delete;
+  JsonlWriter& operator=(const JsonlWriter&) = delete;
+
+  bool is_open() const { return file_ != nullptr; }
+  void write(const nlohmann::json& record);
+
+ private:
+  FILE* file_ = nullptr;
+  fs::path path_;
+};
+
+}  // namespace flame
