@@ -80,6 +80,8 @@ void add_llm_commands(CLI::App& app) {
   llm->require_subcommand(1);
   add_info(*llm);
   add_make_random(*llm);
+  add_llm_tokenize_command(*llm);
+  add_llm_run_commands(*llm);
 }
 
 }  // namespace flame::cli

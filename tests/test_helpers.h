@@ -1,0 +1,65 @@
+// Shared test fixtures: a fresh temporary directory per test, paths to the
+// shared data, and tiny random checkpoints generated once per test binary.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "llm/random_checkpoint.h"
+
+namespace flame::test {
+
+namespace fs = std::filesystem;
+
+inline fs::path shared_dir() { return fs::path(FLAME_SHARED_DIR); }
+inline fs::path smollm_tokenizer_dir() { return shared_dir() / "tokenizers" / "smollm"; }
+inline fs::path llama_cpp_vocab_dir() { return shared_dir() / "tokenizers" / "llama.cpp-vocab"; }
+inline fs::path test_data_dir() { return fs::path(FLAME_TEST_DATA_DIR); }
+
+// Root for temporary files of this test binary (FLAME_TEST_TMP or the system temp dir).
+inline fs::path temp_root() {
+  const char* env = std::getenv("FLAME_TEST_TMP");
+  fs::path root = env != nullptr ? fs::path(env) : fs::temp_directory_path() / "flame-tests";
+  fs::create_directories(root);
+  return root;
+}
+
+// A fresh, empty directory named after the running test.
+inline fs::path fresh_temp_dir(const std::string& tag = "") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name() : "test";
+  for (char& c : name)
+    if (c == '/') c = '_';
+  const fs::path dir = temp_root() / (name + tag);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A tiny random checkpoint (cached on disk per arch/dtype/seed for this build).
+inline fs::path tiny_checkpoint(const std::string& arch = "llama", const std::string& dtype = "f32",
+                                uint64_t seed = 7) {
+  const fs::path dir = temp_root() / "checkpoints" / (arch + "-" + dtype + "-" + std::to_string(seed));
+  if (!fs::exists(dir / "config.json")) {
+    llm::RandomCheckpointOptions options;
+    options.arch = arch;
+    options.preset = "tiny";
+    options.tokenizer_dir = smollm_tokenizer_dir();
+    options.seed = seed;
+    options.dtype = dtype;
+    const fs::path tmp = dir.string() + ".tmp" + std::to_string(::getpid());
+    llm::make_random_checkpoint(options, tmp);
+    fs::create_directories(dir.parent_path());
+    std::error_code ec;
+    fs::rename(tmp, dir, ec);  // another test process may have won the race
+    if (ec) fs::remove_all(tmp);
+  }
+  return dir;
+}
+
+}  // namespace flame::test
