@@ -1,0 +1,49 @@
+// Multifaceted prompt sets: a prefix template that holds the caption and K
+// facet suffixes, each ending where the model would answer in one word after
+// an opening quote. The hidden state at a facet's last token is its embedding.
+// Sets are data files in configs/prompts/ (see docs/architecture.md).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flame::text {
+
+struct Facet {
+  std::string name;   // e.g. "main_object_category"
+  std::string level;  // description | entity | interaction | scene
+  std::string text;   // appended after the prefix
+};
+
+struct PromptSet {
+  std::string name;
+  std::string prefix_template;  // contains "{caption}" exactly once
+  std::vector<Facet> facets;
+  std::string sha256;  // of the resolved content (prefix and facet texts)
+
+  int64_t num_facets() const { return static_cast<int64_t>(facets.size()); }
+  // The prefix with a (cleaned) caption in place.
+  std::string prefix(std::string_view clean_caption) const;
+  // Text before and after the caption slot.
+  std::string_view head() const;
+  std::string_view tail() const;
+};
+
+// Loads a built-in set by name ("long", "short", "raw", from configs/prompts/)
+// or a JSON file path. A set may say {"extends": "long", "num_facets": 3}.
+PromptSet load_prompt_set(const std::string& name_or_path);
+
+// Directory of the built-in prompt sets: $FLAME_CONFIG_DIR/prompts, else the
+// source tree's configs/prompts.
+std::filesystem::path prompt_config_dir();
+
+// Caption clean-up before templating, as the method does: newlines collapse
+// into spaces, whitespace is trimmed, double quotes become single quotes (the
+// caption sits inside double quotes), and a period is added when the caption
+// does not end in a sentence mark.
+std::string clean_caption(std::string_view caption);
+
+}  // namespace flame::text
