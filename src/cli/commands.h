@@ -11,6 +11,9 @@ void add_llm_commands(CLI::App& app);
 void add_llm_tokenize_command(CLI::App& llm);   // llm_tokenize_command.cpp
 void add_llm_run_commands(CLI::App& llm);       // llm_run_commands.cpp: embed, generate
 
+// flame embed [merge|verify] (embed_command.cpp)
+void add_embed_command(CLI::App& app);
+
 // Shared options: --threads N (default: all cores) applied to torch.
 void add_threads_option(CLI::App& cmd, int* threads);
 void apply_threads(int threads);

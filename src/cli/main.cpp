@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   flame::cli::add_llm_commands(app);
+  flame::cli::add_embed_command(app);
 
   try {
     flame::set_log_level("info");

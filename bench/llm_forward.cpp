@@ -1,0 +1,471 @@
+// Prompt-processing throughput and memory of the frozen LLM forward pass on
+// the real shapes of SmolLM2-135M and Qwen2.5-0.5B (random weights), bf16 and
+// fp32, batch 1 and 16, sequences of 128 and 512 tokens. Every configuration
+// runs in a fresh child process so its peak RSS (VmHWM) is its own. Also
+// measures the GEMM rate of this machine (the bar a llama.cpp-class engine is
+// held to), the time per stage, and the two facet-decoupled attention (FDA)
+// strategies. Writes a table to stdout and bench/results/llm_forward.md.
+//
+//   llm_forward [--threads 2] [--cache DIR] [--min-seconds 2] [--quick] [--no-write]
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "llm/batch.h"
+#include "llm/config.h"
+#include "llm/random_checkpoint.h"
+#include "llm/transformer.h"
+#include "llm/weights.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace fs = std::filesystem;
+using namespace flame;
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A field of /proc/self/status in MiB (VmRSS, VmHWM).
+double status_mib(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+  }
+  return 0;
+}
+
+std::string command_output(const std::string& cmd) {
+  std::string out;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  if (pclose(pipe) != 0) fail("command failed: {}\n{}", cmd, out);
+  return out;
+}
+
+struct Args {
+  std::map<std::string, std::string> kv;
+  std::string get(const std::string& k, const std::string& d = "") const {
+    auto it = kv.find(k);
+    return it == kv.end() ? d : it->second;
+  }
+  int64_t num(const std::string& k, int64_t d) const { return kv.count(k) ? std::stoll(kv.at(k)) : d; }
+  double real(const std::string& k, double d) const { return kv.count(k) ? std::stod(kv.at(k)) : d; }
+  bool flag(const std::string& k) const { return kv.count(k) != 0; }
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0) fail("unexpected argument '{}'", k);
+    k = k.substr(2);
+    if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.kv[k] = argv[++i];
+    else a.kv[k] = "1";
+  }
+  return a;
+}
+
+fs::path checkpoint_dir(const fs::path& cache, const std::string& preset) { return cache / (preset + "-bf16"); }
+
+void ensure_checkpoint(const fs::path& cache, const std::string& preset) {
+  const fs::path dir = checkpoint_dir(cache, preset);
+  if (fs::exists(dir / "config.json")) return;
+  fmt::print(stderr, "generating {} (random weights, bf16) in {}\n", preset, dir.string());
+  llm::RandomCheckpointOptions o;
+  o.preset = preset;
+  o.dtype = "bf16";
+  o.seed = 1;
+  const fs::path tmp = dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  llm::make_random_checkpoint(o, tmp);
+  fs::rename(tmp, dir);
+}
+
+torch::Tensor random_ids(int64_t b, int64_t t, int64_t vocab) {
+  return torch::randint(3, vocab, {b, t}, torch::kInt64);
+}
+
+// FLOPs of one pass: 2 per weight per token in the projections (no LM head),
+// plus q k^T and p v over the full square the attention computes.
+std::pair<double, double> pass_flops(const llm::LlmConfig& c, int64_t B, int64_t T) {
+  const double H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const double q = c.num_attention_heads * D, kv = c.num_key_value_heads * D;
+  const double per_layer_weights = H * (q + 2 * kv) + q * H + 3 * H * I;
+  const double linear = 2.0 * per_layer_weights * c.num_hidden_layers * B * T;
+  const double attention = 4.0 * B * T * T * q * c.num_hidden_layers;
+  return {linear, attention};
+}
+
+// --- children -------------------------------------------------------------
+
+json child_forward(const Args& a) {
+  torch::set_num_threads(static_cast<int>(a.num("threads", 2)));
+  const fs::path dir = checkpoint_dir(a.get("cache"), a.get("preset"));
+  const int64_t B = a.num("batch", 1), T = a.num("seq", 128);
+  const double rss0 = status_mib("VmRSS");
+  llm::TransformerOptions options;
+  options.dtype = llm::parse_compute_dtype(a.get("dtype"));
+  options.fuse_projections = !a.flag("unfused");
+  auto t0 = Clock::now();
+  const auto model = llm::Transformer::load(dir, options);
+  const double load_s = seconds_since(t0);
+  const double rss_loaded = status_mib("VmRSS");
+  const auto& c = model.config();
+  const int64_t L = c.num_hidden_layers;
+
+  llm::ForwardInput in;
+  llm::ForwardRequest req;
+  req.hidden_layers = {L};
+  // Warm-up at a small size: touches every weight page and creates kernels.
+  in.input_ids = random_ids(1, std::min<int64_t>(T, 32), c.vocab_size);
+  model.forward(in, req);
+  in.input_ids = random_ids(B, T, c.vocab_size);
+  req.gather = torch::full({B, 1}, T - 1, torch::kInt64);
+  llm::StageTimes stages;
+  req.timings = &stages;
+  std::vector<double> times;
+  const double min_seconds = a.real("min-seconds", 2.0);
+  double total = 0;
+  while (times.empty() || (total < min_seconds && times.size() < 5)) {
+    t0 = Clock::now();
+    model.forward(in, req);
+    times.push_back(seconds_since(t0));
+    total += times.back();
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  json per_stage = json::object();
+  for (const auto& [k, v] : stages.seconds) per_stage[k] = v / static_cast<double>(times.size());
+  const auto [linear_flops, attention_flops] = pass_flops(c, B, T);
+  return {{"tokens_per_s", static_cast<double>(B * T) / median},
+          {"pass_s", median},
+          {"reps", times.size()},
+          {"load_s", load_s},
+          {"rss_start_mib", rss0},
+          {"rss_loaded_mib", rss_loaded},
+          {"peak_rss_mib", status_mib("VmHWM")},
+          {"linear_gflop", linear_flops / 1e9},
+          {"attention_gflop", attention_flops / 1e9},
+          {"stages", per_stage}};
+}
+
+// The rate of one large matmul of the model's MLP shape: the GEMM bar.
+json child_gemm(const Args& a) {
+  torch::set_num_threads(static_cast<int>(a.num("threads", 2)));
+  torch::NoGradGuard no_grad;
+  const auto dtype = llm::parse_compute_dtype(a.get("dtype"));
+  const int64_t M = a.num("m", 2048), N = a.num("n", 4864), K = a.num("k", 896);
+  const torch::Tensor x = torch::randn({M, K}).to(dtype), w = torch::randn({N, K}).to(dtype);
+  torch::linear(x, w);
+  int reps = 0;
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < a.real("min-seconds", 2.0) || reps < 2) {
+    torch::linear(x, w);
+    ++reps;
+  }
+  return {{"gflops", 2.0 * M * N * K * reps / seconds_since(t0) / 1e9}};
+}
+
+// FDA: packed block mask (a) vs prefix cache + batched facets (b) vs naive.
+json child_fda(const Args& a) {
+  torch::set_num_threads(static_cast<int>(a.num("threads", 2)));
+  const fs::path dir = checkpoint_dir(a.get("cache"), a.get("preset"));
+  llm::TransformerOptions options;
+  options.dtype = llm::parse_compute_dtype(a.get("dtype"));
+  const auto model = llm::Transformer::load(dir, options);
+  const auto& c = model.config();
+  const int64_t B = a.num("batch", 16), P = a.num("prefix", 48), K = a.num("facets", 5), F = a.num("facet", 12);
+  const int64_t layer = c.num_hidden_layers - 1;
+  auto gen = at::detail::createCPUGenerator(3);
+  auto ids = [&](int64_t n) {
+    const torch::Tensor t = torch::randint(3, c.vocab_size, {n}, gen, torch::kInt64);
+    return llm::TokenIds(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n);
+  };
+  std::vector<llm::TokenIds> prefixes;
+  std::vector<std::vector<llm::TokenIds>> facets;
+  for (int64_t b = 0; b < B; ++b) {
+    prefixes.push_back(ids(P - b % 8));  // some padding, as real captions
+    facets.emplace_back();
+    for (int64_t k = 0; k < K; ++k) facets.back().push_back(ids(F));
+  }
+  auto packed = [&] {
+    const auto p = llm::pack_facets(prefixes, facets);
+    llm::ForwardInput in{p.input_ids, p.valid, p.positions, p.attention_mask};
+    llm::ForwardRequest req;
+    req.hidden_layers = {layer};
+    req.gather = p.facet_last;
+    return model.forward(in, req).hidden[0];
+  };
+  auto cached = [&] {
+    const auto pb = llm::pad_right(prefixes);
+    llm::ForwardInput pin;
+    pin.input_ids = pb.input_ids;
+    pin.valid = pb.valid;
+    llm::ForwardRequest preq;
+    preq.cache = true;
+    preq.cache_layers = layer;
+    const auto cache = model.forward(pin, preq).cache;
+    std::vector<llm::TokenIds> rows;
+    for (const auto& f : facets) rows.insert(rows.end(), f.begin(), f.end());
+    const auto fb = llm::pad_right(rows);
+    llm::ForwardInput in;
+    in.input_ids = fb.input_ids;
+    in.valid = fb.valid;
+    in.past = &cache;
+    in.past_rows = llm::continuation_rows(B, K);
+    llm::ForwardRequest req;
+    req.hidden_layers = {layer};
+    req.gather = fb.last_index;
+    return model.forward(in, req).hidden[0].view({B, K, -1});
+  };
+  auto naive = [&] {
+    std::vector<llm::TokenIds> rows;
+    for (int64_t b = 0; b < B; ++b) {
+      for (const auto& f : facets[static_cast<size_t>(b)]) {
+        llm::TokenIds r = prefixes[static_cast<size_t>(b)];
+        r.insert(r.end(), f.begin(), f.end());
+        rows.push_back(r);
+      }
+    }
+    const auto batch = llm::pad_right(rows);
+    llm::ForwardInput in;
+    in.input_ids = batch.input_ids;
+    in.valid = batch.valid;
+    llm::ForwardRequest req;
+    req.hidden_layers = {layer};
+    req.gather = batch.last_index;
+    return model.forward(in, req).hidden[0].view({B, K, -1});
+  };
+  json out;
+  torch::Tensor reference;
+  for (const auto& [name, fn] : std::vector<std::pair<std::string, std::function<torch::Tensor()>>>{
+           {"packed", packed}, {"cache", cached}, {"naive", naive}}) {
+    fn();  // warm-up
+    const auto t0 = Clock::now();
+    int reps = 0;
+    torch::Tensor result;
+    while (seconds_since(t0) < a.real("min-seconds", 2.0) || reps < 2) {
+      result = fn();
+      ++reps;
+    }
+    const double s = seconds_since(t0) / reps;
+    if (!reference.defined()) reference = result.to(torch::kFloat32);
+    const double cos =
+        torch::cosine_similarity(result.to(torch::kFloat32), reference, -1).min().item<double>();
+    out[name] = {{"seconds", s}, {"captions_per_s", B / s}, {"min_cosine_vs_packed", cos}};
+  }
+  out["shape"] = fmt::format("{} captions, prefix ~{} tokens, {} facets x {} tokens, layer {}", B, P, K, F, layer);
+  return out;
+}
+
+// --- parent ---------------------------------------------------------------
+
+json run_child(const std::string& self, const std::string& args) {
+  const std::string out = command_output(self + " " + args);
+  const auto start = out.rfind("\n{");
+  return json::parse(start == std::string::npos ? out : out.substr(start + 1));
+}
+
+std::string machine_line() {
+  std::string model = "unknown CPU";
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return fmt::format("{}, {} logical CPUs online", model, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+int parent(int argc, char** argv, const Args& a) {
+  const std::string self = fs::canonical("/proc/self/exe").string();
+  const int64_t threads = a.num("threads", 2);
+  const std::string min_s = a.get("min-seconds", "2");
+  const fs::path cache = a.get("cache", (fs::temp_directory_path() / "flame-bench-llm").string());
+  const bool quick = a.flag("quick");
+  std::string command = "bench/llm_forward";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  const auto wall0 = Clock::now();
+
+  const std::vector<std::string> presets = {"smollm2-135m", "qwen2.5-0.5b"};
+  for (const auto& p : presets) ensure_checkpoint(cache, p);
+  std::map<std::string, llm::LlmConfig> configs;
+  for (const auto& p : presets) configs[p] = llm::load_llm_config(checkpoint_dir(cache, p));
+
+  const std::string common = fmt::format("--cache {} --threads {} --min-seconds {}", cache.string(), threads, min_s);
+  json gemm;
+  for (const std::string dtype : {"bf16", "f32"}) {
+    gemm[dtype] = run_child(self, fmt::format("--child gemm --dtype {} {}", dtype, common))["gflops"];
+    fmt::print("GEMM {} [2048x896] x [896x4864]: {:.0f} GFLOP/s\n", dtype, gemm[dtype].get<double>());
+  }
+
+  struct Row {
+    std::string preset, dtype;
+    int64_t batch, seq;
+    json r;
+  };
+  std::vector<Row> rows;
+  fmt::print("\n{:<14} {:>5} {:>5} {:>5} {:>10} {:>9} {:>8} {:>10} {:>10}\n", "model", "dtype", "batch", "seq",
+             "tokens/s", "pass s", "GFLOP/s", "RSS load", "peak RSS");
+  for (const auto& preset : presets) {
+    for (const std::string dtype : {"bf16", "f32"}) {
+      for (const int64_t batch : {1, 16}) {
+        for (const int64_t seq : {128, 512}) {
+          if (quick && (batch == 16 && seq == 512)) continue;
+          const json r = run_child(self, fmt::format("--child forward --preset {} --dtype {} --batch {} --seq {} {}",
+                                                     preset, dtype, batch, seq, common));
+          const double gflops =
+              (r["linear_gflop"].get<double>() + r["attention_gflop"].get<double>()) / r["pass_s"].get<double>();
+          fmt::print("{:<14} {:>5} {:>5} {:>5} {:>10.0f} {:>9.3f} {:>8.0f} {:>7.0f} MiB {:>6.0f} MiB\n", preset,
+                     dtype, batch, seq, r["tokens_per_s"].get<double>(), r["pass_s"].get<double>(), gflops,
+                     r["rss_loaded_mib"].get<double>(), r["peak_rss_mib"].get<double>());
+          std::fflush(stdout);
+          rows.push_back({preset, dtype, batch, seq, r});
+        }
+      }
+    }
+  }
+  json fda = run_child(self, fmt::format("--child fda --preset smollm2-135m --dtype bf16 {}", common));
+  fmt::print("\nFDA ({}):\n", fda["shape"].get<std::string>());
+  for (const std::string k : {"packed", "cache", "naive"}) {
+    fmt::print("  {:<7} {:8.3f} s/batch {:8.1f} captions/s  (min cosine vs packed {:.5f})\n", k,
+               fda[k]["seconds"].get<double>(), fda[k]["captions_per_s"].get<double>(),
+               fda[k]["min_cosine_vs_packed"].get<double>());
+  }
+  const double wall = seconds_since(wall0);
+  fmt::print("\ntotal {:.0f} s\n", wall);
+  if (a.flag("no-write")) return 0;
+
+  // --- the report ---
+  std::ostringstream md;
+  md << "# LLM forward pass: prompt-processing throughput\n\n";
+  md << "Generated by `bench/llm_forward.cpp`; the sections below the tables are regenerated with the figures.\n\n";
+  md << fmt::format("- Machine: {} (AVX512-BF16). LibTorch 1.13 (Debian): bf16 matmuls via oneDNN, fp32 via OpenBLAS.\n",
+                    machine_line());
+  md << fmt::format("- Command: `{}` (from the build directory), {} torch threads, total wall time {:.0f} s.\n", command,
+                    threads, wall);
+  md << "- Models: the real shapes of SmolLM2-135M (30 layers, hidden 576, 9/3 heads) and Qwen2.5-0.5B (24 layers, "
+        "hidden 896, 14/2 heads, q/k/v biases), random bf16 weights from `make_random_checkpoint`. fp32 rows load "
+        "the same bf16 files and convert (a copy); bf16 rows map the file without copying.\n";
+  md << "- A pass = all layers + final norm for every token, hidden state gathered at the last token (no LM head), "
+        "as FLAME uses it. tokens/s = batch x seq / median pass time after a warm-up; each configuration in a fresh "
+        "process; peak RSS = VmHWM of that process (includes the mapped weight pages it touched).\n";
+  md << "- GFLOP/s counts 2 x weights x tokens for the projections plus 4 x T^2 x q_dim per layer for the attention "
+        "as computed (full square, masked).\n\n";
+  md << "| model | dtype | batch | seq | tokens/s | pass (s) | GFLOP/s | RSS after load | peak RSS |\n";
+  md << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& row : rows) {
+    const auto& r = row.r;
+    const double gflops =
+        (r["linear_gflop"].get<double>() + r["attention_gflop"].get<double>()) / r["pass_s"].get<double>();
+    md << fmt::format("| {} | {} | {} | {} | {:.0f} | {:.3f} | {:.0f} | {:.0f} MiB | {:.0f} MiB |\n", row.preset,
+                      row.dtype, row.batch, row.seq, r["tokens_per_s"].get<double>(), r["pass_s"].get<double>(), gflops,
+                      r["rss_loaded_mib"].get<double>(), r["peak_rss_mib"].get<double>());
+  }
+  md << "\n## Comparison with llama.cpp-class prompt processing (an estimate)\n\n";
+  md << "llama.cpp is not installed and cannot be downloaded here, so it was not run. Its CPU prompt processing is "
+        "bound by the same matrix multiplications, so its bar is estimated from FLOPs: tokens/s <= GEMM rate / "
+        "FLOPs per token, with FLOPs per token = 2 x non-embedding parameters + attention (4 x T x q_dim per layer "
+        "for a causal average of T/2 keys, counted twice for q k^T and p v). The GEMM rate is measured on this "
+        "machine with one large matmul of the model's MLP shape (bf16 through oneDNN's AVX512-BF16 kernels, fp32 "
+        "through OpenBLAS): ";
+  md << fmt::format("**{:.0f} GFLOP/s bf16, {:.0f} GFLOP/s fp32** with {} threads. ", gemm["bf16"].get<double>(),
+                    gemm["f32"].get<double>(), threads);
+  md << "An engine that ran every FLOP at that rate (llama.cpp's own bf16/fp32 kernels are of the same class; they do "
+        "not exceed the vendor GEMM by a large factor) would reach the 'bar' below. This is an estimate of an upper "
+        "bound, not a measurement of llama.cpp.\n\n";
+  md << "| model | dtype | seq | FLOPs/token (causal) | bar tokens/s | measured tokens/s (batch 1) | measured / bar |\n";
+  md << "|---|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& row : rows) {
+    if (row.batch != 1) continue;
+    const auto& c = configs[row.preset];
+    const auto [lin, att] = pass_flops(c, 1, row.seq);
+    const double per_token = (lin + att / 2) / static_cast<double>(row.seq);
+    const double bar = gemm[row.dtype].get<double>() * 1e9 / per_token;
+    const double measured = row.r["tokens_per_s"].get<double>();
+    md << fmt::format("| {} | {} | {} | {:.2f} GFLOP | {:.0f} | {:.0f} | {:.0f}% |\n", row.preset, row.dtype, row.seq,
+                      per_token / 1e9, bar, measured, 100 * measured / bar);
+  }
+  md << "\n## Where the time goes\n\n";
+  md << "Per-stage wall time of one pass (stages timed inside `Transformer::forward` with `ForwardRequest::timings`; "
+        "'linear' = q/k/v, o, gate/up and down projections; 'attention' = scores, mask, fp32 softmax, weighted sum; "
+        "'rope' = rotary embedding of q and k plus the v transpose; 'norm' = RMSNorm; 'activation' = SiLU x up).\n\n";
+  std::vector<std::string> stage_names;
+  for (const auto& row : rows) {
+    for (const auto& [k, v] : row.r["stages"].items()) {
+      if (std::find(stage_names.begin(), stage_names.end(), k) == stage_names.end()) stage_names.push_back(k);
+    }
+  }
+  md << "| model | dtype | batch | seq |";
+  for (const auto& s : stage_names) md << " " << s << " |";
+  md << "\n|---|---|---:|---:|";
+  for (size_t i = 0; i < stage_names.size(); ++i) md << "---:|";
+  md << "\n";
+  for (const auto& row : rows) {
+    const auto& st = row.r["stages"];
+    double total = 0;
+    for (const auto& [k, v] : st.items()) total += v.get<double>();
+    md << fmt::format("| {} | {} | {} | {} |", row.preset, row.dtype, row.batch, row.seq);
+    for (const auto& s : stage_names) {
+      const double v = st.contains(s) ? st[s].get<double>() : 0.0;
+      md << fmt::format(" {:.0f}% |", 100 * v / total);
+    }
+    md << "\n";
+  }
+  md << fmt::format("\n## Facet-decoupled attention strategies ({}, smollm2-135m bf16)\n\n",
+                    fda["shape"].get<std::string>());
+  md << "| strategy | s / batch | captions/s | min cosine vs packed |\n|---|---:|---:|---:|\n";
+  for (const std::string k : {"packed", "cache", "naive"}) {
+    md << fmt::format("| {} | {:.3f} | {:.1f} | {:.5f} |\n", k, fda[k]["seconds"].get<double>(),
+                      fda[k]["captions_per_s"].get<double>(), fda[k]["min_cosine_vs_packed"].get<double>());
+  }
+  md << "\npacked = one pass per caption row with the block mask (`pack_facets`); cache = prefix pass with "
+        "`cache_layers`, then all B x K facets in one pass reading the shared cache (`continuation_rows`); naive = "
+        "B x K full prompts.\n";
+  const std::string notes_path = std::string(FLAME_BENCH_RESULTS_DIR) + "/llm_forward_notes.md";
+  if (fs::exists(notes_path)) md << "\n" << read_file(notes_path);
+  const fs::path out = fs::path(FLAME_BENCH_RESULTS_DIR) / "llm_forward.md";
+  write_file_atomic(out, md.str());
+  fmt::print("wrote {}\n", out.string());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Args a = parse_args(argc, argv);
+    const std::string child = a.get("child");
+    if (child.empty()) return parent(argc, argv, a);
+    json r;
+    if (child == "forward") r = child_forward(a);
+    else if (child == "gemm") r = child_gemm(a);
+    else if (child == "fda") r = child_fda(a);
+    else fail("unknown --child '{}'", child);
+    std::cout << "\n" << r.dump() << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "llm_forward: " << e.what() << "\n";
+    return 1;
+  }
+}

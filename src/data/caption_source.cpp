@@ -1,0 +1,394 @@
+#include "data/caption_source.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+
+#include "data/brace_expand.h"
+#include "data/tar_reader.h"
+#include "data/utf8.h"
+#include "util/error.h"
+#include "util/strings.h"
+
+namespace flame::data {
+
+namespace {
+
+using nlohmann::json;
+
+std::string lowercase(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Applies the checks shared by all formats to each record read, and keeps the
+// usable ones: invalid or empty fields are removed, then records lacking
+// required fields or repeating an earlier key are dropped.
+class Collector {
+ public:
+  Collector(const CaptionSourceOptions& options, CaptionInput* out) : options_(options), out_(out) {}
+
+  // Problems quote input bytes (keys, paths, cells); they are made valid UTF-8
+  // so they can be logged and written as JSON.
+  void problem(const std::string& key, const std::string& source, const std::string& reason, bool dropped) {
+    out_->problems.push_back(InputProblem{replace_invalid_utf8(key), replace_invalid_utf8(source),
+                                          replace_invalid_utf8(reason), dropped});
+  }
+
+  // One problem per defective record, its reasons joined, so problems can be
+  // counted per key.
+  void add(CaptionRecord record) {
+    // Keys end up in JSON (store shards, logs), which must be UTF-8.
+    if (!is_valid_utf8(record.key)) {
+      problem(record.key, record.source, "key is not valid UTF-8", true);
+      return;
+    }
+    std::vector<std::string> reasons;
+    for (auto it = record.fields.begin(); it != record.fields.end();) {
+      size_t bad = 0;
+      if (!is_valid_utf8(it->second, &bad)) {
+        reasons.push_back(fmt::format("field '{}' is not valid UTF-8 (byte {})", it->first, bad));
+        it = record.fields.erase(it);
+      } else if (trim(it->second).empty()) {
+        reasons.push_back(fmt::format("field '{}' is empty", it->first));
+        it = record.fields.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    bool usable = true;
+    for (const auto& field : options_.required_fields) {
+      if (record.fields.count(field) == 0) {
+        reasons.push_back(fmt::format("missing field '{}'", field));
+        usable = false;
+      }
+    }
+    if (usable && record.fields.empty()) {
+      reasons.push_back("no non-empty text field");
+      usable = false;
+    }
+    if (usable) {
+      const auto [it, inserted] = first_source_.emplace(record.key, record.source);
+      if (!inserted) {
+        reasons.push_back(fmt::format("duplicate key (first seen at {})", it->second));
+        usable = false;
+      }
+    }
+    if (!reasons.empty())
+      problem(record.key, record.source, fmt::format("{}", fmt::join(reasons, "; ")), !usable);
+    if (usable) out_->records.push_back(std::move(record));
+  }
+
+ private:
+  const CaptionSourceOptions& options_;
+  CaptionInput* out_;
+  std::unordered_map<std::string, std::string> first_source_;  // key -> where it was first read
+};
+
+std::ifstream open_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open caption file '{}': {}", path, std::strerror(errno));
+  return in;
+}
+
+// One line without its line ending; a byte order mark before the first line
+// (as spreadsheet exports write) is dropped.
+bool read_line(std::ifstream& in, std::string* line, bool first = false) {
+  if (!std::getline(in, *line)) return false;
+  if (!line->empty() && line->back() == '\r') line->pop_back();
+  if (first && starts_with(*line, "\xEF\xBB\xBF")) line->erase(0, 3);
+  return true;
+}
+
+void read_jsonl(const std::string& path, const CaptionSourceOptions& options, Collector* out) {
+  std::ifstream in = open_text_file(path);
+  std::string line;
+  for (int64_t number = 1; read_line(in, &line, number == 1); ++number) {
+    if (trim(line).empty()) continue;
+    const std::string source = fmt::format("{}:{}", path, number);
+    size_t bad = 0;
+    const bool valid_utf8 = is_valid_utf8(line, &bad);
+    // The JSON parser refuses invalid UTF-8; parse a repaired copy so the
+    // problem can still name the key.
+    const json value = json::parse(valid_utf8 ? line : replace_invalid_utf8(line), nullptr, false);
+    if (value.is_discarded()) {
+      out->problem("", source, "not valid JSON", true);
+      continue;
+    }
+    if (!value.is_object()) {
+      out->problem("", source, "not a JSON object", true);
+      continue;
+    }
+    const auto key_it = value.find(options.jsonl_key_field);
+    std::string key;
+    if (key_it != value.end() && key_it->is_string()) {
+      key = key_it->get<std::string>();
+    } else if (key_it != value.end() && key_it->is_number_integer()) {
+      key = key_it->dump();
+    }
+    if (key.empty()) {
+      out->problem("", source, fmt::format("missing or invalid key field '{}'", options.jsonl_key_field),
+                   true);
+      continue;
+    }
+    if (!valid_utf8) {
+      out->problem(key, source, fmt::format("line is not valid UTF-8 (byte {})", bad), true);
+      continue;
+    }
+    CaptionRecord record{key, {}, source};
+    for (const auto& [name, field] : value.items()) {
+      if (name != options.jsonl_key_field && field.is_string())
+        record.fields[name] = field.get<std::string>();
+    }
+    out->add(std::move(record));
+  }
+}
+
+// WebDataset: a member "dir/KEY.EXT" belongs to sample "dir/KEY", where KEY ends
+// at the first dot of the file name; consecutive members with the same key form
+// one sample. Returns false for names without an extension.
+bool split_member_path(const std::string& path, std::string* key, std::string* ext) {
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.find('.', slash == std::string::npos ? 0 : slash + 1);
+  if (dot == std::string::npos || dot + 1 == path.size()) return false;
+  *key = path.substr(0, dot);
+  *ext = lowercase(path.substr(dot + 1));
+  return true;
+}
+
+void read_tar(const std::string& path, Collector* out) {
+  TarReader tar(path);
+  struct Sample {
+    std::string key;
+    std::map<std::string, std::string> members;  // ext -> bytes
+  };
+  Sample sample;
+  const auto flush = [&]() {
+    if (sample.key.empty()) return;
+    const std::string source = fmt::format("{}:{}", path, sample.key);
+    CaptionRecord record{sample.key, {}, source};
+    const auto json_it = sample.members.find("json");
+    if (json_it != sample.members.end()) {
+      const json value = json::parse(json_it->second, nullptr, false);
+      if (value.is_discarded() || !value.is_object()) {
+        out->problem(sample.key, source, "member .json is not a JSON object", false);
+      } else {
+        for (const auto& [name, field] : value.items())
+          if (field.is_string()) record.fields[name] = field.get<std::string>();
+      }
+    }
+    const auto txt_it = sample.members.find("txt");
+    if (txt_it != sample.members.end()) {
+      record.fields["txt"] = txt_it->second;
+      record.fields["caption"] = txt_it->second;
+    }
+    if (json_it == sample.members.end() && txt_it == sample.members.end()) {
+      out->problem(sample.key, source, "no .txt or .json member", true);
+    } else {
+      out->add(std::move(record));
+    }
+    sample = Sample{};
+  };
+  const auto is_text = [](const std::string& member_path) {
+    std::string key, ext;
+    return split_member_path(member_path, &key, &ext) && (ext == "txt" || ext == "json");
+  };
+  TarMember member;
+  while (tar.next(&member, is_text)) {
+    std::string key, ext;
+    if (!split_member_path(member.path, &key, &ext)) continue;  // not part of a sample, as in WebDataset
+    if (key.empty() || key.back() == '/') {
+      if (is_text(member.path)) {
+        out->problem("", fmt::format("{}:{}", path, member.path),
+                     "member name has no key before its extension", true);
+      }
+      continue;
+    }
+    if (key != sample.key) flush();
+    sample.key = key;
+    if (!sample.members.emplace(ext, std::move(member.data)).second) {
+      out->problem(key, fmt::format("{}:{}", path, member.path), "member repeated; the later copy is ignored",
+                   false);
+    }
+  }
+  flush();
+}
+
+void read_tsv(const std::string& path, const CaptionSourceOptions& options, Collector* out) {
+  std::ifstream in = open_text_file(path);
+  std::string line;
+  if (!read_line(in, &line, true)) fail("{}: empty TSV file, expected a header row", path);
+  const std::vector<std::string> header = split(line, '\t');
+  const auto column = [&](const std::string& name, bool required) -> int {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end()) {
+      if (required)
+        fail("{}: no column '{}' in the header (columns: {})", path, name, fmt::join(header, ", "));
+      return -1;
+    }
+    return static_cast<int>(it - header.begin());
+  };
+  std::vector<int> key_columns;
+  for (const auto& name : options.tsv_key_columns) key_columns.push_back(column(name, true));
+  if (key_columns.empty()) fail("{}: no key columns given", path);
+  const int text_column = column(options.tsv_text_column, true);
+  const int order_column = options.tsv_join ? column(options.tsv_order_column, false) : -1;
+  const std::string field = options.tsv_field.empty() ? options.tsv_text_column : options.tsv_field;
+
+  // With tsv_join, rows are grouped per key in order of first appearance.
+  struct Row {
+    int64_t order;
+    std::string text;
+  };
+  struct Group {
+    std::string key, source;
+    std::vector<Row> rows;
+  };
+  std::vector<Group> groups;
+  std::unordered_map<std::string, size_t> group_of;
+
+  for (int64_t number = 2; read_line(in, &line); ++number) {
+    if (line.empty()) continue;
+    const std::string source = fmt::format("{}:{}", path, number);
+    const std::vector<std::string> cells = split(line, '\t');
+    if (cells.size() != header.size()) {
+      out->problem("", source, fmt::format("{} columns, the header has {}", cells.size(), header.size()),
+                   true);
+      continue;
+    }
+    std::string key;
+    for (size_t i = 0; i < key_columns.size(); ++i) {
+      if (i > 0) key += '#';
+      key += cells[key_columns[i]];
+    }
+    if (trim(key).empty()) {
+      out->problem("", source, "empty key", true);
+      continue;
+    }
+    const std::string& text = cells[text_column];
+    if (!options.tsv_join) {
+      out->add(CaptionRecord{key, {{field, text}}, source});
+      continue;
+    }
+    auto [it, inserted] = group_of.emplace(key, groups.size());
+    if (inserted) groups.push_back(Group{key, source, {}});
+    Group& group = groups[it->second];
+    int64_t order = static_cast<int64_t>(group.rows.size());
+    if (order_column >= 0) {
+      const std::string& cell = cells[order_column];
+      char* end = nullptr;
+      errno = 0;
+      order = std::strtoll(cell.c_str(), &end, 10);
+      if (cell.empty() || *end != '\0' || errno != 0) {
+        out->problem(key, source,
+                     fmt::format("{} '{}' is not an integer; row left out", options.tsv_order_column, cell),
+                     false);
+        continue;
+      }
+      const bool repeated =
+          std::any_of(group.rows.begin(), group.rows.end(), [&](const Row& r) { return r.order == order; });
+      if (repeated) {
+        out->problem(key, source,
+                     fmt::format("duplicate {} {}; row left out", options.tsv_order_column, order), false);
+        continue;
+      }
+    }
+    size_t bad = 0;
+    if (!is_valid_utf8(text, &bad)) {
+      out->problem(key, source, fmt::format("caption is not valid UTF-8 (byte {}); row left out", bad),
+                   false);
+      continue;
+    }
+    if (trim(text).empty()) {
+      out->problem(key, source, "empty caption; row left out", false);
+      continue;
+    }
+    group.rows.push_back(Row{order, std::string(trim(text))});
+  }
+  for (Group& group : groups) {
+    std::stable_sort(group.rows.begin(), group.rows.end(),
+                     [](const Row& a, const Row& b) { return a.order < b.order; });
+    std::string joined;
+    for (const Row& row : group.rows) {
+      if (!joined.empty()) joined += ' ';
+      joined += row.text;
+    }
+    // A group whose rows were all left out arrives empty and is dropped, with a problem.
+    out->add(CaptionRecord{group.key, {{field, joined}}, group.source});
+  }
+}
+
+std::string detect_format(const std::string& path, const CaptionSourceOptions& options) {
+  if (options.format != "auto") {
+    if (options.format != "jsonl" && options.format != "tsv" && options.format != "tar") {
+      fail("unknown caption format '{}' (use auto, jsonl, tsv or tar)", options.format);
+    }
+    return options.format;
+  }
+  const std::string name = lowercase(std::filesystem::path(path).filename().string());
+  if (ends_with(name, ".jsonl") || ends_with(name, ".ndjson")) return "jsonl";
+  if (ends_with(name, ".tsv")) return "tsv";
+  if (ends_with(name, ".tar") || ends_with(name, ".tar.gz") || ends_with(name, ".tgz")) return "tar";
+  fail("cannot tell the format of '{}' from its extension (.jsonl, .ndjson, .tsv, .tar, .tar.gz, .tgz)",
+       path);
+}
+
+}  // namespace
+
+int64_t CaptionInput::dropped_count() const {
+  return std::count_if(problems.begin(), problems.end(), [](const InputProblem& p) { return p.dropped; });
+}
+
+CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options) {
+  std::vector<std::string> paths;
+  for (const auto& input : inputs)
+    for (auto& path : expand_braces(input)) paths.push_back(std::move(path));
+  // Fail before reading anything when an input is absent: a job should not
+  // spend hours on the first shards and then stop.
+  for (const auto& path : paths) {
+    if (!std::filesystem::is_regular_file(path))
+      fail("caption input '{}' does not exist or is not a file", path);
+    detect_format(path, options);
+  }
+  CaptionInput input;
+  Collector collector(options, &input);
+  for (const auto& path : paths) {
+    const std::string format = detect_format(path, options);
+    if (format == "jsonl") read_jsonl(path, options, &collector);
+    if (format == "tsv") read_tsv(path, options, &collector);
+    if (format == "tar") read_tar(path, &collector);
+  }
+  return input;
+}
+
+uint64_t key_hash(const std::string& key) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
+                                         int shard_index) {
+  if (num_shards < 1 || shard_index < 0 || shard_index >= num_shards) {
+    fail("invalid shard {} of {}: need 0 <= index < count", shard_index, num_shards);
+  }
+  std::vector<CaptionRecord> out;
+  for (const auto& record : records) {
+    if (key_hash(record.key) % static_cast<uint64_t>(num_shards) == static_cast<uint64_t>(shard_index)) {
+      out.push_back(record);
+    }
+  }
+  return out;
+}
+
+}  // namespace flame::data

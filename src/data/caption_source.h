@@ -1,0 +1,76 @@
+// Caption inputs for the offline embedding job: JSONL files, WebDataset tar
+// shards and TSV tables, read into keyed records in a deterministic order.
+//
+// Bad records do not stop a job over millions of captions: each defect (empty
+// or non-UTF-8 text, missing key or field, duplicate key, unparsable line) is
+// collected as an InputProblem naming the key and file. A record is kept when
+// it is still usable, otherwise dropped, and every dropped record has a problem
+// with `dropped` set. Only a missing or unreadable input file throws.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace flame::data {
+
+struct CaptionRecord {
+  std::string key;
+  std::map<std::string, std::string> fields;  // e.g. "long", "short", "raw", or "caption"
+  std::string source;                         // where it was read: "file:line" or "shard.tar:KEY"
+};
+
+struct InputProblem {
+  std::string key;     // empty when the key itself could not be read
+  std::string source;  // "file:line", or "shard.tar:KEY" for tar members
+  std::string reason;
+  bool dropped = false;  // the record was left out of CaptionInput::records
+};
+
+struct CaptionSourceOptions {
+  // "auto" tells each file's format from its extension: .jsonl/.ndjson, .tsv,
+  // .tar/.tar.gz/.tgz; or "jsonl", "tsv", "tar" for all inputs.
+  std::string format = "auto";
+
+  // JSONL: the field holding the key (a non-empty string or an integer).
+  std::string jsonl_key_field = "key";
+
+  // TSV (header row required): the key is the values of these columns joined
+  // with '#', e.g. {"image", "caption_index"} -> "IMG.jpg#0".
+  std::vector<std::string> tsv_key_columns = {"image"};
+  std::string tsv_text_column = "caption";
+  std::string tsv_field;  // field name for the text; empty: tsv_text_column
+  // Join the rows sharing a key (within one file) into one caption, separated
+  // by single spaces, in the order of tsv_order_column when the file has that
+  // column, else in file order.
+  bool tsv_join = false;
+  std::string tsv_order_column = "caption_index";
+
+  // Fields every kept record must have, non-empty. When empty, a record needs
+  // at least one non-empty field.
+  std::vector<std::string> required_fields;
+};
+
+struct CaptionInput {
+  std::vector<CaptionRecord> records;  // inputs in the given order, each file in its own order
+  std::vector<InputProblem> problems;  // in the order they were found
+
+  int64_t dropped_count() const;
+};
+
+// Reads every record of the inputs. Each input may use brace patterns
+// ("data-{0000..0099}.tar"). Throws flame::Error naming the file when an input
+// is missing, unreadable, or of unknown format; everything else is a problem.
+CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options = {});
+
+// FNV-1a 64 of the key's bytes: stable across machines, builds and runs.
+uint64_t key_hash(const std::string& key);
+
+// The records with key_hash(key) % num_shards == shard_index, in input order.
+// The split depends only on the keys, so every machine of a scale-out job
+// computes the same partition whatever order it read the inputs in.
+std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
+                                         int shard_index);
+
+}  // namespace flame::data

@@ -1,0 +1,47 @@
+// Building model inputs from token id lists: right-padded batches, and the
+// two layouts for facet-decoupled attention (FDA), where every caption
+// "prefix + facet_1 + ... + facet_K" yields one embedding per facet and each
+// facet sees the prefix and itself, never another facet:
+//   (a) pack_facets: one packed row per caption with a block mask, every
+//       facet's positions continuing from the prefix end; one forward pass.
+//   (b) prefix batch -> KvCache -> continuation batch of B*K facet rows that
+//       read the shared cache (ForwardInput::past_rows = continuation_rows).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace flame::llm {
+
+using TokenIds = std::vector<int64_t>;
+
+struct TokenBatch {
+  torch::Tensor input_ids;   // [B, T] int64, right-padded with pad_id
+  torch::Tensor valid;       // [B, T] bool, false = padding
+  torch::Tensor lengths;     // [B] int64
+  torch::Tensor last_index;  // [B, 1] int64: index of each row's last token (0 for an empty row)
+};
+
+// Right-pads the sequences to the longest (at least `min_length`). On the CPU.
+TokenBatch pad_right(const std::vector<TokenIds>& sequences, int64_t pad_id = 0, int64_t min_length = 0);
+
+struct FacetPacking {
+  torch::Tensor input_ids;       // [B, T] int64: prefix, facet 1, ..., facet K, padding
+  torch::Tensor valid;           // [B, T] bool
+  torch::Tensor positions;       // [B, T] int64: prefix 0..p-1, each facet p, p+1, ...
+  torch::Tensor attention_mask;  // [B, T, T] bool: prefix causal; facet -> prefix + itself causally
+  torch::Tensor facet_last;      // [B, K] int64: index of each facet's last token
+};
+
+// Layout (a). Every caption must have the same number K >= 1 of facets, and
+// every facet at least one token. On the CPU.
+FacetPacking pack_facets(const std::vector<TokenIds>& prefixes, const std::vector<std::vector<TokenIds>>& facets,
+                         int64_t pad_id = 0);
+
+// Layout (b): [batch * k] int64 = 0,..,0, 1,..,1, ...: continuation row i
+// reads cache row i / k (the layout the attention shares without copies).
+torch::Tensor continuation_rows(int64_t batch, int64_t k);
+
+}  // namespace flame::llm

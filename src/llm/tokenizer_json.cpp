@@ -1,0 +1,419 @@
+// Loads a Hugging Face tokenizer.json: model (BPE, WordPiece), added tokens,
+// normalizer, pre-tokenizer, post-processor and decoder. Anything this
+// implementation cannot reproduce exactly is refused with an error naming the
+// file and the component, rather than tokenized differently.
+#include <nlohmann/json.hpp>
+
+#include "llm/bpe.h"
+#include "llm/tokenizer.h"
+#include "llm/unicode_regex.h"
+#include "llm/wpm.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace flame::llm {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Context {
+  std::string source;
+};
+
+std::string type_of(const json& j, const Context& ctx, const char* what) {
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    fail("{}: {} has no \"type\"", ctx.source, what);
+  }
+  return j["type"].get<std::string>();
+}
+
+template <typename T>
+T value_or(const json& j, const char* key, T fallback) {
+  if (!j.is_object()) return fallback;
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  return it->get<T>();
+}
+
+// {"String": "..."} or {"Regex": "..."}: a literal or a compiled regex.
+void parse_pattern(const json& j, const Context& ctx, const std::string& where, std::string* literal,
+                   std::shared_ptr<const UnicodeRegex>* regex) {
+  if (j.is_object() && j.contains("String")) {
+    *literal = j["String"].get<std::string>();
+  } else if (j.is_object() && j.contains("Regex")) {
+    try {
+      *regex = std::make_shared<UnicodeRegex>(j["Regex"].get<std::string>());
+    } catch (const Error& e) {
+      fail("{}: {}: {}", ctx.source, where, e.what());
+    }
+  } else {
+    fail("{}: {}: pattern must be {{\"String\": ..}} or {{\"Regex\": ..}}", ctx.source, where);
+  }
+}
+
+SplitBehavior parse_behavior(const json& j, const Context& ctx, const std::string& where) {
+  const std::string b = j.is_string() ? j.get<std::string>() : "Isolated";
+  if (b == "Removed") return SplitBehavior::Removed;
+  if (b == "Isolated") return SplitBehavior::Isolated;
+  if (b == "MergedWithPrevious") return SplitBehavior::MergedWithPrevious;
+  if (b == "MergedWithNext") return SplitBehavior::MergedWithNext;
+  if (b == "Contiguous") return SplitBehavior::Contiguous;
+  fail("{}: {}: unknown split behavior '{}'", ctx.source, where, b);
+}
+
+// prepend_scheme, or the older add_prefix_space flag.
+PrependScheme parse_prepend_scheme(const json& j, const Context& ctx, const std::string& where) {
+  if (j.contains("prepend_scheme") && j["prepend_scheme"].is_string()) {
+    const std::string s = j["prepend_scheme"].get<std::string>();
+    if (s == "always") return PrependScheme::Always;
+    if (s == "first") return PrependScheme::First;
+    if (s == "never") return PrependScheme::Never;
+    fail("{}: {}: unknown prepend_scheme '{}'", ctx.source, where, s);
+  }
+  return value_or<bool>(j, "add_prefix_space", true) ? PrependScheme::Always : PrependScheme::Never;
+}
+
+Normalizer parse_normalizer(const json& j, const Context& ctx) {
+  const std::string type = type_of(j, ctx, "normalizer");
+  const std::string where = "normalizer " + type;
+  Normalizer n;
+  using Kind = Normalizer::Kind;
+  if (type == "Sequence") {
+    n.kind = Kind::Sequence;
+    for (const auto& child : j.at("normalizers")) n.children.push_back(parse_normalizer(child, ctx));
+  } else if (type == "Prepend") {
+    n.kind = Kind::Prepend;
+    n.content = j.at("prepend").get<std::string>();
+  } else if (type == "Replace") {
+    n.kind = Kind::Replace;
+    parse_pattern(j.at("pattern"), ctx, where, &n.pattern, &n.regex);
+    n.content = j.at("content").get<std::string>();
+  } else if (type == "NFC") {
+    n.kind = Kind::NFC;
+  } else if (type == "NFD") {
+    n.kind = Kind::NFD;
+  } else if (type == "NFKC") {
+    n.kind = Kind::NFKC;
+  } else if (type == "NFKD") {
+    n.kind = Kind::NFKD;
+  } else if (type == "Lowercase") {
+    n.kind = Kind::Lowercase;
+  } else if (type == "Strip") {
+    n.kind = Kind::Strip;
+    n.strip_left = value_or<bool>(j, "strip_left", true);
+    n.strip_right = value_or<bool>(j, "strip_right", true);
+  } else if (type == "StripAccents") {
+    n.kind = Kind::StripAccents;
+  } else if (type == "BertNormalizer") {
+    n.kind = Kind::Bert;
+    n.clean_text = value_or<bool>(j, "clean_text", true);
+    n.handle_chinese_chars = value_or<bool>(j, "handle_chinese_chars", true);
+    n.lowercase = value_or<bool>(j, "lowercase", true);
+    n.strip_accents = value_or<bool>(j, "strip_accents", n.lowercase);
+  } else {
+    // e.g. Precompiled (SentencePiece's compiled charsmap) or ByteLevel.
+    fail("{}: normalizer type '{}' is not supported", ctx.source, type);
+  }
+  return n;
+}
+
+PreTokenizer parse_pre_tokenizer(const json& j, const Context& ctx) {
+  const std::string type = type_of(j, ctx, "pre_tokenizer");
+  const std::string where = "pre_tokenizer " + type;
+  PreTokenizer p;
+  using Kind = PreTokenizer::Kind;
+  if (type == "Sequence") {
+    p.kind = Kind::Sequence;
+    for (const auto& child : j.at("pretokenizers")) p.children.push_back(parse_pre_tokenizer(child, ctx));
+  } else if (type == "ByteLevel") {
+    p.kind = Kind::ByteLevel;
+    p.add_prefix_space = value_or<bool>(j, "add_prefix_space", true);
+    p.use_regex = value_or<bool>(j, "use_regex", true);
+  } else if (type == "Split") {
+    p.kind = Kind::Split;
+    parse_pattern(j.at("pattern"), ctx, where, &p.literal, &p.regex);
+    p.behavior = parse_behavior(j.value("behavior", json()), ctx, where);
+    p.invert = value_or<bool>(j, "invert", false);
+  } else if (type == "Digits") {
+    p.kind = Kind::Digits;
+    p.individual_digits = value_or<bool>(j, "individual_digits", false);
+  } else if (type == "Metaspace") {
+    p.kind = Kind::Metaspace;
+    p.replacement = value_or<std::string>(j, "replacement", "\xe2\x96\x81");
+    p.prepend_scheme = parse_prepend_scheme(j, ctx, where);
+    p.split = value_or<bool>(j, "split", true);
+  } else if (type == "Whitespace") {
+    p.kind = Kind::Whitespace;
+  } else if (type == "WhitespaceSplit") {
+    p.kind = Kind::WhitespaceSplit;
+  } else if (type == "BertPreTokenizer") {
+    p.kind = Kind::Bert;
+  } else if (type == "Punctuation") {
+    p.kind = Kind::Punctuation;
+    p.behavior = parse_behavior(j.value("behavior", json()), ctx, where);
+  } else if (type == "CharDelimiterSplit") {
+    p.kind = Kind::CharDelimiterSplit;
+    p.literal = j.at("delimiter").get<std::string>();
+  } else {
+    fail("{}: pre_tokenizer type '{}' is not supported", ctx.source, type);
+  }
+  return p;
+}
+
+Decoder parse_decoder(const json& j, const Context& ctx) {
+  const std::string type = type_of(j, ctx, "decoder");
+  const std::string where = "decoder " + type;
+  Decoder d;
+  using Kind = Decoder::Kind;
+  if (type == "Sequence") {
+    d.kind = Kind::Sequence;
+    for (const auto& child : j.at("decoders")) d.children.push_back(parse_decoder(child, ctx));
+  } else if (type == "ByteLevel") {
+    d.kind = Kind::ByteLevel;
+  } else if (type == "Metaspace") {
+    d.kind = Kind::Metaspace;
+    d.content = value_or<std::string>(j, "replacement", "\xe2\x96\x81");
+    d.prepend_scheme = parse_prepend_scheme(j, ctx, where);
+  } else if (type == "Replace") {
+    d.kind = Kind::Replace;
+    std::shared_ptr<const UnicodeRegex> regex;
+    parse_pattern(j.at("pattern"), ctx, where, &d.pattern, &regex);
+    if (regex) fail("{}: {}: regex patterns are not supported in the Replace decoder", ctx.source, where);
+    d.content = j.at("content").get<std::string>();
+  } else if (type == "ByteFallback") {
+    d.kind = Kind::ByteFallback;
+  } else if (type == "Fuse") {
+    d.kind = Kind::Fuse;
+  } else if (type == "Strip") {
+    d.kind = Kind::Strip;
+    d.content = j.at("content").get<std::string>();
+    d.strip_start = value_or<size_t>(j, "start", 0);
+    d.strip_stop = value_or<size_t>(j, "stop", 0);
+  } else if (type == "WordPiece") {
+    d.kind = Kind::WordPiece;
+    d.content = value_or<std::string>(j, "prefix", "##");
+    d.cleanup = value_or<bool>(j, "cleanup", true);
+  } else if (type == "BPEDecoder") {
+    d.kind = Kind::BpeSuffix;
+    d.content = value_or<std::string>(j, "suffix", "</w>");
+  } else {
+    fail("{}: decoder type '{}' is not supported", ctx.source, type);
+  }
+  return d;
+}
+
+// The single-sequence template: ids before and after the text.
+void parse_post_processor(const json& j, const Context& ctx, Tokenizer::Parts* parts) {
+  const std::string type = type_of(j, ctx, "post_processor");
+  if (type == "Sequence") {
+    for (const auto& child : j.at("processors")) parse_post_processor(child, ctx, parts);
+  } else if (type == "ByteLevel") {
+    // Only adjusts offsets.
+  } else if (type == "TemplateProcessing") {
+    parts->prefix_ids.clear();
+    parts->suffix_ids.clear();
+    bool seen_sequence = false;
+    const json& specials = j.at("special_tokens");
+    for (const auto& item : j.at("single")) {
+      if (item.contains("Sequence")) {
+        const std::string id = item["Sequence"].at("id").get<std::string>();
+        if (id != "A") fail("{}: post_processor single template uses sequence '{}' (only A)", ctx.source, id);
+        seen_sequence = true;
+      } else if (item.contains("SpecialToken")) {
+        const std::string name = item["SpecialToken"].at("id").get<std::string>();
+        if (!specials.contains(name))
+          fail("{}: post_processor template token '{}' is not in special_tokens", ctx.source, name);
+        auto& target = seen_sequence ? parts->suffix_ids : parts->prefix_ids;
+        for (const auto& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
+      } else {
+        fail("{}: post_processor template item {} is not understood", ctx.source, item.dump());
+      }
+    }
+  } else if (type == "BertProcessing" || type == "RobertaProcessing") {
+    parts->prefix_ids = {j.at("cls").at(1).get<int32_t>()};
+    parts->suffix_ids = {j.at("sep").at(1).get<int32_t>()};
+  } else {
+    fail("{}: post_processor type '{}' is not supported", ctx.source, type);
+  }
+}
+
+// A token named in tokenizer_config.json / special_tokens_map.json: a string or {"content": ..}.
+std::optional<std::string> config_token(const json& config, const char* key) {
+  if (!config.is_object() || !config.contains(key)) return std::nullopt;
+  const json& v = config[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> Tokenizer::load_tokenizer_json(const fs::path& path) {
+  Context ctx{path.string()};
+  const json root = read_json_file(path);
+  Tokenizer::Parts parts;
+  parts.source = ctx.source;
+  try {
+    if (!root.is_object() || !root.contains("model"))
+      fail("{}: not a tokenizer.json (no \"model\")", ctx.source);
+    const json& model = root["model"];
+    std::string model_type = value_or<std::string>(model, "type", "");
+    if (model_type.empty())
+      model_type = model.contains("merges") ? "BPE" : model.contains("vocab") ? "WordPiece" : "";
+
+    // Vocabulary, then added tokens, into one id -> piece table.
+    if (!model.contains("vocab") || !model["vocab"].is_object()) {
+      fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
+    }
+    std::unordered_map<std::string, int32_t> vocab;
+    int64_t max_id = -1;
+    for (const auto& [piece, id] : model["vocab"].items()) {
+      const auto v = id.get<int64_t>();
+      if (v < 0 || v > INT32_MAX) fail("{}: vocab entry '{}' has invalid id {}", ctx.source, piece, v);
+      vocab.emplace(piece, static_cast<int32_t>(v));
+      max_id = std::max(max_id, v);
+    }
+    if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+      for (const auto& t : root["added_tokens"]) {
+        AddedToken a;
+        a.id = t.at("id").get<int32_t>();
+        a.content = t.at("content").get<std::string>();
+        a.special = value_or<bool>(t, "special", false);
+        a.lstrip = value_or<bool>(t, "lstrip", false);
+        a.rstrip = value_or<bool>(t, "rstrip", false);
+        a.single_word = value_or<bool>(t, "single_word", false);
+        a.normalized = value_or<bool>(t, "normalized", !a.special);
+        if (a.id < 0) fail("{}: added token '{}' has invalid id {}", ctx.source, a.content, a.id);
+        max_id = std::max<int64_t>(max_id, a.id);
+        parts.added_tokens.push_back(std::move(a));
+      }
+    }
+    if (max_id < 0) fail("{}: empty vocabulary", ctx.source);
+    parts.pieces.assign(static_cast<size_t>(max_id + 1), std::string());
+    parts.types.assign(parts.pieces.size(), TokenType::Undefined);
+    for (const auto& [piece, id] : vocab) {
+      parts.pieces[id] = piece;
+      parts.types[id] = TokenType::Normal;
+    }
+    for (const auto& a : parts.added_tokens) {
+      parts.pieces[a.id] = a.content;
+      parts.types[a.id] = a.special ? TokenType::Control : TokenType::UserDefined;
+    }
+
+    const auto unk_token = value_or<std::string>(model, "unk_token", "");
+    if (!unk_token.empty()) {
+      const auto it = vocab.find(unk_token);
+      if (it == vocab.end()) fail("{}: unk_token '{}' is not in the vocabulary", ctx.source, unk_token);
+      parts.unk_id = it->second;
+      parts.types[it->second] = TokenType::Unknown;
+    }
+
+    if (model_type == "BPE") {
+      if (value_or<double>(model, "dropout", 0.0) > 0.0) {
+        fail("{}: BPE dropout is set; only deterministic tokenization is supported", ctx.source);
+      }
+      std::vector<std::pair<std::string, std::string>> merges;
+      const json merges_json = model.value("merges", json::array());
+      merges.reserve(merges_json.size());
+      for (size_t i = 0; i < merges_json.size(); ++i) {
+        const json& m = merges_json[i];
+        if (m.is_string()) {
+          const std::string s = m.get<std::string>();
+          const size_t space = s.find(' ');
+          if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
+            fail("{}: merge #{} '{}' is not two tokens separated by one space", ctx.source, i, s);
+          }
+          merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+        } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+          merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+        } else {
+          fail("{}: merge #{} is neither \"a b\" nor [\"a\", \"b\"]", ctx.source, i);
+        }
+      }
+      BpeOptions options;
+      options.unk_id = parts.unk_id;
+      options.fuse_unk = value_or<bool>(model, "fuse_unk", false);
+      options.byte_fallback = value_or<bool>(model, "byte_fallback", false);
+      options.ignore_merges = value_or<bool>(model, "ignore_merges", false);
+      options.continuing_subword_prefix = value_or<std::string>(model, "continuing_subword_prefix", "");
+      options.end_of_word_suffix = value_or<std::string>(model, "end_of_word_suffix", "");
+      if (options.byte_fallback) {
+        for (int b = 0; b < 256; ++b) {
+          const auto it = vocab.find(fmt::format("<0x{:02X}>", b));
+          if (it != vocab.end()) parts.types[it->second] = TokenType::Byte;
+        }
+      }
+      const bool byte_fallback = options.byte_fallback;
+      const size_t merge_count = merges.size();
+      parts.model =
+          std::make_shared<BpeModel>(std::move(vocab), merges, std::move(options), true, ctx.source);
+      parts.description =
+          fmt::format("BPE{}, {} tokens, {} merges", byte_fallback ? " with byte fallback" : "",
+                      parts.pieces.size(), merge_count);
+    } else if (model_type == "WordPiece") {
+      if (!parts.unk_id) fail("{}: WordPiece model without an unk_token", ctx.source);
+      const auto prefix = value_or<std::string>(model, "continuing_subword_prefix", "##");
+      const auto max_chars = value_or<size_t>(model, "max_input_chars_per_word", 100);
+      parts.model = std::make_shared<WordPieceModel>(std::move(vocab), *parts.unk_id, "", prefix, max_chars);
+      parts.description = fmt::format("WordPiece, {} tokens", parts.pieces.size());
+    } else {
+      fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
+    }
+
+    if (root.contains("normalizer") && !root["normalizer"].is_null())
+      parts.normalizer = parse_normalizer(root["normalizer"], ctx);
+    if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
+      parts.pre_tokenizer = parse_pre_tokenizer(root["pre_tokenizer"], ctx);
+      if (parts.pre_tokenizer->kind == PreTokenizer::Kind::ByteLevel ||
+          (parts.pre_tokenizer->kind == PreTokenizer::Kind::Sequence &&
+           std::any_of(parts.pre_tokenizer->children.begin(), parts.pre_tokenizer->children.end(),
+                       [](const PreTokenizer& p) { return p.kind == PreTokenizer::Kind::ByteLevel; }))) {
+        parts.description = "byte-level " + parts.description;
+      }
+    }
+    if (root.contains("post_processor") && !root["post_processor"].is_null()) {
+      parse_post_processor(root["post_processor"], ctx, &parts);
+    }
+    if (root.contains("decoder") && !root["decoder"].is_null())
+      parts.decoder = parse_decoder(root["decoder"], ctx);
+
+    // BOS / EOS / PAD: the tokenizer configs beside the file, else the template, else common names.
+    json config = json::object();
+    for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
+      const fs::path p = path.parent_path() / name;
+      if (fs::exists(p)) {
+        const json c = read_json_file(p);
+        if (c.is_object())
+          for (const auto& [k, v] : c.items()) config[k] = v;
+      }
+    }
+    const auto lookup = [&](const std::optional<std::string>& piece) -> std::optional<int32_t> {
+      if (!piece) return std::nullopt;
+      for (const auto& a : parts.added_tokens)
+        if (a.content == *piece) return a.id;
+      for (size_t id = 0; id < parts.pieces.size(); ++id)
+        if (parts.pieces[id] == *piece) return static_cast<int32_t>(id);
+      return std::nullopt;
+    };
+    parts.bos_id = lookup(config_token(config, "bos_token"));
+    parts.eos_id = lookup(config_token(config, "eos_token"));
+    parts.pad_id = lookup(config_token(config, "pad_token"));
+    if (!parts.bos_id && !parts.prefix_ids.empty()) parts.bos_id = parts.prefix_ids.front();
+    if (!parts.eos_id && !parts.suffix_ids.empty()) parts.eos_id = parts.suffix_ids.back();
+    for (const char* name : {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
+      if (!parts.bos_id) parts.bos_id = lookup(std::string(name));
+    for (const char* name : {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"})
+      if (!parts.eos_id) parts.eos_id = lookup(std::string(name));
+    if (root.contains("padding") && root["padding"].is_object() && root["padding"].contains("pad_id")) {
+      parts.pad_id = root["padding"]["pad_id"].get<int32_t>();
+    }
+  } catch (const json::exception& e) {
+    fail("{}: malformed tokenizer.json: {}", ctx.source, e.what());
+  }
+  return std::make_unique<Tokenizer>(std::move(parts));
+}
+
+}  // namespace flame::llm

@@ -1,0 +1,122 @@
+// Transformer: the frozen decoder-only LLM (Llama, SmolLM, Mistral, Qwen2) of
+// a Hugging Face checkpoint, run forward only. It returns hidden states of
+// chosen layers at chosen token positions, optionally logits and a KV cache.
+//
+// Hidden states are numbered as Hugging Face's output_hidden_states: 0 = the
+// token embeddings, i = the output of decoder layer i (1-based), and
+// L = num_hidden_layers = the output of the final norm. Only the layers needed
+// for the requested outputs are run.
+//
+// Batches are right-padded ([B, T] ids + a [B, T] valid mask). A pass can
+// continue a KvCache (read-only): each row continues row past_rows[b] of the
+// cache, and several rows may share one cache row (facet continuations).
+// See batch.h for the two facet-decoupled attention layouts.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "llm/config.h"
+#include "llm/kv_cache.h"
+#include "llm/rope.h"
+
+namespace flame::llm {
+
+class WeightFiles;
+
+struct TransformerOptions {
+  torch::ScalarType dtype = torch::kBFloat16;  // compute dtype: bf16, f16 or f32
+  torch::Device device = torch::kCPU;
+  // Concatenate q/k/v (and gate/up, unless adjacent in the file, when they are
+  // viewed in place) into one matrix at load: fewer, larger matmuls at the
+  // cost of a copy of those weights.
+  bool fuse_projections = true;
+};
+
+struct ForwardInput {
+  torch::Tensor input_ids;       // [B, T] integer token ids (padding: any valid id)
+  torch::Tensor valid;           // [B, T] bool, false = padding; undefined = all tokens real
+  torch::Tensor positions;       // [B, T] int64; undefined = the row's past next_positions() + 0..T-1
+  torch::Tensor attention_mask;  // [B, T, P + T] bool, true = may attend; undefined = causal.
+                                 // Padding keys and the sliding window are masked in addition.
+  const KvCache* past = nullptr;  // read-only; P = past->length()
+  torch::Tensor past_rows;       // [B] int64 cache row of each row; undefined = row b -> b.
+                                 // 0,..,0,1,..,1,.. (continuation_rows) shares rows without copies;
+                                 // any other mapping copies the selected cache rows.
+};
+
+// Wall seconds per stage ("linear", "attention", "norm", "rope", ...),
+// accumulated over passes; for benchmarks (exact on the CPU only).
+struct StageTimes {
+  std::map<std::string, double> seconds;
+};
+
+struct ForwardRequest {
+  std::vector<int64_t> hidden_layers;  // HF numbering, 0..L
+  torch::Tensor gather;                // [B, G] int64 token indices to return; undefined = all T
+  bool logits = false;                 // LM head at the gathered positions (float32)
+  bool cache = false;                  // return past + these tokens as a new KvCache
+  int64_t cache_layers = 0;            // with nothing else asked: layers to run (0 = all)
+  StageTimes* timings = nullptr;       // when set, stages are timed into it
+};
+
+struct ForwardOutput {
+  std::vector<torch::Tensor> hidden;  // per requested layer: [B, G, hidden] (or [B, T, hidden]), compute dtype
+  torch::Tensor logits;               // [B, G, vocab] float32 when asked
+  KvCache cache;                      // when asked: layers run so far, rows as the input's
+};
+
+struct LayerWeights {
+  torch::Tensor input_norm;      // [hidden]
+  torch::Tensor qkv, qkv_bias;   // fused [(Hq + 2 Hkv) D, hidden] (bias optional)
+  torch::Tensor q, k, v;         // unfused projections (fuse_projections = false)
+  torch::Tensor q_bias, k_bias, v_bias;
+  torch::Tensor o, o_bias;       // [hidden, Hq D]
+  torch::Tensor post_norm;       // [hidden]
+  torch::Tensor gate_up, gate_up_bias;  // fused [2 I, hidden]
+  torch::Tensor gate, up, gate_bias, up_bias;
+  torch::Tensor down, down_bias;  // [hidden, I]
+};
+
+class Transformer {
+ public:
+  // Loads and validates every expected tensor (name and shape); weights are
+  // frozen, and zero-copy views of the file where dtype and device allow.
+  static Transformer load(const std::filesystem::path& dir, const TransformerOptions& options = {});
+  static Transformer load(const WeightFiles& weights, const LlmConfig& config, const TransformerOptions& options = {});
+
+  ForwardOutput forward(const ForwardInput& input, const ForwardRequest& request) const;
+
+  // Convenience: hidden state of `layer` at one index per row ([B] or [B, 1]
+  // int64 gather) -> [B, hidden].
+  torch::Tensor hidden_at(const torch::Tensor& input_ids, const torch::Tensor& valid, int64_t layer,
+                          const torch::Tensor& index) const;
+
+  const LlmConfig& config() const { return config_; }
+  const TransformerOptions& options() const { return options_; }
+  int64_t num_layers() const { return config_.num_hidden_layers; }
+  torch::TensorOptions tensor_options() const {
+    return torch::TensorOptions().dtype(options_.dtype).device(options_.device);
+  }
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const torch::Tensor& embed_tokens() const { return embed_; }
+  const torch::Tensor& lm_head() const { return lm_head_; }
+
+ private:
+  Transformer() = default;
+
+  LlmConfig config_;
+  TransformerOptions options_;
+  torch::Tensor embed_;    // [vocab, hidden]
+  std::vector<LayerWeights> layers_;
+  torch::Tensor final_norm_;
+  torch::Tensor lm_head_;  // [vocab, hidden], = embed_ when tied
+  RotaryEmbedding rope_;
+};
+
+}  // namespace flame::llm

@@ -1,0 +1,288 @@
+#include "text/embedding_store.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace flame::text {
+
+namespace {
+
+using nlohmann::json;
+
+// Temp files are named ".<final name>.tmp.<pid>.<hex>" (util/file.h).
+bool is_store_temp_file(const std::string& name) {
+  return name.find(".tmp.") != std::string::npos &&
+         (name.rfind(".shard-", 0) == 0 || name.rfind(std::string(".") + kManifestFile, 0) == 0);
+}
+
+StorePart parse_part(const json& manifest, const std::string& source) {
+  const auto it = manifest.find("part");
+  if (it == manifest.end()) return StorePart{};
+  if (!it->is_object() || !it->contains("index") || !it->contains("count") ||
+      !(*it)["index"].is_number_integer() || !(*it)["count"].is_number_integer()) {
+    fail("{}: 'part' must be {{\"index\": i, \"count\": n}}", source);
+  }
+  StorePart part{(*it)["index"].get<int>(), (*it)["count"].get<int>()};
+  if (part.count < 1 || part.index < 0 || part.index >= part.count) {
+    fail("{}: invalid part {} of {}", source, part.index, part.count);
+  }
+  return part;
+}
+
+}  // namespace
+
+EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity identity, int part_index,
+                                           int part_count)
+    : dir_(dir), identity_(std::move(identity)), part_{part_index, part_count} {
+  identity_.validate(dir_.string());
+  if (part_count < 1 || part_index < 0 || part_index >= part_count) {
+    fail("{}: invalid part {} of {}: need 0 <= index < count", dir_.string(), part_index, part_count);
+  }
+  fs::create_directories(dir_);
+  const fs::path lock_path = dir_ / ".lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) fail("cannot create '{}': {}", lock_path.string(), std::strerror(errno));
+  // The kernel drops the lock when the process dies, so a killed job never
+  // leaves the store locked.
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    fail("{}: another process is writing this store (it holds '{}')", dir_.string(), lock_path.string());
+  }
+  try {
+    // With the lock held, temp files can only be leftovers of killed jobs.
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+      if (is_store_temp_file(entry.path().filename().string())) {
+        spdlog::info("removing '{}', left by an interrupted job", entry.path().string());
+        fs::remove(entry.path());
+      }
+    }
+    const fs::path manifest_path = dir_ / kManifestFile;
+    const bool has_manifest = fs::exists(manifest_path);
+    if (has_manifest) {
+      const json manifest = read_json_file(manifest_path);
+      const StoreIdentity existing = identity_from_json(manifest, manifest_path.string());
+      const auto differences = identity_differences(existing, identity_);
+      if (!differences.empty()) {
+        fail("{}: {}", dir_.string(), describe_differences(differences, "store", "this job uses"));
+      }
+      const StorePart existing_part = parse_part(manifest, manifest_path.string());
+      if (!(existing_part == part_)) {
+        fail("{}: store was made as part {} of {}, this job is part {} of {}", dir_.string(),
+             existing_part.index, existing_part.count, part_.index, part_.count);
+      }
+    }
+    for (const auto& [id, path] : list_shard_files(dir_)) {
+      StoreShard shard;
+      try {
+        shard = open_store_shard(path);
+      } catch (const Error& e) {
+        fail("{} (delete the file to compute the shard again)", e.what());
+      }
+      const auto differences = identity_differences(shard.identity, identity_);
+      if (!differences.empty()) {
+        fail("{}: {}", path.string(), describe_differences(differences, "store", "this job uses"));
+      }
+      // A merged store keeps the part of origin in its shards; its manifest rules.
+      if (!has_manifest && !(shard.part == part_)) {
+        fail("{}: store was made as part {} of {}, this job is part {} of {}", path.string(),
+             shard.part.index, shard.part.count, part_.index, part_.count);
+      }
+      shard_ids_.push_back(id);
+    }
+  } catch (...) {
+    ::close(lock_fd_);
+    throw;
+  }
+}
+
+EmbeddingStoreWriter::~EmbeddingStoreWriter() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+bool EmbeddingStoreWriter::has_shard(int64_t shard_id, const std::vector<std::string>* expected_keys) const {
+  if (!std::binary_search(shard_ids_.begin(), shard_ids_.end(), shard_id)) return false;
+  if (expected_keys != nullptr) {
+    const fs::path path = dir_ / shard_file_name(shard_id);
+    const StoreShard shard = open_store_shard(path);
+    if (shard.keys != *expected_keys) {
+      const auto first = [](const std::vector<std::string>& keys) { return keys.empty() ? "" : keys[0]; };
+      fail(
+          "{}: holds {} keys (first '{}'), but this job's shard {} has {} keys (first '{}'): the inputs or "
+          "the "
+          "shard size changed since it was written; use a new directory",
+          path.string(), shard.rows(), first(shard.keys), shard_id, expected_keys->size(),
+          first(*expected_keys));
+    }
+  }
+  return true;
+}
+
+void EmbeddingStoreWriter::write_shard(int64_t shard_id, const std::vector<std::string>& keys,
+                                       const torch::Tensor& embeddings) {
+  if (shard_id < 0) fail("{}: invalid shard id {}", dir_.string(), shard_id);
+  // The store is no longer finished once it changes.
+  fs::remove(dir_ / kManifestFile);
+  write_store_shard(dir_ / shard_file_name(shard_id), identity_, part_, keys, embeddings);
+  const auto it = std::lower_bound(shard_ids_.begin(), shard_ids_.end(), shard_id);
+  if (it == shard_ids_.end() || *it != shard_id) shard_ids_.insert(it, shard_id);
+}
+
+json EmbeddingStoreWriter::finalize(json job_info) {
+  const auto files = list_shard_files(dir_);
+  std::unordered_map<std::string, int64_t> shard_of_key;
+  json shards = json::array();
+  int64_t count = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const auto& [id, path] = files[i];
+    if (id != static_cast<int64_t>(i)) {
+      fail("{}: shard {} is missing ({} is present): the job has not finished", dir_.string(),
+           shard_file_name(static_cast<int64_t>(i)), path.filename().string());
+    }
+    const StoreShard shard = open_store_shard(path);
+    const auto differences = identity_differences(shard.identity, identity_);
+    if (!differences.empty()) {
+      fail("{}: {}", path.string(), describe_differences(differences, "store", "this job uses"));
+    }
+    for (const auto& key : shard.keys) {
+      const auto [it, inserted] = shard_of_key.emplace(key, id);
+      if (!inserted) {
+        fail("{}: key '{}' is in both {} and {}", dir_.string(), key, shard_file_name(it->second),
+             path.filename().string());
+      }
+    }
+    shards.push_back({{"file", path.filename().string()}, {"count", shard.rows()}});
+    count += shard.rows();
+  }
+  json manifest = identity_to_json(identity_);
+  manifest["count"] = count;
+  manifest["part"] = {{"index", part_.index}, {"count", part_.count}};
+  manifest["shards"] = std::move(shards);
+  manifest["job"] = std::move(job_info);
+  write_json_file_atomic(dir_ / kManifestFile, manifest);
+  return manifest;
+}
+
+EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
+  EmbeddingStore store;
+  store.dir_ = dir;
+  const fs::path manifest_path = dir / kManifestFile;
+  if (!fs::exists(manifest_path)) {
+    fail("{}: no {}: not an embedding store, or its job has not finished (the manifest is written last)",
+         dir.string(), kManifestFile);
+  }
+  const std::string source = manifest_path.string();
+  store.manifest_ = read_json_file(manifest_path);
+  store.identity_ = identity_from_json(store.manifest_, source);
+  store.part_ = parse_part(store.manifest_, source);
+  const auto count_it = store.manifest_.find("count");
+  const auto shards_it = store.manifest_.find("shards");
+  if (count_it == store.manifest_.end() || !count_it->is_number_integer())
+    fail("{}: missing 'count'", source);
+  if (shards_it == store.manifest_.end() || !shards_it->is_array())
+    fail("{}: missing 'shards' array", source);
+  const int64_t count = count_it->get<int64_t>();
+  if (count < 0) fail("{}: negative count {}", source, count);
+  store.keys_.reserve(static_cast<size_t>(count));
+  store.index_.reserve(static_cast<size_t>(count));
+
+  for (const auto& entry : *shards_it) {
+    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() ||
+        !entry.contains("count") || !entry["count"].is_number_integer()) {
+      fail("{}: each shard entry must be {{\"file\": name, \"count\": n}}, got {}", source, entry.dump());
+    }
+    const auto file = entry["file"].get<std::string>();
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      fail("{}: shard file name '{}' must be a plain name inside the store", source, file);
+    }
+    const fs::path path = dir / file;
+    if (!fs::exists(path)) fail("{}: shard '{}' listed in the manifest is missing", source, path.string());
+    const StoreShard shard = open_store_shard(path);
+    const auto differences = identity_differences(store.identity_, shard.identity);
+    if (!differences.empty()) {
+      fail("{}: {}", path.string(), describe_differences(differences, "manifest", "this shard has"));
+    }
+    if (shard.rows() != entry["count"].get<int64_t>()) {
+      fail("{}: has {} embeddings, the manifest lists {}", path.string(), shard.rows(),
+           entry["count"].get<int64_t>());
+    }
+    store.shard_begin_.push_back(store.size());
+    for (const auto& key : shard.keys) {
+      const auto [it, inserted] = store.index_.emplace(key, store.size());
+      if (!inserted) {
+        fail("{}: key '{}' is in both {} and {}", dir.string(), key,
+             store.shard_paths_[store.locate(it->second).first].filename().string(), file);
+      }
+      store.keys_.push_back(key);
+    }
+    store.shard_paths_.push_back(path);
+    store.shard_embeddings_.push_back(shard.embeddings());
+  }
+  if (store.size() != count) {
+    fail("{}: the shards hold {} embeddings, the manifest says count {}", source, store.size(), count);
+  }
+  return store;
+}
+
+std::optional<int64_t> EmbeddingStore::index_of(const std::string& key) const {
+  const auto it = index_.find(key);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
+}
+
+const std::string& EmbeddingStore::key(int64_t index) const {
+  if (index < 0 || index >= size()) {
+    fail("{}: index {} out of range (the store has {} embeddings)", dir_.string(), index, size());
+  }
+  return keys_[static_cast<size_t>(index)];
+}
+
+std::pair<size_t, int64_t> EmbeddingStore::locate(int64_t index) const {
+  if (index < 0 || index >= size()) {
+    fail("{}: index {} out of range (the store has {} embeddings)", dir_.string(), index, size());
+  }
+  // The last shard starting at or before `index` (empty shards share a start
+  // with the next one, which is the one that holds it).
+  const auto it = std::upper_bound(shard_begin_.begin(), shard_begin_.end(), index);
+  const size_t shard = static_cast<size_t>(it - shard_begin_.begin()) - 1;
+  return {shard, index - shard_begin_[shard]};
+}
+
+torch::Tensor EmbeddingStore::get(int64_t index) const {
+  const auto [shard, row] = locate(index);
+  return shard_embeddings_[shard][row];
+}
+
+torch::Tensor EmbeddingStore::get(const std::string& key) const {
+  const auto index = index_of(key);
+  if (!index) fail("{}: no embedding for key '{}'", dir_.string(), key);
+  return get(*index);
+}
+
+torch::Tensor EmbeddingStore::gather(const std::vector<int64_t>& indices, torch::ScalarType dtype) const {
+  const int64_t n = static_cast<int64_t>(indices.size());
+  torch::Tensor out = torch::empty({n, num_facets(), dim()}, torch::TensorOptions().dtype(dtype));
+  // One index_select per shard rather than one copy per row.
+  std::vector<std::vector<int64_t>> positions(shard_embeddings_.size()), rows(shard_embeddings_.size());
+  for (int64_t j = 0; j < n; ++j) {
+    const auto [shard, row] = locate(indices[static_cast<size_t>(j)]);
+    positions[shard].push_back(j);
+    rows[shard].push_back(row);
+  }
+  for (size_t s = 0; s < shard_embeddings_.size(); ++s) {
+    if (positions[s].empty()) continue;
+    const auto selected = shard_embeddings_[s].index_select(0, torch::tensor(rows[s], torch::kLong));
+    out.index_copy_(0, torch::tensor(positions[s], torch::kLong), selected.to(dtype));
+  }
+  return out;
+}
+
+}  // namespace flame::text

@@ -1,0 +1,71 @@
+#include "text/joined_stores.h"
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+
+namespace flame::text {
+
+JoinedStores::JoinedStores(std::vector<EmbeddingStore> stores) : stores_(std::move(stores)) {
+  if (stores_.empty()) fail("no stores to join");
+  const EmbeddingStore& first = stores_.front();
+  for (const auto& store : stores_) {
+    if (store.identity().llm != first.identity().llm) {
+      fail("cannot join stores made by different LLMs: {} has {}, {} has {}", first.dir().string(),
+           first.identity().llm.dump(), store.dir().string(), store.identity().llm.dump());
+    }
+    if (store.dim() != first.dim()) {
+      fail("cannot join stores of different dims: {} has D={}, {} has D={}", first.dir().string(),
+           first.dim(), store.dir().string(), store.dim());
+    }
+    if (store.size() != first.size()) {
+      fail("cannot join stores with different keys: {} has {} embeddings, {} has {}", first.dir().string(),
+           first.size(), store.dir().string(), store.size());
+    }
+    num_facets_ += store.num_facets();
+    facets_.insert(facets_.end(), store.facets().begin(), store.facets().end());
+    std::vector<int64_t> rows;
+    rows.reserve(static_cast<size_t>(first.size()));
+    for (const auto& key : first.keys()) {
+      const auto row = store.index_of(key);
+      if (!row)
+        fail("cannot join stores with different keys: '{}' is in {} but not in {}", key, first.dir().string(),
+             store.dir().string());
+      rows.push_back(*row);
+    }
+    rows_.push_back(std::move(rows));
+  }
+}
+
+JoinedStores JoinedStores::open(const std::vector<std::filesystem::path>& dirs) {
+  std::vector<EmbeddingStore> stores;
+  for (const auto& dir : dirs) stores.push_back(EmbeddingStore::open(dir));
+  return JoinedStores(std::move(stores));
+}
+
+torch::Tensor JoinedStores::get(int64_t index, torch::ScalarType dtype) const {
+  return gather({index}, dtype)[0];
+}
+
+torch::Tensor JoinedStores::get(const std::string& key, torch::ScalarType dtype) const {
+  const auto index = index_of(key);
+  if (!index) fail("{}: no embedding for key '{}'", stores_.front().dir().string(), key);
+  return get(*index, dtype);
+}
+
+torch::Tensor JoinedStores::gather(const std::vector<int64_t>& indices, torch::ScalarType dtype) const {
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> rows(indices.size());
+  for (size_t s = 0; s < stores_.size(); ++s) {
+    for (size_t j = 0; j < indices.size(); ++j) {
+      if (indices[j] < 0 || indices[j] >= size()) {
+        fail("joined stores: index {} out of range ({} keys)", indices[j], size());
+      }
+      rows[j] = rows_[s][static_cast<size_t>(indices[j])];
+    }
+    parts.push_back(stores_[s].gather(rows, dtype));
+  }
+  return torch::cat(parts, 1);
+}
+
+}  // namespace flame::text

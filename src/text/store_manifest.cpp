@@ -1,0 +1,158 @@
+#include "text/store_manifest.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace flame::text {
+
+namespace {
+
+using nlohmann::json;
+
+std::string quoted(const json& value) {
+  return value.is_string() ? fmt::format("'{}'", value.get<std::string>()) : value.dump();
+}
+
+template <typename T>
+T get_field(const json& object, const char* name, const std::string& source) {
+  const auto it = object.find(name);
+  if (it == object.end()) fail("{}: missing field '{}'", source, name);
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    fail("{}: field '{}' has the wrong type: {}", source, name, it->dump());
+  }
+}
+
+}  // namespace
+
+void StoreIdentity::validate(const std::string& source) const {
+  if (!llm.is_object()) fail("{}: 'llm' must be an object", source);
+  if (prompt_set_name.empty()) fail("{}: the prompt set has no name", source);
+  if (dtype != "f16" && dtype != "bf16") fail("{}: dtype '{}' is not f16 or bf16", source, dtype);
+  if (num_facets < 1) fail("{}: num_facets is {}, must be at least 1", source, num_facets);
+  if (dim < 1) fail("{}: dim is {}, must be at least 1", source, dim);
+  if (static_cast<int64_t>(facets.size()) != num_facets) {
+    fail("{}: {} facet names for num_facets {}", source, facets.size(), num_facets);
+  }
+}
+
+torch::ScalarType StoreIdentity::torch_dtype() const {
+  return dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
+}
+
+json identity_to_json(const StoreIdentity& identity) {
+  json out = json::object();
+  out["format"] = kStoreFormat;
+  out["version"] = kStoreVersion;
+  out["llm"] = identity.llm;
+  out["prompt_set"] = {{"name", identity.prompt_set_name},
+                       {"sha256", identity.prompt_set_sha256},
+                       {"facets", identity.facets}};
+  out["layer"] = identity.layer;
+  out["dtype"] = identity.dtype;
+  out["num_facets"] = identity.num_facets;
+  out["dim"] = identity.dim;
+  out["normalized"] = identity.normalized;
+  return out;
+}
+
+StoreIdentity identity_from_json(const json& manifest, const std::string& source) {
+  if (!manifest.is_object()) fail("{}: not a JSON object", source);
+  const auto format = get_field<std::string>(manifest, "format", source);
+  if (format != kStoreFormat) fail("{}: format is '{}', expected '{}'", source, format, kStoreFormat);
+  const auto version = get_field<int>(manifest, "version", source);
+  if (version != kStoreVersion) {
+    fail("{}: store format version {} is not supported (this build reads version {})", source, version,
+         kStoreVersion);
+  }
+  StoreIdentity id;
+  id.llm = get_field<json>(manifest, "llm", source);
+  const auto prompt_set = get_field<json>(manifest, "prompt_set", source);
+  const std::string prompt_source = source + ": prompt_set";
+  id.prompt_set_name = get_field<std::string>(prompt_set, "name", prompt_source);
+  id.prompt_set_sha256 = get_field<std::string>(prompt_set, "sha256", prompt_source);
+  id.facets = get_field<std::vector<std::string>>(prompt_set, "facets", prompt_source);
+  id.layer = get_field<int>(manifest, "layer", source);
+  id.dtype = get_field<std::string>(manifest, "dtype", source);
+  id.num_facets = get_field<int64_t>(manifest, "num_facets", source);
+  id.dim = get_field<int64_t>(manifest, "dim", source);
+  id.normalized = get_field<bool>(manifest, "normalized", source);
+  id.validate(source);
+  return id;
+}
+
+std::vector<IdentityDifference> identity_differences(const StoreIdentity& a, const StoreIdentity& b) {
+  std::vector<IdentityDifference> out;
+  const auto compare = [&](const std::string& field, const json& x, const json& y) {
+    if (x != y) out.push_back({field, quoted(x), quoted(y)});
+  };
+  if (a.llm != b.llm) {
+    // Name the LLM fields that differ, in a stable order.
+    std::vector<std::string> names;
+    for (const json* llm : {&a.llm, &b.llm})
+      if (llm->is_object())
+        for (const auto& [name, value] : llm->items()) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    const auto field_of = [](const json& llm, const std::string& name) {
+      return llm.is_object() && llm.contains(name) ? llm.at(name) : json(nullptr);
+    };
+    for (const auto& name : names) compare("LLM " + name, field_of(a.llm, name), field_of(b.llm, name));
+    if (out.empty()) compare("LLM", a.llm, b.llm);
+  }
+  compare("prompt set", a.prompt_set_name, b.prompt_set_name);
+  compare("prompt set sha256", a.prompt_set_sha256, b.prompt_set_sha256);
+  compare("facets", a.facets, b.facets);
+  compare("layer", a.layer, b.layer);
+  compare("dtype", a.dtype, b.dtype);
+  compare("num_facets", a.num_facets, b.num_facets);
+  compare("dim", a.dim, b.dim);
+  compare("normalized", a.normalized, b.normalized);
+  return out;
+}
+
+std::string describe_differences(const std::vector<IdentityDifference>& differences,
+                                 const std::string& first_name, const std::string& second_name) {
+  std::vector<std::string> parts;
+  for (const auto& d : differences) {
+    parts.push_back(
+        fmt::format("{} was made with {} {}, {} {}", first_name, d.field, d.first, second_name, d.second));
+  }
+  return fmt::format("{}", fmt::join(parts, "; "));
+}
+
+std::string shard_file_name(int64_t shard_id) {
+  return fmt::format("shard-{:05}.safetensors", shard_id);
+}
+
+bool parse_shard_file_name(const std::string& name, int64_t* shard_id) {
+  const std::string prefix = "shard-", suffix = ".safetensors";
+  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.size() < 5 || digits.size() > 12) return false;
+  for (char c : digits)
+    if (c < '0' || c > '9') return false;
+  *shard_id = std::stoll(digits);
+  return shard_file_name(*shard_id) == name;  // one spelling per id
+}
+
+std::vector<std::pair<int64_t, fs::path>> list_shard_files(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    int64_t id = 0;
+    if (entry.is_regular_file() && parse_shard_file_name(entry.path().filename().string(), &id)) {
+      out.emplace_back(id, entry.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace flame::text

@@ -1,0 +1,69 @@
+// What an embedding store is made of and how it names things: its identity
+// (which LLM, prompts, layer and layout produced the vectors), the manifest
+// that describes a finished store, and the shard file names.
+//
+// Two stores (or two runs writing one store) are compatible exactly when their
+// identities are equal; count, shards, part and job info are not identity.
+#pragma once
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace flame::text {
+
+namespace fs = std::filesystem;
+
+inline constexpr const char* kStoreFormat = "flame-embedding-store";
+inline constexpr int kStoreVersion = 1;
+inline constexpr const char* kManifestFile = "manifest.json";
+inline constexpr const char* kEmbeddingsTensor = "embeddings";
+
+struct StoreIdentity {
+  // {"name", "architecture", "config_sha256", "weights_checksum"}; compared as a whole.
+  nlohmann::json llm = nlohmann::json::object();
+  std::string prompt_set_name;
+  std::string prompt_set_sha256;
+  std::vector<std::string> facets;  // one name per facet, num_facets of them
+  int layer = -1;                   // the LLM layer the vectors were taken from
+  std::string dtype = "f16";        // storage dtype: "f16" or "bf16"
+  int64_t num_facets = 0;           // K
+  int64_t dim = 0;                  // D
+  bool normalized = false;          // every [D] vector has unit L2 norm
+
+  // Throws flame::Error naming `source` and the field when a value is invalid.
+  void validate(const std::string& source) const;
+  torch::ScalarType torch_dtype() const;
+};
+
+// The identity fields of a manifest: format, version, llm, prompt_set, layer,
+// dtype, num_facets, dim, normalized.
+nlohmann::json identity_to_json(const StoreIdentity& identity);
+// Reads the identity fields of a manifest (other fields are ignored) and
+// validates them; errors name `source`.
+StoreIdentity identity_from_json(const nlohmann::json& manifest, const std::string& source);
+
+// One field on which two identities differ, as text for messages:
+// {"prompt set", "'short'", "'long'"}.
+struct IdentityDifference {
+  std::string field;
+  std::string first, second;
+};
+std::vector<IdentityDifference> identity_differences(const StoreIdentity& first, const StoreIdentity& second);
+
+// "store was made with prompt set 'short', this job uses 'long'; ..." or "" when equal.
+std::string describe_differences(const std::vector<IdentityDifference>& differences,
+                                 const std::string& first_name, const std::string& second_name);
+
+// Shards are numbered from 0: shard-00000.safetensors, shard-00001.safetensors, ...
+std::string shard_file_name(int64_t shard_id);
+// Returns false for names that are not shard files.
+bool parse_shard_file_name(const std::string& name, int64_t* shard_id);
+// The shard files in `dir`, by id.
+std::vector<std::pair<int64_t, fs::path>> list_shard_files(const fs::path& dir);
+
+}  // namespace flame::text

@@ -1,0 +1,148 @@
+#include "text/store_parts.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace flame::text {
+
+namespace {
+
+using nlohmann::json;
+
+// What verify_stores checks, keeping the stores that opened for merge_stores.
+StoreCheckReport check_parts(const std::vector<fs::path>& parts,
+                             const std::vector<std::string>* expected_keys,
+                             std::vector<EmbeddingStore>* opened) {
+  StoreCheckReport report;
+  if (parts.empty()) {
+    report.errors.push_back("no stores given");
+    return report;
+  }
+  for (const auto& dir : parts) {
+    try {
+      opened->push_back(EmbeddingStore::open(dir));
+    } catch (const Error& e) {
+      report.errors.push_back(e.what());
+    }
+  }
+  if (opened->empty()) return report;
+
+  const EmbeddingStore& first = opened->front();
+  std::map<int, const EmbeddingStore*> by_index;
+  for (const auto& store : *opened) {
+    const auto differences = identity_differences(first.identity(), store.identity());
+    if (!differences.empty()) {
+      report.errors.push_back(
+          describe_differences(differences, first.dir().string(), store.dir().string() + " with"));
+    }
+    if (store.part().count != first.part().count) {
+      report.errors.push_back(fmt::format("{} is part {} of {}, but {} is part {} of {}",
+                                          store.dir().string(), store.part().index, store.part().count,
+                                          first.dir().string(), first.part().index, first.part().count));
+      continue;
+    }
+    const auto [it, inserted] = by_index.emplace(store.part().index, &store);
+    if (!inserted) {
+      report.errors.push_back(fmt::format("part {} of {} is given twice: {} and {}", store.part().index,
+                                          store.part().count, it->second->dir().string(),
+                                          store.dir().string()));
+    }
+  }
+  for (int i = 0; i < first.part().count; ++i) {
+    if (by_index.count(i) == 0)
+      report.errors.push_back(fmt::format("part {} of {} is missing", i, first.part().count));
+  }
+
+  std::unordered_map<std::string, int> times_seen;
+  for (const auto& store : *opened) {
+    report.count += store.size();
+    for (const auto& key : store.keys()) {
+      if (++times_seen[key] == 2) report.duplicate_keys.push_back(key);
+    }
+  }
+  if (expected_keys != nullptr) {
+    for (const auto& key : *expected_keys)
+      if (times_seen.count(key) == 0) report.missing_keys.push_back(key);
+  }
+  return report;
+}
+
+// Hard-links `from` as `to`, or copies it (atomically) where links fail, e.g.
+// across file systems.
+void link_or_copy(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_hard_link(from, to, ec);
+  if (!ec) return;
+  const fs::path tmp = temp_path_for(to);
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
+  rename_durable(tmp, to);
+}
+
+}  // namespace
+
+std::string StoreCheckReport::summary() const {
+  std::vector<std::string> lines = errors;
+  const auto first_few = [](const std::vector<std::string>& keys) {
+    const size_t n = std::min<size_t>(keys.size(), 5);
+    return fmt::format("'{}'{}", fmt::join(keys.begin(), keys.begin() + n, "', '"),
+                       keys.size() > n ? ", ..." : "");
+  };
+  if (!missing_keys.empty())
+    lines.push_back(fmt::format("{} keys missing: {}", missing_keys.size(), first_few(missing_keys)));
+  if (!duplicate_keys.empty()) {
+    lines.push_back(
+        fmt::format("{} keys in more than one part: {}", duplicate_keys.size(), first_few(duplicate_keys)));
+  }
+  if (lines.empty()) return fmt::format("ok: {} embeddings", count);
+  return fmt::format("{}", fmt::join(lines, "\n"));
+}
+
+StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
+                               const std::vector<std::string>* expected_keys) {
+  std::vector<EmbeddingStore> opened;
+  return check_parts(parts, expected_keys, &opened);
+}
+
+void merge_stores(const std::vector<fs::path>& parts, const fs::path& out) {
+  std::vector<EmbeddingStore> stores;
+  const StoreCheckReport report = check_parts(parts, nullptr, &stores);
+  if (!report.ok()) fail("cannot merge into '{}':\n{}", out.string(), report.summary());
+  if (fs::exists(out) && !fs::is_empty(out))
+    fail("cannot merge into '{}': it exists and is not empty", out.string());
+  fs::create_directories(out);
+  std::sort(stores.begin(), stores.end(),
+            [](const EmbeddingStore& a, const EmbeddingStore& b) { return a.part().index < b.part().index; });
+
+  json shards = json::array();
+  json merged_from = json::array();
+  int64_t next_id = 0;
+  for (const auto& store : stores) {
+    const auto& entries = store.manifest()["shards"];
+    for (size_t s = 0; s < entries.size(); ++s) {
+      const std::string name = shard_file_name(next_id++);
+      link_or_copy(store.shard_paths()[s], out / name);
+      shards.push_back({{"file", name}, {"count", entries[s]["count"]}});
+    }
+    merged_from.push_back({{"dir", fs::absolute(store.dir()).string()},
+                           {"part", store.manifest()["part"]},
+                           {"count", store.size()},
+                           {"job", store.manifest().value("job", json::object())}});
+  }
+  json manifest = identity_to_json(stores.front().identity());
+  manifest["count"] = report.count;
+  manifest["part"] = {{"index", 0}, {"count", 1}};
+  manifest["shards"] = std::move(shards);
+  manifest["job"] = {{"merged_from", std::move(merged_from)}};
+  write_json_file_atomic(out / kManifestFile, manifest);
+  EmbeddingStore::open(out);  // the result must read back
+}
+
+}  // namespace flame::text

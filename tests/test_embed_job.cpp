@@ -1,0 +1,163 @@
+// The embedding job end to end: stored vectors equal the encoder's, bad input
+// is reported by key, a kill -9 resumes to the same store, parts merge into the
+// single-process store, and a store of another prompt set is refused.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "llm/tokenizer.h"
+#include "llm/transformer.h"
+#include "test_helpers.h"
+#include "text/embed_job.h"
+#include "text/embedding_store.h"
+#include "text/store_parts.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/strings.h"
+
+namespace flame::text {
+namespace {
+
+const std::vector<std::string> kWords = {"dog", "cat", "child", "bicycle", "beach", "mountain", "red", "running"};
+
+std::string caption(int i) {
+  std::string s = "A";
+  for (int j = 0; j <= i % 5; ++j) s += " " + kWords[(i * 7 + j * 3) % kWords.size()];
+  return s + " number " + std::to_string(i);
+}
+
+fs::path write_jsonl(const fs::path& dir, int n, bool with_problems) {
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    text += nlohmann::json{{"key", "k" + std::to_string(i)}, {"long", caption(i)}, {"raw", "x"}}.dump() + "\n";
+  }
+  if (with_problems) {
+    text += R"({"key":"empty","long":""})" "\n";
+    text += R"({"key":"nolong","raw":"only raw"})" "\n";
+    text += R"({"key":"k3","long":"a duplicate key"})" "\n";
+  }
+  write_file_atomic(dir / "captions.jsonl", text);
+  return dir / "captions.jsonl";
+}
+
+EmbedJobOptions job(const fs::path& input, const fs::path& out) {
+  EmbedJobOptions o;
+  o.llm_dir = test::tiny_checkpoint("llama", "f32");
+  o.inputs = {input.string()};
+  o.out = out;
+  o.compute_dtype = "f32";
+  o.shard_size = 4;
+  o.progress = false;
+  return o;
+}
+
+std::map<std::string, torch::Tensor> contents(const fs::path& dir) {
+  const auto store = EmbeddingStore::open(dir);
+  std::map<std::string, torch::Tensor> out;
+  for (int64_t i = 0; i < store.size(); ++i) out[store.key(i)] = store.get(i).to(torch::kFloat32);
+  return out;
+}
+
+TEST(EmbedJob, StoresTheEncoderOutputAndReportsBadInput) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 10, /*with_problems=*/true);
+  const auto summary = run_embed_job(job(input, dir / "store"));
+  EXPECT_EQ(summary.records, 10);
+  EXPECT_EQ(summary.embedded, 10);
+  EXPECT_GE(summary.problems, 3);
+  const auto problems = read_file(dir / "store" / "problems.jsonl");
+  for (const char* key : {"\"empty\"", "\"nolong\"", "\"k3\""}) EXPECT_NE(problems.find(key), std::string::npos) << key;
+
+  const auto store = EmbeddingStore::open(dir / "store");
+  ASSERT_EQ(store.size(), 10);
+  EXPECT_EQ(store.num_facets(), 7);
+  EXPECT_EQ(store.manifest()["prompt_set"]["name"], "long");
+  EXPECT_EQ(store.manifest()["layer"], 2);  // second to last of 3 layers
+  const auto model = llm::Transformer::load(test::tiny_checkpoint("llama", "f32"), {torch::kFloat32});
+  const auto tokenizer = llm::Tokenizer::load(test::tiny_checkpoint("llama", "f32"));
+  FacetEncoder encoder(model, *tokenizer, load_prompt_set("long"));
+  const auto expected = encoder.encode_texts({caption(0), caption(7)});
+  const auto got = torch::stack({store.get("k0"), store.get("k7")}).to(torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-2, 1e-2)) << (got - expected).abs().max();  // f16 storage
+}
+
+TEST(EmbedJob, KilledRunResumesToTheSameStore) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 240, false);
+  const std::string args = std::string(FLAME_CLI_PATH) + " --log-level warn embed --llm " +
+                           test::tiny_checkpoint("llama", "f32").string() + " --input " + input.string() +
+                           " --dtype f32 --threads 1 --shard-size 1 --mode naive --batch-tokens 1 --out ";
+  ASSERT_EQ(std::system((args + (dir / "reference").string() + " > /dev/null 2>&1").c_str()), 0);
+
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::execl("/bin/sh", "sh", "-c", (args + (dir / "killed").string() + " > /dev/null 2>&1").c_str(), nullptr);
+    ::_exit(127);
+  }
+  // Wait for a few shards, then kill -9 the whole process group's job.
+  for (int i = 0; i < 400; ++i) {
+    int shards = 0;
+    if (fs::exists(dir / "killed")) {
+      for (const auto& e : fs::directory_iterator(dir / "killed")) shards += e.path().extension() == ".safetensors";
+    }
+    if (shards >= 5) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ::system(("pkill -9 -f -- '--out " + (dir / "killed").string() + "'").c_str());
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_FALSE(fs::exists(dir / "killed" / "manifest.json")) << "the job finished before it was killed";
+
+  ASSERT_EQ(std::system((args + (dir / "killed").string() + " > /dev/null 2>&1").c_str()), 0);
+  const auto reference = contents(dir / "reference");
+  const auto resumed = contents(dir / "killed");
+  ASSERT_EQ(resumed.size(), 240u);
+  for (const auto& [key, value] : reference) {
+    ASSERT_TRUE(resumed.count(key)) << key;
+    EXPECT_TRUE(torch::equal(resumed.at(key), value)) << key;
+  }
+  EXPECT_TRUE(verify_stores({dir / "killed"}).ok());
+}
+
+TEST(EmbedJob, PartsMergeIntoTheSingleProcessStore) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 13, false);
+  run_embed_job(job(input, dir / "whole"));
+  std::vector<fs::path> parts;
+  for (int i = 0; i < 3; ++i) {
+    auto o = job(input, dir / ("part" + std::to_string(i)));
+    o.num_shards = 3;
+    o.shard_index = i;
+    run_embed_job(o);
+    parts.push_back(o.out);
+  }
+  EXPECT_FALSE(verify_stores({parts[0], parts[2]}).ok());  // part 1 missing
+  ASSERT_TRUE(verify_stores(parts).ok()) << verify_stores(parts).summary();
+  merge_stores(parts, dir / "merged");
+  const auto whole = contents(dir / "whole");
+  const auto merged = contents(dir / "merged");
+  ASSERT_EQ(merged.size(), whole.size());
+  for (const auto& [key, value] : whole) EXPECT_TRUE(torch::allclose(merged.at(key), value, 1e-3, 1e-3)) << key;
+}
+
+TEST(EmbedJob, RefusesAStoreOfAnotherPromptSet) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 3, false);
+  run_embed_job(job(input, dir / "store"));
+  auto o = job(input, dir / "store");
+  o.prompts = "short";
+  o.field = "long";
+  try {
+    run_embed_job(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("short"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace flame::text

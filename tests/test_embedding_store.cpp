@@ -1,0 +1,502 @@
+// The offline embedding store: round trips, the shard file format, resuming a
+// killed job, refusing mixed identities, scale-out parts (verify, merge),
+// corrupt shards, and joining stores by key.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "data/caption_source.h"
+#include "llm/safetensors.h"
+#include "test_helpers.h"
+#include "text/embedding_store.h"
+#include "text/joined_stores.h"
+#include "text/store_parts.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace flame::text {
+namespace {
+
+using test::fresh_temp_dir;
+using Strings = std::vector<std::string>;
+
+StoreIdentity make_identity(const std::string& prompt_set = "long", int64_t k = 7, int64_t d = 16,
+                            const std::string& dtype = "f16") {
+  StoreIdentity id;
+  id.llm = {{"name", "tiny-llama"},
+            {"architecture", "llama"},
+            {"config_sha256", "c0ffee"},
+            {"weights_checksum", "w1"}};
+  id.prompt_set_name = prompt_set;
+  id.prompt_set_sha256 = "sha-" + prompt_set;
+  for (int64_t i = 0; i < k; ++i) id.facets.push_back(fmt::format("{}{}", prompt_set, i));
+  id.layer = 20;
+  id.dtype = dtype;
+  id.num_facets = k;
+  id.dim = d;
+  id.normalized = true;
+  return id;
+}
+
+Strings make_keys(int n, const std::string& prefix = "img") {
+  Strings keys;
+  for (int i = 0; i < n; ++i) keys.push_back(fmt::format("{}{:04}.jpg", prefix, i));
+  return keys;
+}
+
+// A unit-norm [K, D] embedding that depends only on the key (and a salt), as
+// an LLM's would depend only on the caption.
+torch::Tensor embedding_of(const std::string& key, int64_t k, int64_t d, uint64_t salt = 0) {
+  auto generator = at::detail::createCPUGenerator(data::key_hash(key) + salt);
+  const torch::Tensor x = torch::randn({k, d}, generator);
+  return x / x.norm(2, -1, true);
+}
+
+torch::Tensor embeddings_of(const Strings& keys, int64_t k, int64_t d, uint64_t salt = 0) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& key : keys) rows.push_back(embedding_of(key, k, d, salt));
+  return rows.empty() ? torch::zeros({0, k, d}) : torch::stack(rows);
+}
+
+Strings slice(const Strings& keys, size_t begin, size_t end) {
+  return Strings(keys.begin() + std::min(begin, keys.size()), keys.begin() + std::min(end, keys.size()));
+}
+
+// Writes `keys` in shards of `shard_size`, as `flame embed` would, and finalizes.
+void write_store(const fs::path& dir, const StoreIdentity& id, const Strings& keys, size_t shard_size,
+                 int part_index = 0, int part_count = 1) {
+  EmbeddingStoreWriter writer(dir, id, part_index, part_count);
+  for (size_t begin = 0, shard = 0; begin < keys.size(); begin += shard_size, ++shard) {
+    const Strings shard_keys = slice(keys, begin, begin + shard_size);
+    writer.write_shard(static_cast<int64_t>(shard), shard_keys,
+                       embeddings_of(shard_keys, id.num_facets, id.dim));
+  }
+  writer.finalize({{"test", ::testing::UnitTest::GetInstance()->current_test_info()->name()}});
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(EmbeddingStore, RoundTrip) {
+  for (const std::string dtype : {"f16", "bf16"}) {
+    const auto dir = fresh_temp_dir(dtype);
+    const StoreIdentity id = make_identity("long", 7, 16, dtype);
+    const Strings keys = make_keys(25);
+    write_store(dir, id, keys, 10);
+
+    const EmbeddingStore store = EmbeddingStore::open(dir);
+    ASSERT_EQ(store.size(), 25);
+    EXPECT_EQ(store.num_facets(), 7);
+    EXPECT_EQ(store.dim(), 16);
+    EXPECT_EQ(store.keys(), keys);
+    EXPECT_EQ(store.facets(), id.facets);
+    const auto& m = store.manifest();
+    EXPECT_EQ(m["format"], "flame-embedding-store");
+    EXPECT_EQ(m["version"], 1);
+    EXPECT_EQ(m["count"], 25);
+    EXPECT_EQ(m["dtype"], dtype);
+    EXPECT_EQ(m["layer"], 20);
+    EXPECT_EQ(m["normalized"], true);
+    EXPECT_EQ(m["llm"]["name"], "tiny-llama");
+    EXPECT_EQ(m["prompt_set"]["name"], "long");
+    EXPECT_EQ(m["prompt_set"]["facets"].size(), 7u);
+    EXPECT_EQ(m["part"], nlohmann::json({{"index", 0}, {"count", 1}}));
+    EXPECT_EQ(m["shards"], nlohmann::json::parse(R"([{"file": "shard-00000.safetensors", "count": 10},
+        {"file": "shard-00001.safetensors", "count": 10}, {"file": "shard-00002.safetensors", "count": 5}])"));
+    EXPECT_EQ(m["job"]["test"], "RoundTrip");
+
+    const double tolerance = dtype == "f16" ? 1e-3 : 8e-3;  // half a unit in the last place near 1
+    for (int64_t i = 0; i < store.size(); ++i) {
+      EXPECT_EQ(store.key(i), keys[i]);
+      EXPECT_EQ(store.index_of(keys[i]), i);
+      const torch::Tensor row = store.get(i);
+      EXPECT_EQ(row.scalar_type(), id.torch_dtype());
+      EXPECT_EQ(row.sizes(), torch::IntArrayRef({7, 16}));
+      EXPECT_TRUE(torch::allclose(row.to(torch::kFloat32), embedding_of(keys[i], 7, 16), 0, tolerance))
+          << keys[i];
+      EXPECT_TRUE(torch::equal(store.get(keys[i]), row));
+    }
+    // Zero-copy: the same index gives the same memory, inside the map.
+    EXPECT_EQ(store.get(12).data_ptr(), store.get(12).data_ptr());
+    EXPECT_FALSE(store.index_of("absent.jpg").has_value());
+    const std::string message = error_of([&] { store.get("absent.jpg"); });
+    EXPECT_TRUE(contains(message, "absent.jpg") && contains(message, dir.string())) << message;
+    EXPECT_THROW(store.get(int64_t{25}), Error);
+    EXPECT_THROW(store.key(-1), Error);
+
+    const std::vector<int64_t> order = {24, 0, 13, 13, 9, 10};
+    const torch::Tensor batch = store.gather(order);
+    ASSERT_EQ(batch.sizes(), torch::IntArrayRef({6, 7, 16}));
+    EXPECT_EQ(batch.scalar_type(), torch::kFloat32);
+    for (size_t j = 0; j < order.size(); ++j) {
+      EXPECT_TRUE(torch::equal(batch[j], store.get(order[j]).to(torch::kFloat32))) << j;
+    }
+    EXPECT_EQ(store.gather(order, torch::kBFloat16).scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(store.gather({}).sizes(), torch::IntArrayRef({0, 7, 16}));
+    EXPECT_THROW(store.gather({3, 99}), Error);
+  }
+}
+
+TEST(EmbeddingStore, EmptyStore) {
+  const auto dir = fresh_temp_dir();
+  write_store(dir, make_identity(), {}, 10);
+  const EmbeddingStore store = EmbeddingStore::open(dir);
+  EXPECT_EQ(store.size(), 0);
+  EXPECT_EQ(store.manifest()["shards"].size(), 0u);
+}
+
+TEST(EmbeddingStore, ShardsAreSafetensorsWithKeysMetadata) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity("short", 3, 8);
+  const Strings keys = make_keys(6);
+  write_store(dir, id, keys, 4);
+
+  llm::SafetensorsFile file(dir / "shard-00001.safetensors");
+  ASSERT_EQ(file.tensors().size(), 1u);
+  const llm::TensorInfo& info = file.info("embeddings");
+  EXPECT_EQ(info.dtype, llm::DType::F16);
+  EXPECT_EQ(info.shape, (std::vector<int64_t>{2, 3, 8}));
+  const auto& metadata = file.header().metadata;
+  EXPECT_EQ(metadata.at("format"), "pt");
+  EXPECT_EQ(nlohmann::json::parse(metadata.at("keys")), nlohmann::json(slice(keys, 4, 6)));
+  EXPECT_EQ(nlohmann::json::parse(metadata.at("part")), nlohmann::json({{"index", 0}, {"count", 1}}));
+  const auto identity = nlohmann::json::parse(metadata.at("identity"));
+  EXPECT_EQ(identity["prompt_set"]["name"], "short");
+  EXPECT_EQ(identity["dim"], 8);
+  // The data is the f16 rounding of the vectors, in row order.
+  torch::Tensor stored = torch::empty({2, 3, 8}, torch::kFloat16);
+  std::memcpy(stored.data_ptr(), file.data(info), info.byte_size());
+  EXPECT_TRUE(torch::equal(stored, embeddings_of(slice(keys, 4, 6), 3, 8).to(torch::kFloat16)));
+  // Nothing but the shards, the manifest and the lock file.
+  std::set<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{".lock", "manifest.json", "shard-00000.safetensors",
+                                          "shard-00001.safetensors"}));
+}
+
+TEST(EmbeddingStore, ResumesAfterACrash) {
+  const StoreIdentity id = make_identity();
+  const Strings keys = make_keys(30);
+  const auto reference_dir = fresh_temp_dir("-reference");
+  write_store(reference_dir, id, keys, 10);
+
+  const auto dir = fresh_temp_dir();
+  {
+    EmbeddingStoreWriter writer(dir, id);
+    for (int shard : {0, 2}) {
+      const Strings shard_keys = slice(keys, shard * 10, shard * 10 + 10);
+      writer.write_shard(shard, shard_keys, embeddings_of(shard_keys, 7, 16));
+    }
+    // Killed while writing shard 1: its temp file is left behind, no manifest.
+    write_file_atomic(dir / ".shard-00001.safetensors.tmp.4242.beef", "partial shard bytes");
+  }
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir); }), "no manifest.json"));
+  {
+    EmbeddingStoreWriter writer(dir, id);
+    EXPECT_FALSE(fs::exists(dir / ".shard-00001.safetensors.tmp.4242.beef")) << "stale temp file removed";
+    EXPECT_TRUE(writer.has_shard(0));
+    EXPECT_FALSE(writer.has_shard(1));
+    EXPECT_TRUE(writer.has_shard(2));
+    EXPECT_FALSE(writer.has_shard(3));
+    const Strings shard0 = slice(keys, 0, 10), shard2 = slice(keys, 20, 30);
+    EXPECT_TRUE(writer.has_shard(0, &shard0));
+    // Resuming with another split (inputs or shard size changed) is refused.
+    const std::string message = error_of([&] { writer.has_shard(2, &shard0); });
+    EXPECT_TRUE(contains(message, "shard-00002.safetensors") && contains(message, "changed")) << message;
+    // Not finished: finalize names the missing shard.
+    EXPECT_TRUE(contains(error_of([&] { writer.finalize(); }), "shard-00001.safetensors is missing"));
+    const Strings shard1 = slice(keys, 10, 20);
+    writer.write_shard(1, shard1, embeddings_of(shard1, 7, 16));
+    EXPECT_TRUE(writer.has_shard(1, &shard1));
+    writer.finalize();
+  }
+  const EmbeddingStore resumed = EmbeddingStore::open(dir);
+  const EmbeddingStore reference = EmbeddingStore::open(reference_dir);
+  ASSERT_EQ(resumed.size(), 30);
+  std::set<std::string> seen(resumed.keys().begin(), resumed.keys().end());
+  EXPECT_EQ(seen.size(), 30u) << "every key exactly once";
+  for (const auto& key : keys) EXPECT_TRUE(torch::equal(resumed.get(key), reference.get(key))) << key;
+  EXPECT_EQ(read_file(dir / "shard-00001.safetensors"), read_file(reference_dir / "shard-00001.safetensors"));
+
+  // Writing into a finished store withdraws its manifest until finalize.
+  {
+    EmbeddingStoreWriter writer(dir, id);
+    const Strings extra = {"late.jpg"};
+    writer.write_shard(3, extra, embeddings_of(extra, 7, 16));
+    EXPECT_FALSE(fs::exists(dir / "manifest.json"));
+    writer.finalize();
+  }
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 31);
+}
+
+TEST(EmbeddingStore, RefusesAnotherIdentity) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity short_set = make_identity("short", 3, 16);
+  write_store(dir, short_set, make_keys(5), 10);
+
+  StoreIdentity long_set = short_set;
+  long_set.prompt_set_name = "long";
+  std::string message = error_of([&] { EmbeddingStoreWriter(dir, long_set); });
+  EXPECT_TRUE(contains(message, "store was made with prompt set 'short', this job uses 'long'")) << message;
+  EXPECT_TRUE(contains(message, dir.string())) << message;
+
+  StoreIdentity other = short_set;
+  other.llm["weights_checksum"] = "w2";
+  other.layer = 12;
+  message = error_of([&] { EmbeddingStoreWriter(dir, other); });
+  EXPECT_TRUE(contains(message, "LLM weights_checksum 'w1', this job uses 'w2'")) << message;
+  EXPECT_TRUE(contains(message, "layer 20, this job uses 12")) << message;
+
+  other = short_set;
+  other.dtype = "bf16";
+  EXPECT_TRUE(
+      contains(error_of([&] { EmbeddingStoreWriter(dir, other); }), "dtype 'f16', this job uses 'bf16'"));
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStoreWriter(dir, short_set, 1, 2); }),
+                       "store was made as part 0 of 1, this job is part 1 of 2"));
+
+  // Without a manifest (a crashed job), the shards tell the identity.
+  fs::remove(dir / "manifest.json");
+  message = error_of([&] { EmbeddingStoreWriter(dir, long_set); });
+  EXPECT_TRUE(contains(message, "shard-00000.safetensors") && contains(message, "prompt set 'short'"))
+      << message;
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStoreWriter(dir, short_set, 1, 2); }), "part 0 of 1"));
+  EmbeddingStoreWriter same(dir, short_set);  // the same identity reopens
+  EXPECT_TRUE(same.has_shard(0));
+}
+
+TEST(EmbeddingStore, OneWriterAtATime) {
+  const auto dir = fresh_temp_dir();
+  auto writer = std::make_unique<EmbeddingStoreWriter>(dir, make_identity());
+  const std::string message = error_of([&] { EmbeddingStoreWriter second(dir, make_identity()); });
+  EXPECT_TRUE(contains(message, "another process is writing")) << message;
+  writer.reset();
+  EmbeddingStoreWriter after(dir, make_identity());
+}
+
+TEST(EmbeddingStore, WriteShardChecksItsInput) {
+  const auto dir = fresh_temp_dir();
+  EmbeddingStoreWriter writer(dir, make_identity("long", 2, 4));
+  const Strings keys = {"a", "b"};
+  const torch::Tensor good = embeddings_of(keys, 2, 4);
+  EXPECT_TRUE(
+      contains(error_of([&] { writer.write_shard(0, {"a"}, good); }), "shape [2, 2, 4], expected [1, 2, 4]"));
+  EXPECT_TRUE(
+      contains(error_of([&] { writer.write_shard(0, keys, good.transpose(1, 2)); }), "expected [2, 2, 4]"));
+  EXPECT_TRUE(contains(error_of([&] { writer.write_shard(0, {"a", "a"}, good); }), "key 'a' appears twice"));
+  EXPECT_TRUE(contains(error_of([&] { writer.write_shard(0, {"a", ""}, good); }), "empty key"));
+  torch::Tensor nan = good.clone();
+  nan[1][0][2] = std::nanf("");
+  EXPECT_TRUE(contains(error_of([&] { writer.write_shard(0, keys, nan); }), "key 'b' has NaN or infinite"));
+  const std::string message = error_of([&] { writer.write_shard(0, keys, good * 2); });
+  EXPECT_TRUE(contains(message, "marked normalized") &&
+              (contains(message, "has L2 norm 2.0") || contains(message, "has L2 norm 1.99")))
+      << message;
+  EXPECT_THROW(writer.write_shard(0, keys, torch::ones({2, 2, 4}, torch::kInt64)), Error);
+  EXPECT_FALSE(writer.has_shard(0)) << "nothing written by a refused shard";
+
+  // Not normalized: values past the f16 range are caught after conversion.
+  StoreIdentity raw = make_identity("raw", 2, 4);
+  raw.normalized = false;
+  EmbeddingStoreWriter raw_writer(fresh_temp_dir("-raw"), raw);
+  EXPECT_TRUE(contains(error_of([&] { raw_writer.write_shard(0, keys, good * 1e6); }), "NaN or infinite"));
+  raw_writer.write_shard(0, keys, (good * 100).to(torch::kFloat64));  // any float dtype is accepted
+}
+
+TEST(EmbeddingStore, MergedPartsEqualASingleProcessStore) {
+  const StoreIdentity id = make_identity();
+  std::vector<data::CaptionRecord> records;
+  for (const auto& key : make_keys(100)) records.push_back({key, {{"long", "text"}}, ""});
+  Strings all_keys;
+  for (const auto& r : records) all_keys.push_back(r.key);
+
+  const auto root = fresh_temp_dir();
+  write_store(root / "single", id, all_keys, 16);
+  std::vector<fs::path> parts;
+  for (int p = 0; p < 3; ++p) {
+    Strings part_keys;
+    for (const auto& r : data::shard_records(records, 3, p)) part_keys.push_back(r.key);
+    parts.push_back(root / fmt::format("part{}", p));
+    write_store(parts.back(), id, part_keys, 8, p, 3);
+  }
+  const StoreCheckReport report = verify_stores(parts, &all_keys);
+  EXPECT_TRUE(report.ok()) << report.summary();
+  EXPECT_EQ(report.count, 100);
+
+  // Parts given in any order.
+  merge_stores({parts[2], parts[0], parts[1]}, root / "merged");
+  const EmbeddingStore merged = EmbeddingStore::open(root / "merged");
+  const EmbeddingStore single = EmbeddingStore::open(root / "single");
+  ASSERT_EQ(merged.size(), 100);
+  EXPECT_EQ(std::set<std::string>(merged.keys().begin(), merged.keys().end()),
+            std::set<std::string>(all_keys.begin(), all_keys.end()));
+  for (const auto& key : all_keys) EXPECT_TRUE(torch::equal(merged.get(key), single.get(key))) << key;
+  EXPECT_EQ(merged.part(), (StorePart{0, 1}));
+  EXPECT_EQ(merged.keys().front(), EmbeddingStore::open(parts[0]).keys().front()) << "part order";
+  EXPECT_EQ(merged.manifest()["job"]["merged_from"].size(), 3u);
+  EXPECT_EQ(fs::hard_link_count(root / "merged" / "shard-00000.safetensors"), 2u)
+      << "hard-linked, not copied";
+  EXPECT_TRUE(verify_stores({root / "merged"}, &all_keys).ok());
+
+  EXPECT_TRUE(contains(error_of([&] { merge_stores(parts, root / "merged"); }), "not empty"));
+  // A merged store can be reopened by a writer with its own identity (part 0 of 1).
+  EmbeddingStoreWriter reopened(root / "merged", id);
+  EXPECT_TRUE(reopened.has_shard(0));
+}
+
+TEST(EmbeddingStore, VerifyReportsProblems) {
+  const StoreIdentity id = make_identity("short", 3, 8);
+  const Strings keys = make_keys(12);
+  const auto root = fresh_temp_dir();
+  const fs::path p0 = root / "p0", p1 = root / "p1", p2 = root / "p2";
+  write_store(p0, id, slice(keys, 0, 4), 3, 0, 3);
+  write_store(p1, id, slice(keys, 4, 8), 3, 1, 3);
+  write_store(p2, id, slice(keys, 8, 12), 3, 2, 3);
+  EXPECT_TRUE(verify_stores({p0, p1, p2}, &keys).ok());
+
+  StoreCheckReport report = verify_stores({p0, p2});
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.errors, Strings({"part 1 of 3 is missing"}));
+  EXPECT_EQ(report.count, 8);
+  EXPECT_TRUE(contains(error_of([&] { merge_stores({p0, p2}, root / "out"); }), "part 1 of 3 is missing"));
+  EXPECT_FALSE(fs::exists(root / "out" / "manifest.json"));
+
+  Strings expected = keys;
+  expected.push_back("never-embedded.jpg");
+  report = verify_stores({p0, p1, p2}, &expected);
+  EXPECT_EQ(report.missing_keys, Strings({"never-embedded.jpg"}));
+  EXPECT_TRUE(report.errors.empty());
+  EXPECT_FALSE(report.ok());
+
+  report = verify_stores({p0, p1, p1, p2});
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_TRUE(contains(report.errors[0], "part 1 of 3 is given twice")) << report.errors[0];
+
+  // Part 1 redone with keys overlapping part 0 (a bad split).
+  const fs::path p1_overlap = root / "p1-overlap";
+  write_store(p1_overlap, id, slice(keys, 3, 8), 3, 1, 3);
+  report = verify_stores({p0, p1_overlap, p2});
+  EXPECT_EQ(report.duplicate_keys, Strings({keys[3]}));
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), "1 keys in more than one part: '" + keys[3] + "'"))
+      << report.summary();
+
+  // Part 2 made with another prompt set.
+  const fs::path p2_other = root / "p2-other";
+  StoreIdentity other = id;
+  other.prompt_set_name = "short-v2";
+  write_store(p2_other, other, slice(keys, 8, 12), 3, 2, 3);
+  report = verify_stores({p0, p1, p2_other});
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_TRUE(contains(report.errors[0], "prompt set 'short', " + p2_other.string() + " with 'short-v2'"))
+      << report.errors[0];
+
+  // A part of another split count.
+  const fs::path p_of_2 = root / "p-of-2";
+  write_store(p_of_2, id, slice(keys, 8, 12), 3, 1, 2);
+  report = verify_stores({p0, p1, p_of_2});
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), "is part 1 of 2")) << report.summary();
+}
+
+TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity();
+  write_store(dir, id, make_keys(20), 8);
+  const fs::path shard = dir / "shard-00001.safetensors";
+  const std::string bytes = read_file(shard);
+
+  for (const size_t size : {bytes.size() - 1, bytes.size() / 2, size_t{100}, size_t{4}, size_t{0}}) {
+    write_file_atomic(shard, std::string_view(bytes).substr(0, size));
+    const std::string message = error_of([&] { EmbeddingStore::open(dir); });
+    EXPECT_TRUE(contains(message, "shard-00001.safetensors")) << size << ": " << message;
+    EXPECT_FALSE(verify_stores({dir}).ok());
+    const std::string writer_message = error_of([&] { EmbeddingStoreWriter(dir, id); });
+    EXPECT_TRUE(contains(writer_message, "shard-00001.safetensors")) << writer_message;
+  }
+  // A shard deleted, or changed under the manifest.
+  fs::remove(shard);
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir); }), "shard-00001.safetensors"));
+  {
+    auto manifest = read_json_file(dir / "manifest.json");
+    write_file_atomic(shard, bytes);
+    manifest["count"] = 21;
+    write_json_file_atomic(dir / "manifest.json", manifest);
+    EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir); }), "the manifest says count 21"));
+    manifest["count"] = 20;
+    manifest["dim"] = 32;
+    write_json_file_atomic(dir / "manifest.json", manifest);
+    EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir); }), "dim 32, this shard has 16"));
+    manifest["dim"] = 16;
+    write_json_file_atomic(dir / "manifest.json", manifest);
+  }
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 20);
+  // Not a store at all.
+  EXPECT_TRUE(
+      contains(error_of([&] { EmbeddingStore::open(fresh_temp_dir("-empty")); }), "no manifest.json"));
+}
+
+TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
+  const auto root = fresh_temp_dir();
+  const Strings keys = make_keys(9);
+  Strings reversed(keys.rbegin(), keys.rend());
+  write_store(root / "raw", make_identity("raw", 1, 16), keys, 4);
+  write_store(root / "short", make_identity("short", 3, 16, "bf16"), reversed, 5);  // another order and dtype
+  write_store(root / "long", make_identity("long", 7, 16), keys, 9);
+
+  const JoinedStores joined = JoinedStores::open({root / "raw", root / "short", root / "long"});
+  EXPECT_EQ(joined.size(), 9);
+  EXPECT_EQ(joined.num_facets(), 11);
+  EXPECT_EQ(joined.dim(), 16);
+  EXPECT_EQ(joined.facets(), Strings({"raw0", "short0", "short1", "short2", "long0", "long1", "long2",
+                                      "long3", "long4", "long5", "long6"}));
+  EXPECT_EQ(joined.keys(), keys);
+  const std::vector<int64_t> order = {8, 0, 4};
+  const torch::Tensor batch = joined.gather(order);
+  ASSERT_EQ(batch.sizes(), torch::IntArrayRef({3, 11, 16}));
+  for (size_t j = 0; j < order.size(); ++j) {
+    const std::string& key = keys[order[j]];
+    const torch::Tensor expected = torch::cat({joined.stores()[0].get(key).to(torch::kFloat32),
+                                               joined.stores()[1].get(key).to(torch::kFloat32),
+                                               joined.stores()[2].get(key).to(torch::kFloat32)});
+    EXPECT_TRUE(torch::equal(batch[j], expected)) << key;
+    EXPECT_TRUE(torch::equal(joined.get(key), expected)) << key;
+  }
+  EXPECT_TRUE(contains(error_of([&] { joined.get("nope.jpg"); }), "nope.jpg"));
+
+  write_store(root / "dim8", make_identity("short", 3, 8), keys, 9);
+  EXPECT_TRUE(contains(error_of([&] {
+                         JoinedStores::open({root / "raw", root / "dim8"});
+                       }),
+                       "different dims"));
+  StoreIdentity other_llm = make_identity("short", 3, 16);
+  other_llm.llm["name"] = "other-llm";
+  write_store(root / "other-llm", other_llm, keys, 9);
+  EXPECT_TRUE(contains(error_of([&] {
+                         JoinedStores::open({root / "raw", root / "other-llm"});
+                       }),
+                       "different LLMs"));
+  Strings renamed = keys;
+  renamed[5] = "renamed.jpg";
+  write_store(root / "renamed", make_identity("short", 3, 16), renamed, 9);
+  const std::string message = error_of([&] { JoinedStores::open({root / "raw", root / "renamed"}); });
+  EXPECT_TRUE(contains(message, keys[5]) && contains(message, "renamed")) << message;
+}
+
+}  // namespace
+}  // namespace flame::text

@@ -1,0 +1,135 @@
+// Facet-decoupled attention: one packed pass per caption must give, facet by
+// facet, the states of K separate prompts "prefix + facet".
+#include <gtest/gtest.h>
+
+#include "llm/tokenizer.h"
+#include "llm/transformer.h"
+#include "test_helpers.h"
+#include "text/fda_encoder.h"
+#include "util/error.h"
+
+namespace flame::text {
+namespace {
+
+const std::vector<std::string> kCaptions = {
+    "A dog runs.",
+    "A child in a pink dress is climbing up a set of stairs in an entry way . A girl going into a wooden "
+    "building . A little girl climbing into a wooden playhouse . A little girl climbing the stairs to her "
+    "playhouse . A little girl in a pink dress going into a wooden cabin .",
+    "Two \"happy\" people\non a beach at sunset",
+    "Une petite fille grimpe dans une maisonnette en bois.",
+};
+
+struct Loaded {
+  llm::Transformer model;
+  std::unique_ptr<llm::Tokenizer> tokenizer;
+};
+
+Loaded load(const std::string& arch, const std::string& dtype) {
+  const auto dir = test::tiny_checkpoint(arch, dtype);
+  llm::TransformerOptions options;
+  options.dtype = dtype == "f32" ? torch::kFloat32 : torch::kBFloat16;
+  return {llm::Transformer::load(dir, options), llm::Tokenizer::load(dir)};
+}
+
+torch::Tensor encode(const Loaded& m, const std::string& prompts, EncodeMode mode, EncodeStats* stats = nullptr,
+                     int64_t batch_tokens = 8192) {
+  FacetEncoderOptions options;
+  options.mode = mode;
+  options.batch_tokens = batch_tokens;
+  FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set(prompts), options);
+  return encoder.encode_texts(kCaptions, stats);
+}
+
+class FdaParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FdaParity, PackedAndCachedEqualNaiveInFp32) {
+  const auto m = load(GetParam(), "f32");
+  EncodeStats naive_stats, fda_stats;
+  const auto naive = encode(m, "long", EncodeMode::Naive, &naive_stats);
+  const auto fda = encode(m, "long", EncodeMode::Fda, &fda_stats);
+  const auto cached = encode(m, "long", EncodeMode::FdaCache);
+  ASSERT_EQ(naive.sizes(), (std::vector<int64_t>{4, 7, 64}));
+  EXPECT_LT((fda - naive).abs().max().item<float>(), 1e-4);
+  EXPECT_LT((cached - naive).abs().max().item<float>(), 1e-4);
+  // Facets differ from each other (the test would be vacuous otherwise).
+  EXPECT_GT((naive.select(1, 0) - naive.select(1, 6)).abs().max().item<float>(), 1e-2);
+  // FDA processes the prefix once: P + sum(S) tokens instead of K (P + S).
+  EXPECT_LT(fda_stats.tokens * 2, naive_stats.tokens);
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, FdaParity, ::testing::Values("llama", "qwen2", "mistral"));
+
+TEST(Fda, Bf16AgreesWithNaiveByCosine) {
+  const auto m = load("llama", "bf16");
+  const auto naive = encode(m, "long", EncodeMode::Naive);
+  const auto fda = encode(m, "long", EncodeMode::Fda);
+  const auto cosine = torch::cosine_similarity(naive, fda, -1);
+  EXPECT_GT(cosine.min().item<float>(), 0.999) << cosine;
+}
+
+TEST(Fda, FacetDoesNotDependOnOtherFacets) {
+  const auto m = load("qwen2", "f32");
+  const auto full = encode(m, "long", EncodeMode::Fda);
+  const auto short_set = encode(m, "short", EncodeMode::Fda);
+  const auto raw = encode(m, "raw", EncodeMode::Fda);
+  EXPECT_LT((full.narrow(1, 0, 3) - short_set).abs().max().item<float>(), 1e-4);
+  EXPECT_LT((full.narrow(1, 0, 1) - raw).abs().max().item<float>(), 1e-4);
+}
+
+TEST(Fda, BatchCompositionDoesNotChangeACaption) {
+  const auto m = load("llama", "f32");
+  const auto together = encode(m, "short", EncodeMode::Fda);
+  const auto one_per_pass = encode(m, "short", EncodeMode::Fda, nullptr, /*batch_tokens=*/1);
+  EXPECT_LT((together - one_per_pass).abs().max().item<float>(), 1e-4);
+}
+
+TEST(Fda, PrefixAndFacetTokensEqualTheWholePromptTokens) {
+  // FDA tokenizes prefix and facets apart; with the real SmolLM tokenizer the
+  // concatenation must equal the tokens of the whole prompt string.
+  const auto tokenizer = llm::Tokenizer::load(test::smollm_tokenizer_dir());
+  const auto prompts = load_prompt_set("long");
+  for (const auto& caption : kCaptions) {
+    const std::string prefix = prompts.prefix(clean_caption(caption));
+    for (const auto& facet : prompts.facets) {
+      auto joined = tokenizer->encode(prefix);
+      const auto suffix = tokenizer->encode(facet.text, false);
+      joined.insert(joined.end(), suffix.begin(), suffix.end());
+      EXPECT_EQ(joined, tokenizer->encode(prefix + facet.text)) << prefix << facet.text;
+    }
+  }
+}
+
+TEST(Fda, LongCaptionsAreTruncatedAtTheCaptionOnly) {
+  const auto m = load("llama", "f32");
+  FacetEncoderOptions options;
+  options.max_tokens = 64;
+  FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set("long"), options);
+  const auto short_caption = encoder.tokenize(kCaptions[0]);
+  EXPECT_FALSE(short_caption.truncated);
+  const auto cut = encoder.tokenize(kCaptions[1]);
+  EXPECT_TRUE(cut.truncated);
+  int64_t longest_facet = 0;
+  for (const auto& f : encoder.facet_tokens()) longest_facet = std::max<int64_t>(longest_facet, f.size());
+  EXPECT_LE(static_cast<int64_t>(cut.prefix.size()) + longest_facet, 64);
+  EXPECT_GE(static_cast<int64_t>(cut.prefix.size()) + longest_facet, 56);  // cut no more than needed
+  std::vector<int32_t> ids(cut.prefix.begin(), cut.prefix.end());
+  const std::string text = m.tokenizer->decode(ids);
+  EXPECT_EQ(text.rfind("Detailed image description: \"A child in a pink dress", 0), 0u) << text;
+  EXPECT_NE(text.find("\". After thinking step by step,"), std::string::npos) << text;
+  options.max_tokens = 20;  // the template alone does not fit
+  FacetEncoder tiny(m.model, *m.tokenizer, load_prompt_set("long"), options);
+  EXPECT_THROW(tiny.tokenize(kCaptions[1]), Error);
+}
+
+TEST(Fda, DefaultLayerIsTheSecondToLastAndLayerIsChecked) {
+  const auto m = load("llama", "f32");
+  FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set("raw"));
+  EXPECT_EQ(encoder.layer(), m.model.num_layers() - 1);
+  FacetEncoderOptions options;
+  options.layer = m.model.num_layers() + 1;
+  EXPECT_THROW(FacetEncoder(m.model, *m.tokenizer, load_prompt_set("raw"), options), Error);
+}
+
+}  // namespace
+}  // namespace flame::text

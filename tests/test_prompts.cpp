@@ -1,0 +1,74 @@
+// Prompt sets and caption clean-up.
+#include <gtest/gtest.h>
+
+#include "test_helpers.h"
+#include "text/prompts.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/strings.h"
+
+namespace flame::text {
+namespace {
+
+TEST(Prompts, BuiltInSetsFollowTheFacetHierarchy) {
+  const auto long_set = load_prompt_set("long");
+  const auto short_set = load_prompt_set("short");
+  const auto raw = load_prompt_set("raw");
+  ASSERT_EQ(long_set.num_facets(), 7);
+  ASSERT_EQ(short_set.num_facets(), 3);
+  ASSERT_EQ(raw.num_facets(), 1);
+  const std::vector<std::string> levels = {"description", "entity",      "entity", "entity",
+                                           "entity",      "interaction", "scene"};
+  for (size_t k = 0; k < 7; ++k) {
+    EXPECT_EQ(long_set.facets[k].level, levels[k]) << k;
+    // Every facet ends where the model answers in one word after an opening quote.
+    EXPECT_TRUE(ends_with(long_set.facets[k].text, " in just one word:\"")) << long_set.facets[k].text;
+  }
+  for (size_t k = 0; k < 3; ++k) EXPECT_EQ(short_set.facets[k].text, long_set.facets[k].text);
+  EXPECT_EQ(raw.facets[0].text, long_set.facets[0].text);
+  EXPECT_EQ(short_set.prefix_template, long_set.prefix_template);
+  EXPECT_NE(short_set.sha256, long_set.sha256);
+  EXPECT_EQ(long_set.sha256.size(), 64u);
+  EXPECT_EQ(long_set.prefix("A dog runs."),
+            "Detailed image description: \"A dog runs.\". After thinking step by step,");
+}
+
+TEST(Prompts, CaptionCleanUp) {
+  EXPECT_EQ(clean_caption("  A dog runs  "), "A dog runs.");
+  EXPECT_EQ(clean_caption("A \"big\" dog\n\nruns!"), "A 'big' dog runs!");
+  EXPECT_EQ(clean_caption("Is it a cat?"), "Is it a cat?");
+  EXPECT_EQ(clean_caption("line one\r\nline two ."), "line one line two .");
+  EXPECT_EQ(clean_caption("tab\tseparated"), "tab separated.");
+  EXPECT_EQ(clean_caption(""), "");
+  EXPECT_EQ(clean_caption("Café au lait"), "Café au lait.");
+}
+
+TEST(Prompts, CustomSetsAndTheirErrors) {
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(dir / "mine.json",
+                    R"({"name":"mine","prefix":"Caption: {caption} so,","facets":[{"name":"a","text":" one word:\""}]})");
+  const auto set = load_prompt_set((dir / "mine.json").string());
+  EXPECT_EQ(set.name, "mine");
+  EXPECT_EQ(set.head(), "Caption: ");
+  EXPECT_EQ(set.tail(), " so,");
+  write_file_atomic(dir / "bad.json", R"({"name":"bad","prefix":"no slot","facets":[{"name":"a","text":"x"}]})");
+  try {
+    load_prompt_set((dir / "bad.json").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json: the prefix must contain '{caption}' exactly once"),
+              std::string::npos)
+        << e.what();
+  }
+  write_file_atomic(dir / "toomany.json", R"({"name":"x","extends":"long","num_facets":9})");
+  EXPECT_THROW(load_prompt_set((dir / "toomany.json").string()), Error);
+  try {
+    load_prompt_set("medium");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown prompt set 'medium'"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace flame::text
