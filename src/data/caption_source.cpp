@@ -205,6 +205,7 @@ void read_tar(const std::string& path, Collector* out) {
     std::string key, ext;
     if (!split_member_path(member.path, &key, &ext)) continue;  // not part of a sample, as in WebDataset
     if (key.empty() || key.back() == '/') {
+      flush();  // keeps problems in archive order
       if (is_text(member.path)) {
         out->problem("", fmt::format("{}:{}", path, member.path),
                      "member name has no key before its extension", true);
