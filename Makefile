@@ -13,8 +13,13 @@ all: build
 setup:
 	@./scripts/setup
 
+# Ninja rebuilds only what changed: with Makefiles, every re-configure rewrote
+# flags.make and so rebuilt the 640 MB torch PCH and every object after it.
+# A build directory made by another generator is replaced.
 configure: setup
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD_DIR).configure.log 2>&1 || \
+	@if [ -f $(BUILD_DIR)/CMakeCache.txt ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$$' $(BUILD_DIR)/CMakeCache.txt; then \
+	  rm -rf $(BUILD_DIR); fi
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD_DIR).configure.log 2>&1 || \
 	  (cat $(BUILD_DIR).configure.log; exit 1)
 
 build: configure

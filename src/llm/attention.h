@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace flame::llm {
 
@@ -25,6 +26,20 @@ torch::Tensor build_attention_mask(const torch::Tensor& new_valid, const torch::
                                    const torch::Tensor& custom, const torch::Tensor& q_positions,
                                    const torch::Tensor& k_positions, std::optional<int64_t> sliding_window);
 
+// A block of consecutive queries and how many of the new keys it needs: with
+// a causal (or block) mask, early queries never see late keys, so their scores
+// are not computed.
+struct QueryBlock {
+  int64_t begin = 0;
+  int64_t size = 0;
+  int64_t new_keys = 0;  // keys P .. P + new_keys - 1 of the new tokens (past keys: all)
+};
+
+// Splits T queries into blocks of about `block_size`, each with 1 + the last
+// new key any query of the block may attend to in any row of `allowed`
+// ([B, T, P + T]). One host sync; computed once per pass, shared by all layers.
+std::vector<QueryBlock> plan_query_blocks(const torch::Tensor& allowed, int64_t past, int64_t block_size = 128);
+
 struct AttentionInputs {
   torch::Tensor q;          // [B, q_heads, T, D] contiguous, already multiplied by 1/sqrt(D)
   torch::Tensor k;          // [B, kv_heads, T, D] contiguous (RoPE applied)
@@ -33,12 +48,14 @@ struct AttentionInputs {
   torch::Tensor past_v;     // same
   int64_t rows_per_past = 1;  // row b continues past row b / rows_per_past
   torch::Tensor allowed;    // [B, T, P + T] bool (build_attention_mask)
+  std::vector<QueryBlock> blocks;  // plan_query_blocks; empty = all queries, all keys
   // Rows are processed in chunks so the fp32 scores of one chunk stay near
   // this many elements (bounds memory, keeps the softmax in cache).
   int64_t chunk_elements = int64_t{1} << 22;
 };
 
-// softmax(q k^T + mask) v, returned as [B, T, q_heads * D] in q's dtype.
+// softmax(q k^T over the allowed keys) v, returned as [B, T, q_heads * D] in
+// q's dtype; a query with no allowed key (padding) gets zeros.
 torch::Tensor grouped_attention(const AttentionInputs& in);
 
 }  // namespace flame::llm

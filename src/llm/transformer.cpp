@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "llm/allocator.h"
 #include "llm/attention.h"
+#include "llm/cpu_kernels.h"
 #include "llm/rms_norm.h"
 #include "llm/weights.h"
 #include "util/error.h"
@@ -46,13 +48,13 @@ torch::Tensor view_adjacent(const torch::Tensor& a, const torch::Tensor& b) {
   return torch::from_blob(a.data_ptr(), {a.size(0) + b.size(0), a.size(1)}, [a, b](void*) {}, a.options());
 }
 
-torch::Tensor fuse(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c = {}) {
-  if (!c.defined()) {
-    torch::Tensor view = view_adjacent(a, b);
+// Concatenated along dim 0; an adjacent pair is viewed without copying.
+torch::Tensor concat_rows(const std::vector<torch::Tensor>& parts) {
+  if (parts.size() == 2) {
+    torch::Tensor view = view_adjacent(parts[0], parts[1]);
     if (view.defined()) return view;
-    return torch::cat({a, b}, 0);
   }
-  return torch::cat({a, b, c}, 0);
+  return torch::cat(parts, 0);
 }
 
 }  // namespace
@@ -67,6 +69,7 @@ Transformer Transformer::load(const WeightFiles& w, const LlmConfig& c, const Tr
   if (o.dtype != torch::kBFloat16 && o.dtype != torch::kFloat16 && o.dtype != torch::kFloat32) {
     fail("compute dtype must be bf16, f16 or f32, not {}", c10::toString(o.dtype));
   }
+  if (o.retain_freed_memory) retain_freed_memory();
   torch::NoGradGuard no_grad;
   Transformer m;
   m.config_ = c;
@@ -100,14 +103,23 @@ Transformer Transformer::load(const WeightFiles& w, const LlmConfig& c, const Tr
       l.up_bias = get(p + "mlp.up_proj.bias", {I});
       l.down_bias = get(p + "mlp.down_proj.bias", {H});
     }
-    if (o.fuse_projections) {
-      l.qkv = fuse(l.q, l.k, l.v);
-      if (c.attention_bias) l.qkv_bias = fuse(l.q_bias, l.k_bias, l.v_bias);
-      l.gate_up = fuse(l.gate, l.up);
-      if (c.mlp_bias) l.gate_up_bias = fuse(l.gate_bias, l.up_bias);
-      for (torch::Tensor* t : {&l.q, &l.k, &l.v, &l.q_bias, &l.k_bias, &l.v_bias, &l.gate, &l.up, &l.gate_bias, &l.up_bias}) {
-        *t = torch::Tensor();
-      }
+    // Fuse where it costs no extra copy (see TransformerOptions::fuse_projections).
+    auto copied = [&](const std::string& name) {
+      return !o.device.is_cpu() || to_torch_dtype(w.info(name).dtype) != o.dtype;
+    };
+    auto clear = [](std::initializer_list<torch::Tensor*> tensors) {
+      for (torch::Tensor* t : tensors) *t = torch::Tensor();
+    };
+    const torch::Tensor gate_up = view_adjacent(l.gate, l.up);
+    if (gate_up.defined() || (o.fuse_projections && copied(p + "mlp.gate_proj.weight"))) {
+      l.gate_up = gate_up.defined() ? gate_up : concat_rows({l.gate, l.up});
+      if (c.mlp_bias) l.gate_up_bias = concat_rows({l.gate_bias, l.up_bias});
+      clear({&l.gate, &l.up, &l.gate_bias, &l.up_bias});
+    }
+    if (o.fuse_projections && copied(p + "self_attn.q_proj.weight")) {
+      l.qkv = concat_rows({l.q, l.k, l.v});
+      if (c.attention_bias) l.qkv_bias = concat_rows({l.q_bias, l.k_bias, l.v_bias});
+      clear({&l.q, &l.k, &l.v, &l.q_bias, &l.k_bias, &l.v_bias});
     }
     m.layers_.push_back(std::move(l));
   }
@@ -220,6 +232,7 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
            *c.sliding_window, c.architecture_name);
     }
   }
+  const std::vector<QueryBlock> blocks = plan_query_blocks(allowed, P);
   // Angles in fp32; 1/sqrt(D) is folded into the query tables.
   const torch::Tensor angles = positions.to(torch::kFloat32).unsqueeze(-1) * rope_.inverse_frequencies();
   const torch::Tensor cos32 = angles.cos(), sin32 = angles.sin();
@@ -267,6 +280,7 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
       a.rows_per_past = rows_per_past;
     }
     a.allowed = allowed;
+    a.blocks = blocks;
     const torch::Tensor attn = grouped_attention(a);
     laps.lap("attention");
     if (req.cache) {
@@ -277,17 +291,18 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
     laps.lap("linear");
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
     laps.lap("norm");
+    const int64_t I = c.intermediate_size;
     torch::Tensor act;
     if (l.gate_up.defined()) {
-      const torch::Tensor gu = linear(h, l.gate_up, l.gate_up_bias);
+      const torch::Tensor gu = linear(h, l.gate_up, l.gate_up_bias).view({B * T, 2 * I});
       laps.lap("linear");
-      const int64_t I = c.intermediate_size;
-      act = torch::silu(gu.narrow(-1, 0, I)).mul_(gu.narrow(-1, I, I));
+      act = silu_mul(gu.narrow(1, 0, I), gu.narrow(1, I, I));
     } else {
       const torch::Tensor gate = linear(h, l.gate, l.gate_bias), up = linear(h, l.up, l.up_bias);
       laps.lap("linear");
-      act = torch::silu(gate).mul_(up);
+      act = silu_mul(gate.view({B * T, I}), up.view({B * T, I}));
     }
+    act = act.view({B, T, I});
     laps.lap("activation");
     x = x + linear(act, l.down, l.down_bias);
     laps.lap("linear");
