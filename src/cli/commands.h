@@ -14,6 +14,9 @@ void add_llm_run_commands(CLI::App& llm);       // llm_run_commands.cpp: embed, 
 // flame embed [merge|verify] (embed_command.cpp)
 void add_embed_command(CLI::App& app);
 
+// flame train (train_command.cpp)
+void add_train_command(CLI::App& app);
+
 // Shared options: --threads N (default: all cores) applied to torch.
 void add_threads_option(CLI::App& cmd, int* threads);
 void apply_threads(int threads);

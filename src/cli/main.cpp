@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
 
   flame::cli::add_llm_commands(app);
   flame::cli::add_embed_command(app);
+  flame::cli::add_train_command(app);
 
   try {
     flame::set_log_level("info");

@@ -1,0 +1,147 @@
+#include "train/checkpoint.h"
+
+#include <c10/util/string_utils.h>
+#include <unistd.h>
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "llm/safetensors.h"
+#include "llm/weights.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "vision/vit_config.h"
+
+namespace flame::train {
+
+namespace {
+
+std::string step_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+
+// AdamW keys its state by the parameter's TensorImpl address, as a string.
+std::string state_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+torch::Tensor read_tensor(const llm::SafetensorsFile& file, const std::string& name) {
+  return llm::mapped_tensor(file, file.info(name)).clone();
+}
+
+}  // namespace
+
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEncoder& encoder,
+                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents, int64_t keep) {
+  const fs::path root = run_dir / "checkpoints";
+  fs::create_directories(root);
+  const fs::path final_dir = root / step_name(step);
+  const fs::path tmp = root / fmt::format(".{}.tmp-{}", step_name(step), ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+
+  std::vector<std::pair<std::string, torch::Tensor>> weights;
+  llm::SafetensorsWriter moments;
+  std::map<std::string, std::string> steps;
+  const auto& state = optimizer.state();
+  for (const auto& item : encoder->named_parameters()) {
+    weights.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat32));
+    const auto it = state.find(state_key(item.value()));
+    if (it == state.end()) continue;  // no step taken yet
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    llm::add_tensor(moments, item.key() + ".exp_avg", s.exp_avg());
+    llm::add_tensor(moments, item.key() + ".exp_avg_sq", s.exp_avg_sq());
+    steps[item.key() + ".step"] = std::to_string(s.step());
+  }
+  for (const auto& item : encoder->named_buffers()) weights.emplace_back(item.key(), item.value().detach().cpu());
+  llm::add_tensor(moments, "rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  moments.set_metadata(steps);
+  llm::write_checkpoint_weights(tmp, weights);
+  moments.write(tmp / "optimizer.safetensors");
+  write_json_file_atomic(tmp / "config.json", contents.config);
+  write_json_file_atomic(tmp / "state.json", contents.state);
+
+  fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted attempt
+  rename_durable(tmp, final_dir);
+  write_file_atomic(root / "latest", step_name(step) + "\n");
+
+  std::vector<fs::path> all;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step-", 0) == 0) all.push_back(e.path());
+  }
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + keep < all.size(); ++i) {
+    if (all[i] != final_dir) fs::remove_all(all[i]);
+  }
+  return final_dir;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
+  const fs::path pointer = run_dir / "checkpoints" / "latest";
+  if (!fs::exists(pointer)) return std::nullopt;
+  std::string name = read_file(pointer);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  const fs::path dir = run_dir / "checkpoints" / name;
+  if (!fs::exists(dir / "state.json")) fail("{} names '{}', which is not a complete checkpoint", pointer.string(), name);
+  return dir;
+}
+
+CheckpointContents read_checkpoint_contents(const fs::path& dir) {
+  return {read_json_file(dir / "config.json"), read_json_file(dir / "state.json")};
+}
+
+void load_checkpoint(const fs::path& dir, vision::ImageEncoder& encoder, torch::optim::AdamW* optimizer,
+                     bool restore_rng) {
+  torch::NoGradGuard no_grad;
+  const llm::WeightFiles weights(dir);
+  for (auto& item : encoder->named_parameters()) {
+    if (!weights.contains(item.key())) fail("{}: checkpoint lacks tensor '{}'", dir.string(), item.key());
+    const torch::Tensor saved = weights.get(item.key(), item.value().scalar_type(), item.value().device());
+    if (saved.sizes() != item.value().sizes()) {
+      fail("{}: tensor '{}' has shape {}, the model expects {}", dir.string(), item.key(),
+           fmt::format("{}", fmt::join(saved.sizes(), "x")), fmt::format("{}", fmt::join(item.value().sizes(), "x")));
+    }
+    item.value().copy_(saved);
+  }
+  for (auto& item : encoder->named_buffers()) {
+    if (weights.contains(item.key())) item.value().copy_(weights.get(item.key(), item.value().scalar_type(), item.value().device()));
+  }
+  if (optimizer == nullptr && !restore_rng) return;
+  const llm::SafetensorsFile moments(dir / "optimizer.safetensors");
+  if (optimizer != nullptr) {
+    auto& state = optimizer->state();
+    const auto& meta = moments.header().metadata;
+    for (auto& item : encoder->named_parameters()) {
+      const auto step = meta.find(item.key() + ".step");
+      if (step == meta.end()) continue;
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
+      s->step(std::stoll(step->second));
+      s->exp_avg(read_tensor(moments, item.key() + ".exp_avg").to(item.value().device()));
+      s->exp_avg_sq(read_tensor(moments, item.key() + ".exp_avg_sq").to(item.value().device()));
+      state[state_key(item.value())] = std::move(s);
+    }
+  }
+  if (restore_rng) {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(read_tensor(moments, "rng.cpu"));
+  }
+}
+
+vision::ImageEncoder load_image_encoder(const fs::path& dir, const torch::Device& device) {
+  fs::path checkpoint = dir;
+  if (!fs::exists(dir / "config.json")) {
+    const auto latest = latest_checkpoint(dir);
+    if (!latest) fail("{}: neither a checkpoint nor a run directory with checkpoints", dir.string());
+    checkpoint = *latest;
+  }
+  const nlohmann::json config = read_json_file(checkpoint / "config.json");
+  if (!config.contains("vit") || !config.contains("text_dim")) {
+    fail("{}: config.json lacks 'vit' or 'text_dim'", (checkpoint / "config.json").string());
+  }
+  vision::ImageEncoder encoder(vision::vit_config_from_json(config["vit"], (checkpoint / "config.json").string()),
+                               config["text_dim"].get<int64_t>());
+  load_checkpoint(checkpoint, encoder);
+  encoder->to(device);
+  encoder->eval();
+  return encoder;
+}
+
+}  // namespace flame::train

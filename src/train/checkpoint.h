@@ -1,0 +1,53 @@
+// Training checkpoints: RUN/checkpoints/step-00000100/ holding
+//   model.safetensors      the image encoder's parameters by name (fp32)
+//   config.json            {"vit": ..., "text_dim": D, "facets": [...], "train": TrainOptions}
+//   optimizer.safetensors  AdamW moments "<param>.exp_avg" / "<param>.exp_avg_sq" (step
+//                          counts in the metadata) and the CPU RNG state "rng.cpu"
+//   state.json             {"step": s, "loader": [state of each rank], ...}
+// A checkpoint is written into a temporary directory and renamed, then
+// RUN/checkpoints/latest (the directory's name) is replaced atomically: a
+// crash at any point leaves the previous checkpoint usable.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "vision/image_encoder.h"
+
+namespace flame::train {
+
+namespace fs = std::filesystem;
+
+struct CheckpointContents {
+  nlohmann::json config;  // config.json
+  nlohmann::json state;   // state.json
+};
+
+// Writes a checkpoint of `encoder` and `optimizer` for `step` under
+// run_dir/checkpoints, points `latest` at it, and removes all but the newest
+// `keep` checkpoints. Returns its directory.
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEncoder& encoder,
+                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents, int64_t keep);
+
+// The checkpoint `latest` names, if any.
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir);
+
+// Reads config.json and state.json of a checkpoint directory.
+CheckpointContents read_checkpoint_contents(const fs::path& checkpoint_dir);
+
+// Copies the saved parameters into `encoder` (names and shapes must match:
+// errors name the tensor) and, when given, the optimizer's moments and the
+// CPU RNG state.
+void load_checkpoint(const fs::path& checkpoint_dir, vision::ImageEncoder& encoder,
+                     torch::optim::AdamW* optimizer = nullptr, bool restore_rng = false);
+
+// An image encoder built from a checkpoint's config.json and weights (for
+// evaluation); `dir` is a checkpoint or a run directory (its latest checkpoint).
+vision::ImageEncoder load_image_encoder(const fs::path& dir, const torch::Device& device = torch::kCPU);
+
+}  // namespace flame::train

@@ -1,0 +1,125 @@
+#include "train/train_options.h"
+
+#include <set>
+
+#include "util/error.h"
+
+namespace flame::train {
+
+namespace {
+
+template <typename T>
+void read_field(const nlohmann::json& in, const char* name, T& value) {
+  if (!in.contains(name)) return;
+  try {
+    value = in.at(name).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("train options: field '{}' has the wrong type ({})", name, in.at(name).dump());
+  }
+}
+
+}  // namespace
+
+void to_json(nlohmann::json& out, const TrainOptions& o) {
+  out = {{"model", o.model},
+         {"images", o.images},
+         {"image_dir", o.image_dir},
+         {"split_file", o.split_file},
+         {"text_stores", o.text_stores},
+         {"out", o.out},
+         {"loss", o.loss},
+         {"batch_size", o.batch_size},
+         {"accum_steps", o.accum_steps},
+         {"steps", o.steps},
+         {"lr", o.lr},
+         {"min_lr", o.min_lr},
+         {"warmup_steps", o.warmup_steps},
+         {"weight_decay", o.weight_decay},
+         {"beta1", o.beta1},
+         {"beta2", o.beta2},
+         {"eps", o.eps},
+         {"grad_clip", o.grad_clip},
+         {"precision", o.precision},
+         {"save_every", o.save_every},
+         {"keep_checkpoints", o.keep_checkpoints},
+         {"seed", o.seed},
+         {"workers", o.workers},
+         {"prefetch_batches", o.prefetch_batches},
+         {"max_skip_fraction", o.max_skip_fraction},
+         {"device", o.device}};
+}
+
+void from_json(const nlohmann::json& in, TrainOptions& o) {
+  if (!in.is_object()) fail("train options: expected a JSON object");
+  nlohmann::json known;
+  to_json(known, TrainOptions{});
+  for (const auto& [key, value] : in.items()) {
+    if (!known.contains(key)) fail("train options: unknown field '{}'", key);
+  }
+  read_field(in, "model", o.model);
+  read_field(in, "images", o.images);
+  read_field(in, "image_dir", o.image_dir);
+  read_field(in, "split_file", o.split_file);
+  read_field(in, "text_stores", o.text_stores);
+  read_field(in, "out", o.out);
+  read_field(in, "loss", o.loss);
+  read_field(in, "batch_size", o.batch_size);
+  read_field(in, "accum_steps", o.accum_steps);
+  read_field(in, "steps", o.steps);
+  read_field(in, "lr", o.lr);
+  read_field(in, "min_lr", o.min_lr);
+  read_field(in, "warmup_steps", o.warmup_steps);
+  read_field(in, "weight_decay", o.weight_decay);
+  read_field(in, "beta1", o.beta1);
+  read_field(in, "beta2", o.beta2);
+  read_field(in, "eps", o.eps);
+  read_field(in, "grad_clip", o.grad_clip);
+  read_field(in, "precision", o.precision);
+  read_field(in, "save_every", o.save_every);
+  read_field(in, "keep_checkpoints", o.keep_checkpoints);
+  read_field(in, "seed", o.seed);
+  read_field(in, "workers", o.workers);
+  read_field(in, "prefetch_batches", o.prefetch_batches);
+  read_field(in, "max_skip_fraction", o.max_skip_fraction);
+  read_field(in, "device", o.device);
+}
+
+void validate(const TrainOptions& o, int world_size) {
+  if (o.images.empty()) fail("train: no images given (--images)");
+  if (o.text_stores.empty()) fail("train: no embedding store given (--texts)");
+  if (o.out.empty()) fail("train: no run directory given (--out)");
+  if (o.loss != "infonce" && o.loss != "sigmoid") fail("train: --loss must be infonce or sigmoid, not '{}'", o.loss);
+  if (o.precision != "fp32" && o.precision != "bf16") {
+    fail("train: --precision must be fp32 or bf16, not '{}'", o.precision);
+  }
+  if (o.steps <= 0) fail("train: --steps must be positive, not {}", o.steps);
+  if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
+  const int64_t parts = o.accum_steps * world_size;
+  if (o.batch_size <= 0 || o.batch_size % parts != 0) {
+    fail("train: --batch-size {} must be a positive multiple of ranks x accumulation steps ({} x {})", o.batch_size,
+         world_size, o.accum_steps);
+  }
+  if (o.batch_size / parts < 2) fail("train: a contrastive micro-batch needs at least 2 images per rank");
+  if (!(o.lr > 0)) fail("train: --lr must be positive");
+  if (o.min_lr < 0 || o.min_lr > o.lr) fail("train: --min-lr must be within [0, lr]");
+  if (o.warmup_steps < 0) fail("train: --warmup-steps must not be negative");
+  if (o.weight_decay < 0) fail("train: --weight-decay must not be negative");
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) fail("train: betas must be within [0, 1)");
+  if (!(o.eps > 0)) fail("train: --eps must be positive");
+  if (o.grad_clip < 0) fail("train: --grad-clip must not be negative (0 = off)");
+  if (o.save_every <= 0) fail("train: --save-every must be positive");
+  if (o.keep_checkpoints <= 0) fail("train: --keep-checkpoints must be positive");
+  if (o.workers < 0 || o.prefetch_batches < 1) fail("train: --workers must be >= 0 and --prefetch >= 1");
+  if (!(o.max_skip_fraction >= 0 && o.max_skip_fraction < 1)) fail("train: --max-skip-fraction must be within [0, 1)");
+}
+
+nlohmann::json resume_identity(const TrainOptions& o) {
+  nlohmann::json j;
+  to_json(j, o);
+  for (const char* free : {"steps", "save_every", "keep_checkpoints", "workers", "prefetch_batches", "out", "device"}) {
+    j.erase(free);
+  }
+  return j;
+}
+
+}  // namespace flame::train

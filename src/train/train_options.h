@@ -1,0 +1,57 @@
+// Everything a training run is configured by. Stored in every checkpoint
+// (config.json, "train"), so a resumed run can check it continues the same run.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace flame::train {
+
+struct TrainOptions {
+  // Model: a preset in configs/models/ or a JSON file (vision/vit_config.h).
+  std::string model = "vit-ti-8-64";
+  // Images: a TSV with an `image` column (+ image_dir), or tar shards.
+  std::string images;
+  std::string image_dir;   // TSV only; empty: "images" beside the TSV
+  std::string split_file;  // optional list of image names to keep
+  // Embedding stores joined by key: their facets are the positives of an image.
+  std::vector<std::string> text_stores;
+  std::string out;  // run directory: checkpoints/, train-log.jsonl, summary.json
+
+  std::string loss = "infonce";  // "infonce" (multi-positive) or "sigmoid"
+  int64_t batch_size = 32;       // global: all ranks and accumulation steps together
+  int64_t accum_steps = 1;       // micro-batches per optimizer step (each its own contrastive batch)
+  int64_t steps = 100;           // optimizer steps in total
+  double lr = 5e-4;
+  double min_lr = 0.0;        // the cosine decays to this
+  int64_t warmup_steps = 10;  // linear warm-up from 0
+  double weight_decay = 0.2;  // on weight matrices only (ImageEncoder::decay_parameters)
+  double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
+  double grad_clip = 1.0;           // max global L2 norm; 0 = off
+  std::string precision = "fp32";   // "fp32" or "bf16" (autocast: matmuls and convs in bf16)
+  int64_t save_every = 100;         // steps between checkpoints (and at the end)
+  int64_t keep_checkpoints = 2;     // newest checkpoints kept
+  uint64_t seed = 0;                // initialisation, data order, augmentation, patch dropout
+  int workers = 2;                  // loader threads
+  int prefetch_batches = 2;
+  double max_skip_fraction = 0.01;  // unreadable images tolerated before the run stops
+  std::string device = "cpu";       // "cpu" or "cuda[:i]"
+};
+
+void to_json(nlohmann::json& out, const TrainOptions& options);
+// Throws flame::Error naming the field when one has the wrong type; unknown
+// fields are refused (a typo would otherwise be silently ignored).
+void from_json(const nlohmann::json& in, TrainOptions& options);
+
+// Checks values and their combinations (batch divisible by ranks x accumulation
+// steps, known loss and precision, ...); `world_size` ranks.
+void validate(const TrainOptions& options, int world_size);
+
+// The fields two runs must share for one to resume the other: all but the
+// step count, the checkpoint cadence and the loader's thread counts.
+nlohmann::json resume_identity(const TrainOptions& options);
+
+}  // namespace flame::train

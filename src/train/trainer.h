@@ -1,0 +1,67 @@
+// `flame train`: the image encoder learns to match the stored facet embeddings.
+//
+// One optimizer step, top to bottom (see trainer.cpp):
+//   for each of accum_steps micro-batches:
+//     batch  = loader.next()                      images + the K facet embeddings of each
+//     image  = normalize(encoder(images).pooled)  [b, D] on this rank
+//     all    = gather(image), gather(text)        [B, D], [B, K, D] over all ranks
+//     loss   = multi-positive InfoNCE or sigmoid over the whole batch / accum_steps
+//     loss.backward()                             gradients reach this rank's images only
+//   all-reduce (sum) the gradients, clip, AdamW step with the cosine lr, clamp the logit scale
+//   log a JSONL line; every save_every steps, a checkpoint.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+
+#include "train/train_options.h"
+#include "vision/image_encoder.h"
+
+namespace flame::train {
+
+struct StepLog {
+  int64_t step = 0;  // 1-based: optimizer steps done
+  int64_t epoch = 0;
+  double loss = 0;
+  double lr = 0;
+  double logit_scale = 0;  // exp(logit_scale), the inverse temperature
+  double grad_norm = 0;    // before clipping
+  double images_per_second = 0;
+  double data_wait_fraction = 0;  // share of the step spent waiting for the loader
+  int64_t skipped_images = 0;
+  nlohmann::json to_json() const;
+};
+
+struct TrainHooks {
+  std::function<void(const StepLog&)> on_step;
+  // Tests: called before optimizer step `step` (0-based) with the model, e.g.
+  // to plant a NaN.
+  std::function<void(int64_t step, vision::ImageEncoder&)> before_step;
+  // Tests: stop (as if killed) once this many steps are done, without a final
+  // checkpoint. -1: run to the end.
+  int64_t stop_after_step = -1;
+};
+
+struct TrainSummary {
+  int64_t first_step = 0;  // steps already done when this run started (resumed)
+  int64_t steps = 0;       // steps done at the end
+  double final_loss = 0;
+  double images_per_second = 0;
+  double data_wait_fraction = 0;
+  int64_t skipped_images = 0;
+  int64_t images_without_embedding = 0;
+  std::filesystem::path last_checkpoint;
+  nlohmann::json to_json() const;
+};
+
+// Runs (or, with `resume` and a checkpoint in options.out, continues) a run.
+// Data parallel when the torchrun variables are set (train/distributed.h).
+// Throws flame::Error on bad input, on a non-finite loss or gradient (naming
+// the step; the last checkpoint is left intact), and when too many images are
+// unreadable.
+TrainSummary run_training(const TrainOptions& options, bool resume, const TrainHooks& hooks = {});
+
+}  // namespace flame::train

@@ -1,0 +1,65 @@
+// ImageEncoder: the whole trainable side of FLAME. A ViT turns images into
+// tokens, the projector maps every token into the frozen LLM's embedding space,
+// and the pooled token is what the contrastive loss compares with the stored
+// text embeddings. The learned temperature (logit_scale) and the sigmoid
+// loss's bias live here too so one module holds every trained parameter.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "vision/projector.h"
+#include "vision/vit.h"
+#include "vision/vit_config.h"
+
+namespace flame::vision {
+
+struct ImageFeatures {
+  torch::Tensor tokens;  // [B, N', text_dim] projected patch tokens (no class token)
+  torch::Tensor pooled;  // [B, text_dim], not normalised
+};
+
+class ImageEncoderImpl : public torch::nn::Module {
+ public:
+  // The projector's hidden width is config.projector_hidden, or text_dim when 0.
+  ImageEncoderImpl(const VitConfig& config, int64_t text_dim);
+
+  // images [B, 3, S, S]. Pooling "avg" = mean of the projected patch tokens,
+  // "cls" = the projected class token.
+  ImageFeatures encode(const torch::Tensor& images);
+
+  // exp(logit_scale) clamped to at most kMaxLogitScale. Below the clamp the
+  // gradient reaches the parameter unchanged; above it, it is zero.
+  torch::Tensor logit_scale_exp() const;
+  // Clamps the parameter itself into [0, log(kMaxLogitScale)], as OpenCLIP does
+  // after each optimizer step, so it can never sit in the zero-gradient region.
+  void clamp_logit_scale_();
+
+  // AdamW groups: weight decay only on weight matrices (>= 2-D: linear layers,
+  // in_proj, conv1); none on biases, norms, class/positional embeddings,
+  // logit_scale and logit_bias. Together they hold every parameter once.
+  std::vector<torch::Tensor> decay_parameters() const;
+  std::vector<torch::Tensor> no_decay_parameters() const;
+
+  const VitConfig& config() const { return config_; }
+  int64_t text_dim() const { return text_dim_; }
+
+  static constexpr double kMaxLogitScale = 100.0;
+  static constexpr double kInitLogitBias = -10.0;  // SigLIP's initial bias
+
+  VisionTransformer vit{nullptr};
+  Projector projector{nullptr};
+  torch::Tensor logit_scale;  // scalar, init log(1 / 0.07)
+  torch::Tensor logit_bias;   // scalar, init -10; used by the sigmoid loss only
+
+ private:
+  std::vector<torch::Tensor> parameter_group(bool decay) const;
+
+  VitConfig config_;
+  int64_t text_dim_;
+};
+TORCH_MODULE(ImageEncoder);
+
+}  // namespace flame::vision

@@ -1,0 +1,336 @@
+// Training: schedule, options, checkpoints, bit-for-bit resume, NaN stop,
+// and data parallel (2 processes == 1 process on the same global batch).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "llm/weights.h"
+#include "test_helpers.h"
+#include "text/embedding_store.h"
+#include "train/checkpoint.h"
+#include "train/lr_schedule.h"
+#include "train/train_options.h"
+#include "train/trainer.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace flame {
+namespace {
+
+using test::fresh_temp_dir;
+namespace fs = std::filesystem;
+
+// The first `n` Flickr8k training images (names), in split order.
+std::vector<std::string> flickr_images(int n) {
+  std::ifstream in(test::shared_dir() / "data" / "flickr8k" / "splits" / "train.txt");
+  std::vector<std::string> names;
+  std::string line;
+  while (static_cast<int>(names.size()) < n && std::getline(in, line)) names.push_back(line);
+  return names;
+}
+
+// A run's inputs: a TSV of `n` real images and a store of K random unit facet
+// vectors per image (seeded), written as `flame embed` would.
+struct TrainData {
+  fs::path tsv, store;
+  std::vector<std::string> keys;
+};
+
+TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d = 16) {
+  TrainData data;
+  data.keys = flickr_images(n);
+  data.tsv = dir / "images.tsv";
+  std::string tsv = "image\tcaption\n";
+  for (const auto& key : data.keys) tsv += key + "\tunused\n";
+  write_file_atomic(data.tsv, tsv);
+  text::StoreIdentity id;
+  id.llm = {{"name", "test"}, {"architecture", "llama"}, {"config_sha256", "c"}, {"weights_checksum", "w"}};
+  id.prompt_set_name = "short";
+  id.prompt_set_sha256 = "s";
+  for (int64_t i = 0; i < k; ++i) id.facets.push_back("facet" + std::to_string(i));
+  id.layer = 1;
+  id.dtype = "f16";
+  id.num_facets = k;
+  id.dim = d;
+  id.normalized = true;
+  data.store = dir / "store";
+  text::EmbeddingStoreWriter writer(data.store, id);
+  torch::manual_seed(11);
+  const torch::Tensor e = torch::nn::functional::normalize(torch::randn({n, k, d}),
+                                                           torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  writer.write_shard(0, data.keys, e);
+  writer.finalize();
+  return data;
+}
+
+train::TrainOptions tiny_options(const TrainData& data, const fs::path& out) {
+  train::TrainOptions o;
+  o.model = "vit-micro-32";
+  o.images = data.tsv.string();
+  o.image_dir = (test::shared_dir() / "data" / "flickr8k" / "images").string();
+  o.text_stores = {data.store.string()};
+  o.out = out.string();
+  o.batch_size = 8;
+  o.steps = 6;
+  o.warmup_steps = 2;
+  o.lr = 1e-3;
+  o.save_every = 3;
+  o.workers = 2;
+  o.seed = 5;
+  return o;
+}
+
+std::map<std::string, torch::Tensor> checkpoint_tensors(const fs::path& dir) {
+  const llm::WeightFiles files(dir);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : files.names()) out[name] = files.get(name, torch::kFloat32, torch::kCPU).clone();
+  return out;
+}
+
+TEST(LrSchedule, WarmupThenCosineToMin) {
+  EXPECT_DOUBLE_EQ(train::cosine_lr(0, 100, 10, 1.0), 0.1);
+  EXPECT_DOUBLE_EQ(train::cosine_lr(9, 100, 10, 1.0), 1.0);
+  EXPECT_DOUBLE_EQ(train::cosine_lr(10, 100, 10, 1.0), 1.0);  // the cosine starts at the peak
+  EXPECT_NEAR(train::cosine_lr(99, 100, 10, 1.0, 0.1), 0.1, 1e-12);
+  // Half-way through the decay: the mean of peak and floor.
+  EXPECT_NEAR(train::cosine_lr(10 + 89 / 2, 100, 10, 2.0, 0.0), 2.0 * 0.5 * (1 + std::cos(M_PI * 44.0 / 89)), 1e-12);
+  double previous = 1e9;
+  for (int64_t s = 10; s < 100; ++s) {
+    const double lr = train::cosine_lr(s, 100, 10, 1.0);
+    EXPECT_LE(lr, previous);
+    previous = lr;
+  }
+  EXPECT_DOUBLE_EQ(train::cosine_lr(0, 1, 0, 0.5), 0.5);  // a one-step run
+}
+
+TEST(TrainOptions, JsonRoundTripAndErrors) {
+  train::TrainOptions o;
+  o.model = "vit-s-16";
+  o.text_stores = {"a", "b"};
+  o.seed = 9;
+  o.precision = "bf16";
+  nlohmann::json j;
+  train::to_json(j, o);
+  train::TrainOptions back;
+  train::from_json(j, back);
+  nlohmann::json j2;
+  train::to_json(j2, back);
+  EXPECT_EQ(j, j2);
+  try {
+    train::from_json({{"bach_size", 3}}, back);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown field 'bach_size'"), std::string::npos) << e.what();
+  }
+  try {
+    train::from_json({{"steps", "ten"}}, back);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'steps'"), std::string::npos) << e.what();
+  }
+  train::TrainOptions v;
+  v.images = "x.tsv";
+  v.text_stores = {"s"};
+  v.out = "o";
+  v.batch_size = 12;
+  v.accum_steps = 4;
+  EXPECT_NO_THROW(train::validate(v, 1));
+  try {
+    train::validate(v, 2);  // 12 images over 2 ranks x 4 steps
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("multiple of ranks x accumulation steps (2 x 4)"), std::string::npos)
+        << e.what();
+  }
+  v.loss = "hinge";
+  EXPECT_THROW(train::validate(v, 1), Error);
+}
+
+TEST(Train, LossDecreasesAndLogsEveryStep) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 30;
+  o.save_every = 100;  // only the final checkpoint
+  o.warmup_steps = 3;
+  std::vector<train::StepLog> logs;
+  train::TrainHooks hooks;
+  hooks.on_step = [&](const train::StepLog& s) { logs.push_back(s); };
+  const train::TrainSummary summary = train::run_training(o, false, hooks);
+  ASSERT_EQ(logs.size(), 30u);
+  EXPECT_EQ(summary.steps, 30);
+  const double first = (logs[0].loss + logs[1].loss + logs[2].loss) / 3;
+  const double last = (logs[27].loss + logs[28].loss + logs[29].loss) / 3;
+  EXPECT_LT(last, 0.8 * first) << "first " << first << " last " << last;
+  EXPECT_NEAR(logs[0].logit_scale, 1 / 0.07, 0.5);
+  EXPECT_NEAR(logs[2].lr, 1e-3, 1e-12);  // end of warm-up
+  for (const auto& s : logs) {
+    EXPECT_GE(s.data_wait_fraction, 0);
+    EXPECT_LE(s.data_wait_fraction, 1.0001);
+    EXPECT_GT(s.images_per_second, 0);
+  }
+  // The JSONL log has one line per step with the fields a user plots.
+  std::ifstream in(dir / "run" / "train-log.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    for (const char* field : {"step", "loss", "lr", "logit_scale", "images_per_s", "data_wait_fraction"}) {
+      EXPECT_TRUE(j.contains(field)) << field;
+    }
+    ++lines;
+  }
+  EXPECT_EQ(lines, 30);
+  EXPECT_TRUE(fs::exists(dir / "run" / "summary.json"));
+  EXPECT_EQ(summary.last_checkpoint.filename(), "step-00000030");
+  // The checkpoint loads into an encoder for evaluation with the trained weights.
+  auto encoder = train::load_image_encoder(dir / "run");
+  const auto saved = checkpoint_tensors(summary.last_checkpoint);
+  EXPECT_TRUE(torch::equal(encoder->logit_scale.detach(), saved.at("logit_scale")));
+}
+
+TEST(Train, ResumeIsBitForBit) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 24);
+  // Uninterrupted: 6 steps, checkpoints at 3 and 6.
+  train::TrainOptions full = tiny_options(data, dir / "full");
+  std::vector<double> full_losses;
+  train::TrainHooks record;
+  record.on_step = [&](const train::StepLog& s) { full_losses.push_back(s.loss); };
+  train::run_training(full, false, record);
+
+  // Interrupted after step 4 (the last checkpoint is step 3), then resumed.
+  train::TrainOptions cut = tiny_options(data, dir / "cut");
+  train::TrainHooks stop;
+  stop.stop_after_step = 4;
+  train::run_training(cut, false, stop);
+  ASSERT_EQ(train::latest_checkpoint(dir / "cut")->filename(), "step-00000003");
+  std::vector<double> resumed_losses;
+  train::TrainHooks record2;
+  record2.on_step = [&](const train::StepLog& s) { resumed_losses.push_back(s.loss); };
+  cut.workers = 1;  // the thread count is not part of the run's identity
+  const train::TrainSummary summary = train::run_training(cut, true, record2);
+  EXPECT_EQ(summary.first_step, 3);
+  ASSERT_EQ(resumed_losses.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(resumed_losses[i], full_losses[3 + i]) << "step " << 4 + i;
+
+  const auto a = checkpoint_tensors(dir / "full" / "checkpoints" / "step-00000006");
+  const auto b = checkpoint_tensors(dir / "cut" / "checkpoints" / "step-00000006");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  // Optimizer moments too.
+  const llm::SafetensorsFile ma(dir / "full" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
+  const llm::SafetensorsFile mb(dir / "cut" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
+  EXPECT_EQ(ma.header().metadata, mb.header().metadata);
+  for (const auto& [name, info] : ma.tensors()) {
+    EXPECT_TRUE(torch::equal(llm::mapped_tensor(ma, info), llm::mapped_tensor(mb, mb.info(name)))) << name;
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "cut" / "checkpoints")) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"latest", "step-00000003", "step-00000006"}));
+}
+
+TEST(Train, ResumeRefusesOtherOptions) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 3;
+  train::run_training(o, false);
+  o.steps = 6;
+  o.lr = 2e-3;
+  try {
+    train::run_training(o, true);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lr' was 0.001"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Train, NonFiniteLossStopsWithTheCheckpointIntact) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.save_every = 2;
+  train::TrainHooks hooks;
+  hooks.before_step = [](int64_t step, vision::ImageEncoder& encoder) {
+    if (step == 3) {
+      torch::NoGradGuard no_grad;
+      encoder->projector->fc2->weight.fill_(std::nan(""));
+    }
+  };
+  try {
+    train::run_training(o, false, hooks);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the loss is nan at step 4"), std::string::npos) << what;
+    EXPECT_NE(what.find("step-00000002"), std::string::npos) << what;
+  }
+  const auto latest = train::latest_checkpoint(dir / "run");
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->filename(), "step-00000002");
+  for (const auto& [name, t] : checkpoint_tensors(*latest)) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
+TEST(Train, BadInputIsNamed) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.text_stores = {(dir / "missing-store").string()};
+  try {
+    train::run_training(o, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing-store"), std::string::npos) << e.what();
+  }
+}
+
+// Data parallel: `scripts/launch --nproc 2 -- flame train` gives the same
+// parameters as one process on the same global batch (the gradient of the
+// gathered-batch loss, all-reduced with a sum, is the single-process one).
+TEST(TrainDistributed, TwoProcessesEqualOne) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  auto command = [&](const fs::path& out) {
+    return fmt::format(
+        "{} train --model vit-micro-32 --images {} --image-dir {} --texts {} --out {} --batch-size 8 --steps 3 "
+        "--warmup-steps 1 --lr 1e-3 --seed 5 --workers 1 --threads 1 --log-level warn",
+        FLAME_CLI_PATH, data.tsv.string(), (test::shared_dir() / "data" / "flickr8k" / "images").string(),
+        data.store.string(), out.string());
+  };
+  const std::string launch = std::string(FLAME_SOURCE_DIR) + "/scripts/launch";
+  ASSERT_EQ(std::system((launch + " --nproc 2 -- " + command(dir / "two") + " > " + (dir / "two.log").string() + " 2>&1").c_str()), 0)
+      << read_file(dir / "two.log");
+  ASSERT_EQ(std::system((command(dir / "one") + " > " + (dir / "one.log").string() + " 2>&1").c_str()), 0)
+      << read_file(dir / "one.log");
+  const auto one = checkpoint_tensors(dir / "one" / "checkpoints" / "step-00000003");
+  const auto two = checkpoint_tensors(dir / "two" / "checkpoints" / "step-00000003");
+  ASSERT_EQ(one.size(), two.size());
+  double worst = 0;
+  for (const auto& [name, t] : one) {
+    worst = std::max(worst, (t - two.at(name)).abs().max().item<double>());
+  }
+  EXPECT_LT(worst, 2e-5);
+  // Same losses step by step, and they change: the parameters did move.
+  auto losses = [](const fs::path& log) {
+    std::vector<double> out;
+    std::ifstream in(log);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+    return out;
+  };
+  const auto l1 = losses(dir / "one" / "train-log.jsonl"), l2 = losses(dir / "two" / "train-log.jsonl");
+  ASSERT_EQ(l1.size(), 3u);
+  ASSERT_EQ(l2.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(l1[i], l2[i], 1e-5);
+  EXPECT_NE(l1[0], l1[2]);
+  const auto state = read_json_file(dir / "two" / "checkpoints" / "step-00000003" / "state.json");
+  EXPECT_EQ(state["world_size"], 2);
+  EXPECT_EQ(state["loader"].size(), 2u);
+}
+
+}  // namespace
+}  // namespace flame
