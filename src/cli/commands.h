@@ -17,6 +17,12 @@ void add_embed_command(CLI::App& app);
 // flame train (train_command.cpp)
 void add_train_command(CLI::App& app);
 
+// flame interpret (interpret_command.cpp)
+void add_interpret_command(CLI::App& app);
+
+// flame eval (eval_command.cpp)
+void add_eval_command(CLI::App& app);
+
 // Shared options: --threads N (default: all cores) applied to torch.
 void add_threads_option(CLI::App& cmd, int* threads);
 void apply_threads(int threads);

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   flame::cli::add_llm_commands(app);
   flame::cli::add_embed_command(app);
   flame::cli::add_train_command(app);
+  flame::cli::add_interpret_command(app);
+  flame::cli::add_eval_command(app);
 
   try {
     flame::set_log_level("info");

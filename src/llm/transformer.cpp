@@ -350,4 +350,17 @@ torch::Tensor Transformer::hidden_at(const torch::Tensor& input_ids, const torch
   return forward(in, req).hidden[0].squeeze(1);
 }
 
+torch::Tensor Transformer::output_head(const torch::Tensor& hidden, bool apply_final_norm) const {
+  const int64_t H = config_.hidden_size;
+  if (!hidden.defined() || hidden.dim() < 1 || hidden.size(-1) != H) {
+    fail("output_head: expected [..., {}] hidden states, got [{}]", H,
+         hidden.defined() ? fmt::format("{}", fmt::join(hidden.sizes(), ", ")) : std::string());
+  }
+  torch::NoGradGuard no_grad;
+  // The same arithmetic as forward()'s final norm + head, so both agree exactly.
+  torch::Tensor x = hidden.to(options_.device, options_.dtype).contiguous();
+  if (apply_final_norm) x = rms_norm(x, final_norm_, config_.rms_norm_eps);
+  return torch::linear(x, lm_head_).to(torch::kFloat32);
+}
+
 }  // namespace flame::llm

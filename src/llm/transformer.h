@@ -102,6 +102,12 @@ class Transformer {
   torch::Tensor hidden_at(const torch::Tensor& input_ids, const torch::Tensor& valid, int64_t layer,
                           const torch::Tensor& index) const;
 
+  // The output head alone: final RMSNorm (unless apply_final_norm is false)
+  // then the LM head (tied or not). hidden [..., hidden_size] in any dtype on
+  // any device -> logits [..., vocab] float32 on the model's device. Used to
+  // read vectors from outside the LLM (projected image patches) as words.
+  torch::Tensor output_head(const torch::Tensor& hidden, bool apply_final_norm = true) const;
+
   const LlmConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
   int64_t num_layers() const { return config_.num_hidden_layers; }

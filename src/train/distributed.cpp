@@ -196,8 +196,11 @@ Distributed Distributed::init(const DistEnv& env, torch::Device device, std::chr
       dist.backend_ = "gloo";
     }
   } catch (const std::exception& e) {
-    fail("distributed init failed on rank {} of {} (store at {}:{}): {}", env.rank, env.world_size,
-         env.master_addr, env.master_port, describe(e));
+    fail(
+        "distributed init failed on rank {} of {} (store at {}:{}, timeout {} s): {}; did all {} ranks "
+        "start, and can they reach the store?",
+        env.rank, env.world_size, env.master_addr, env.master_port, timeout.count(), describe(e),
+        env.world_size);
   }
   dist.group_ = std::move(group);
   return dist;

@@ -1,0 +1,336 @@
+#include "eval/evaluate.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "data/caption_source.h"
+#include "data/image_decode.h"
+#include "data/image_transform.h"
+#include "eval/linear_probe.h"
+#include "eval/metrics.h"
+#include "llm/tokenizer.h"
+#include "llm/transformer.h"
+#include "llm/weights.h"
+#include "text/fda_encoder.h"
+#include "text/prompts.h"
+#include "train/checkpoint.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+#include "util/strings.h"
+
+namespace flame::eval {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+torch::Tensor l2_normalize(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot read {}", path.string());
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!trim(line).empty()) lines.emplace_back(trim(line));
+  }
+  return lines;
+}
+
+// The trained image encoder and the frozen LLM's text side.
+class Models {
+ public:
+  explicit Models(const EvalOptions& o)
+      : device_(o.device),
+        encoder_(train::load_image_encoder(o.model, device_)),
+        llm_(llm::Transformer::load(o.llm, {llm::parse_compute_dtype(o.dtype), device_})),
+        tokenizer_(llm::Tokenizer::load(o.llm)),
+        batch_size_(o.batch_size) {
+    if (encoder_->text_dim() != llm_.config().hidden_size) {
+      fail("the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the LLM "
+           "it was trained against",
+           encoder_->text_dim(), o.llm, llm_.config().hidden_size);
+    }
+  }
+
+  // [N, D] normalised pooled features of the image files.
+  torch::Tensor image_features(const std::vector<fs::path>& files, const std::string& label) {
+    torch::NoGradGuard no_grad;
+    data::ImageTransformOptions t;
+    t.size = encoder_->config().image_size;
+    t.train = false;
+    std::vector<torch::Tensor> out;
+    ProgressBar progress(label + " images", static_cast<int64_t>(files.size()), "img");
+    for (size_t begin = 0; begin < files.size(); begin += batch_size_) {
+      const size_t end = std::min(files.size(), begin + static_cast<size_t>(batch_size_));
+      std::vector<torch::Tensor> batch;
+      for (size_t i = begin; i < end; ++i) {
+        batch.push_back(data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
+      }
+      out.push_back(l2_normalize(encoder_->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32)).cpu());
+      progress.advance(static_cast<int64_t>(end - begin));
+    }
+    progress.finish();
+    return torch::cat(out);
+  }
+
+  // [N, K, D] normalised facet embeddings with the prompt set.
+  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set) {
+    text::FacetEncoderOptions o;
+    o.normalize = true;
+    const text::FacetEncoder encoder(llm_, *tokenizer_, text::load_prompt_set(prompt_set), o);
+    return encoder.encode_texts(texts).cpu();
+  }
+
+ private:
+  torch::Device device_;
+  vision::ImageEncoder encoder_;
+  llm::Transformer llm_;
+  std::unique_ptr<llm::Tokenizer> tokenizer_;
+  int64_t batch_size_;
+};
+
+std::string expand(std::string value, const std::string& data_root) {
+  const std::string configs = text::prompt_config_dir().parent_path().string();
+  for (const auto& [key, replacement] : {std::pair<std::string, std::string>{"{data}", data_root}, {"{configs}", configs}}) {
+    for (size_t at = value.find(key); at != std::string::npos; at = value.find(key)) value.replace(at, key.size(), replacement);
+  }
+  return value;
+}
+
+std::string field(const nlohmann::json& task, const char* name, const std::string& data_root) {
+  if (!task.contains(name) || !task[name].is_string()) {
+    fail("task '{}': missing string field '{}'", task.value("name", "?"), name);
+  }
+  return expand(task[name].get<std::string>(), data_root);
+}
+
+nlohmann::json recall_json(const RetrievalRecall& r) {
+  nlohmann::json j;
+  for (const auto& [k, v] : r.image_to_text) j["image_to_text"]["R@" + std::to_string(k)] = v;
+  for (const auto& [k, v] : r.text_to_image) j["text_to_image"]["R@" + std::to_string(k)] = v;
+  return j;
+}
+
+nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+  const std::string name = task.at("name");
+  const std::string mode = task.value("mode", "short");
+  if (mode != "short" && mode != "long") fail("task '{}': mode must be short or long, not '{}'", name, mode);
+  const bool join = task.value("join_captions", false);
+  data::CaptionSourceOptions o;
+  o.format = "tsv";
+  o.tsv_text_column = field(task, "text_column", data_root);
+  o.tsv_join = join;
+  const std::string index_column = task.value("caption_index_column", "");
+  o.tsv_key_columns = {"image"};
+  if (!join && !index_column.empty()) o.tsv_key_columns.push_back(index_column);
+  if (join) o.tsv_order_column = index_column;
+  const data::CaptionInput input = data::read_captions({field(task, "captions", data_root)}, o);
+
+  // Images of the split, in its order, that have captions; the captions of each.
+  std::map<std::string, std::vector<std::string>> captions_of;
+  for (const auto& r : input.records) {
+    const std::string image = r.key.substr(0, r.key.find('#'));
+    captions_of[image].push_back(r.fields.begin()->second);
+  }
+  std::vector<std::string> images;
+  for (const auto& image : read_lines(field(task, "split", data_root))) {
+    if (captions_of.count(image)) images.push_back(image);
+    if (limit > 0 && static_cast<int64_t>(images.size()) == limit) break;
+  }
+  if (images.empty()) fail("task '{}': no image of the split has a caption", name);
+  std::vector<fs::path> files;
+  std::vector<std::string> texts;
+  std::vector<int64_t> text_image;
+  const fs::path image_dir = field(task, "image_dir", data_root);
+  for (size_t i = 0; i < images.size(); ++i) {
+    files.push_back(image_dir / images[i]);
+    for (const auto& c : captions_of[images[i]]) {
+      texts.push_back(c);
+      text_image.push_back(static_cast<int64_t>(i));
+    }
+  }
+  const torch::Tensor image = m.image_features(files, name);
+  spdlog::info("{}: embedding {} captions ({} prompts)", name, texts.size(), mode == "long" ? "long" : "raw");
+  const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw");  // [T, K, D]
+  // Mean cosine over the facets (K = 1 for short).
+  const torch::Tensor similarity = torch::einsum("id,tkd->it", {image, text}) / text.size(1);
+  const RetrievalRecall recall = retrieval_recall(similarity, text_image);
+  nlohmann::json out = {{"name", name}, {"type", "retrieval"}, {"mode", mode},
+                        {"images", images.size()}, {"texts", texts.size()}, {"facets", text.size(1)}};
+  out.update(recall_json(recall));
+  return out;
+}
+
+// ROOT/<class>/* for the classes in the file, at most `per_class` each (0: all).
+void list_class_images(const fs::path& root, const std::vector<std::string>& classes, int64_t per_class,
+                       std::vector<fs::path>* files, std::vector<int64_t>* labels) {
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const fs::path dir = root / classes[c];
+    if (!fs::is_directory(dir)) fail("no folder {} for class '{}'", dir.string(), classes[c]);
+    std::vector<fs::path> found;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.is_regular_file()) found.push_back(e.path());
+    }
+    std::sort(found.begin(), found.end());
+    if (per_class > 0 && static_cast<int64_t>(found.size()) > per_class) found.resize(per_class);
+    for (const auto& f : found) {
+      files->push_back(f);
+      labels->push_back(static_cast<int64_t>(c));
+    }
+  }
+}
+
+nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+  const std::string name = task.at("name");
+  const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
+  const std::vector<std::string> templates = read_lines(field(task, "templates", data_root));
+  for (const auto& t : templates) {
+    if (t.find("{}") == std::string::npos) fail("task '{}': template '{}' has no {{}}", name, t);
+  }
+  std::vector<fs::path> files;
+  std::vector<int64_t> labels;
+  list_class_images(field(task, "root", data_root), classes, limit > 0 ? std::max<int64_t>(1, limit / classes.size()) : 0,
+                    &files, &labels);
+  const torch::Tensor image = m.image_features(files, name);
+  std::vector<std::string> prompts;
+  for (const auto& c : classes) {
+    for (const auto& t : templates) prompts.push_back(t.substr(0, t.find("{}")) + c + t.substr(t.find("{}") + 2));
+  }
+  const int64_t C = static_cast<int64_t>(classes.size()), T = static_cast<int64_t>(templates.size());
+  const torch::Tensor text = m.text_features(prompts, "raw").select(1, 0).view({C, T, -1});
+  const torch::Tensor class_vectors = l2_normalize(l2_normalize(text).mean(1));  // templates averaged
+  const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
+  nlohmann::json per_class = nlohmann::json::object();
+  for (size_t c = 0; c < classes.size(); ++c) per_class[classes[c]] = acc.per_class_top1[c];
+  return {{"name", name}, {"type", "zero-shot"}, {"images", files.size()}, {"classes", C}, {"templates", T},
+          {"top1", acc.top1}, {"top5", acc.top5}, {"per_class_top1", per_class}};
+}
+
+nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+  const std::string name = task.at("name");
+  const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
+  std::vector<fs::path> files;
+  std::vector<int64_t> labels;
+  list_class_images(field(task, "root", data_root), classes, limit > 0 ? std::max<int64_t>(5, limit / classes.size()) : 0,
+                    &files, &labels);
+  const torch::Tensor features = m.image_features(files, name);
+  // Split by index within each class: 3/5 train, 1/5 validation, 1/5 test.
+  std::vector<int64_t> split[3];
+  std::map<int64_t, int64_t> seen;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const int64_t r = seen[labels[i]]++ % 5;
+    split[r < 3 ? 0 : r == 3 ? 1 : 2].push_back(static_cast<int64_t>(i));
+  }
+  const torch::Tensor y = torch::tensor(labels, torch::kInt64);
+  auto rows = [&](int s) { return torch::tensor(split[s], torch::kInt64); };
+  const LinearProbeResult r = linear_probe(features.index_select(0, rows(0)), y.index_select(0, rows(0)),
+                                           features.index_select(0, rows(1)), y.index_select(0, rows(1)),
+                                           features.index_select(0, rows(2)), y.index_select(0, rows(2)), {});
+  return {{"name", name},          {"type", "linear-probe"},  {"images", files.size()},
+          {"train", split[0].size()}, {"val", split[1].size()}, {"test", split[2].size()},
+          {"best_l2", r.best_l2},  {"val_top1", r.val_top1}, {"top1", r.test_top1}};
+}
+
+fs::path benchmark_path(const std::string& name_or_path) {
+  if (name_or_path.find('/') != std::string::npos || ends_with(name_or_path, ".json")) return name_or_path;
+  const fs::path p = text::prompt_config_dir().parent_path() / "benchmarks" / (name_or_path + ".json");
+  if (!fs::exists(p)) fail("no benchmark '{}' ({} does not exist)", name_or_path, p.string());
+  return p;
+}
+
+std::string default_data_root() {
+  if (const char* env = std::getenv("FLAME_DATA_DIR")) return env;
+  return (fs::path(FLAME_SOURCE_DIR) / ".." / "shared" / "data").lexically_normal().string();
+}
+
+}  // namespace
+
+nlohmann::json run_evaluation(const EvalOptions& o) {
+  if (o.model.empty() || o.llm.empty()) fail("flame eval needs --model and --llm");
+  if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
+  const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
+  std::vector<nlohmann::json> tasks;
+  std::set<std::string> names;
+  for (const auto& b : o.benchmarks) {
+    const fs::path path = benchmark_path(b);
+    const nlohmann::json bench = read_json_file(path);
+    if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
+    for (const auto& t : bench["tasks"]) {
+      if (!t.contains("name") || !t.contains("type")) fail("{}: every task needs 'name' and 'type'", path.string());
+      names.insert(t["name"].get<std::string>());
+      if (o.tasks.empty() || std::count(o.tasks.begin(), o.tasks.end(), t["name"].get<std::string>())) tasks.push_back(t);
+    }
+  }
+  for (const auto& wanted : o.tasks) {
+    if (!names.count(wanted)) fail("no task '{}' in the benchmarks given", wanted);
+  }
+
+  Models models(o);
+  nlohmann::json results = {{"config",
+                             {{"model", o.model},
+                              {"llm", o.llm},
+                              {"benchmarks", o.benchmarks},
+                              {"tasks", o.tasks},
+                              {"data_root", data_root},
+                              {"limit", o.limit},
+                              {"dtype", o.dtype},
+                              {"device", o.device}}},
+                            {"tasks", nlohmann::json::array()}};
+  for (const auto& t : tasks) {
+    const std::string type = t["type"];
+    nlohmann::json r;
+    if (type == "retrieval") r = run_retrieval(models, t, data_root, o.limit);
+    else if (type == "zero-shot") r = run_zero_shot(models, t, data_root, o.limit);
+    else if (type == "linear-probe") r = run_linear_probe(models, t, data_root, o.limit);
+    else fail("task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe)", t["name"].get<std::string>(), type);
+    r["task"] = t;
+    results["tasks"].push_back(r);
+  }
+  if (!o.out.empty()) write_json_file_atomic(o.out, results);
+  return results;
+}
+
+std::string results_markdown(const nlohmann::json& results) {
+  std::ostringstream md;
+  bool header = false;
+  for (const auto& t : results["tasks"]) {
+    if (t["type"] != "retrieval") continue;
+    if (!header) {
+      md << "| retrieval | mode | images | texts | I→T R@1 | R@5 | R@10 | T→I R@1 | R@5 | R@10 |\n"
+         << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      header = true;
+    }
+    const auto& i2t = t["image_to_text"];
+    const auto& t2i = t["text_to_image"];
+    md << fmt::format("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
+                      t["name"].get<std::string>(), t["mode"].get<std::string>(), t["images"].get<int64_t>(),
+                      t["texts"].get<int64_t>(), 100 * i2t["R@1"].get<double>(), 100 * i2t["R@5"].get<double>(),
+                      100 * i2t["R@10"].get<double>(), 100 * t2i["R@1"].get<double>(), 100 * t2i["R@5"].get<double>(),
+                      100 * t2i["R@10"].get<double>());
+  }
+  header = false;
+  for (const auto& t : results["tasks"]) {
+    if (t["type"] == "retrieval") continue;
+    if (!header) {
+      md << (md.tellp() > 0 ? "\n" : "") << "| classification | type | images | top-1 | top-5 |\n"
+         << "|---|---|---:|---:|---:|\n";
+      header = true;
+    }
+    md << fmt::format("| {} | {} | {} | {:.1f} | {} |\n", t["name"].get<std::string>(), t["type"].get<std::string>(),
+                      t["images"].get<int64_t>(), 100 * t["top1"].get<double>(),
+                      t.contains("top5") ? fmt::format("{:.1f}", 100 * t["top5"].get<double>()) : "");
+  }
+  return md.str();
+}
+
+}  // namespace flame::eval

@@ -1,0 +1,40 @@
+// `flame eval`: a trained image encoder against the frozen LLM's text
+// features, on the tasks of benchmark files (configs/benchmarks/*.json):
+//   retrieval    images x captions, Recall@1/5/10 both ways; mode "short": one
+//                prompt per caption (the `raw` set), mode "long": the `long`
+//                set's K facets, similarity = mean cosine over the facets
+//   zero-shot    ROOT/<class>/*.jpg, class names x templates through the `raw`
+//                set, templates averaged; top-1 / top-5, per class
+//   linear-probe frozen image features, logistic regression (linear_probe.h)
+// Text features go through the same FDA encoder as training's embeddings.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace flame::eval {
+
+struct EvalOptions {
+  std::string model;                    // checkpoint directory, or a run directory (its latest)
+  std::string llm;                      // the frozen LLM the model was trained against
+  std::vector<std::string> benchmarks;  // names in configs/benchmarks/ or JSON files
+  std::vector<std::string> tasks;       // task names to run (empty: all of the benchmarks')
+  std::string data_root;                // replaces {data}; empty: $FLAME_DATA_DIR, else ../shared/data
+  int64_t limit = 0;                    // images per task (0: all); zero-shot/probe: spread over classes
+  std::string dtype = "bf16";           // LLM compute dtype
+  std::string device = "cpu";
+  int64_t batch_size = 64;  // images per encoder pass
+  std::string out;          // results JSON (written atomically); empty: none
+};
+
+// Runs the tasks; returns {"config": ..., "tasks": [{"name", "type", ...numbers}]}.
+// Throws flame::Error naming the file or task on bad input.
+nlohmann::json run_evaluation(const EvalOptions& options);
+
+// The results as Markdown tables (retrieval; classification).
+std::string results_markdown(const nlohmann::json& results);
+
+}  // namespace flame::eval
