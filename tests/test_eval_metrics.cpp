@@ -128,7 +128,9 @@ TEST(EvalMetricsRetrieval, LargeMatrixMatchesSortReference) {
   const auto start = std::chrono::steady_clock::now();
   const RetrievalRecall r = retrieval_recall(sim, text_image, ks);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, 2.0);  // ~0.3 s on one shared core: block comparisons, no sort
+  // ~0.3 s on one core (block comparisons, no sort); the loose bound only catches a
+  // blow-up, as tests share the cores with others (speed is measured in bench/).
+  EXPECT_LT(seconds, 10.0);
 
   std::vector<int64_t> i2t_rank(num_images), t2i_rank(num_texts);
   const torch::Tensor by_row = torch::argsort(sim, 1, /*descending=*/true);

@@ -162,8 +162,7 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
   const torch::Tensor image = m.image_features(files, name);
   spdlog::info("{}: embedding {} captions ({} prompts)", name, texts.size(), mode == "long" ? "long" : "raw");
   const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw");  // [T, K, D]
-  // Mean cosine over the facets (K = 1 for short).
-  const torch::Tensor similarity = torch::einsum("id,tkd->it", {image, text}) / text.size(1);
+  const torch::Tensor similarity = facet_similarity(image, text);
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
   nlohmann::json out = {{"name", name}, {"type", "retrieval"}, {"mode", mode},
                         {"images", images.size()}, {"texts", texts.size()}, {"facets", text.size(1)}};
@@ -254,6 +253,13 @@ std::string default_data_root() {
 }
 
 }  // namespace
+
+torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
+  if (image.dim() != 2 || text.dim() != 3 || image.size(1) != text.size(2)) {
+    fail("facet_similarity: expected image [N, D] and text [T, K, D], got {} and {} dimensions", image.dim(), text.dim());
+  }
+  return torch::einsum("id,tkd->it", {image, text}) / text.size(1);
+}
 
 nlohmann::json run_evaluation(const EvalOptions& o) {
   if (o.model.empty() || o.llm.empty()) fail("flame eval needs --model and --llm");

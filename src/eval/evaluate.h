@@ -9,6 +9,8 @@
 // Text features go through the same FDA encoder as training's embeddings.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -29,6 +31,10 @@ struct EvalOptions {
   int64_t batch_size = 64;  // images per encoder pass
   std::string out;          // results JSON (written atomically); empty: none
 };
+
+// Image-text similarity [N, T] of normalised image features [N, D] and text
+// facets [T, K, D]: the mean cosine over the K facets (K = 1: plain cosine).
+torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text);
 
 // Runs the tasks; returns {"config": ..., "tasks": [{"name", "type", ...numbers}]}.
 // Throws flame::Error naming the file or task on bad input.

@@ -1,0 +1,163 @@
+// flame eval end to end: benchmark files, every task type on a tiny model,
+// the JSON and Markdown outputs, and facet similarity on aligned features.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "eval/evaluate.h"
+#include "eval/metrics.h"
+#include "test_helpers.h"
+#include "train/checkpoint.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "vision/image_encoder.h"
+
+namespace flame {
+namespace {
+
+using test::fresh_temp_dir;
+namespace fs = std::filesystem;
+
+torch::Tensor unit(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+TEST(EvalFacets, AlignedFeaturesScorePerfectly) {
+  torch::manual_seed(1);
+  const torch::Tensor image = unit(torch::randn({20, 16}));
+  std::vector<int64_t> text_image;
+  std::vector<torch::Tensor> texts;
+  for (int64_t i = 0; i < 20; ++i) {
+    for (int c = 0; c < 2; ++c) {  // two captions per image, each with K = 3 facets equal to the image
+      texts.push_back(image[i].unsqueeze(0).expand({3, 16}));
+      text_image.push_back(i);
+    }
+  }
+  const auto recall = eval::retrieval_recall(eval::facet_similarity(image, torch::stack(texts)), text_image);
+  for (int k : {1, 5, 10}) {
+    EXPECT_DOUBLE_EQ(recall.image_to_text.at(k), 1.0);
+    EXPECT_DOUBLE_EQ(recall.text_to_image.at(k), 1.0);
+  }
+}
+
+TEST(EvalFacets, LongModeAveragesTheFacets) {
+  // Facet 0 points at the wrong image, facets 1 and 2 at the right one: the
+  // mean picks the right one (a max over facets would tie or pick wrong).
+  const torch::Tensor image = torch::eye(3);
+  torch::Tensor text = torch::zeros({1, 3, 3});
+  text[0][0] = image[1];
+  text[0][1] = image[0];
+  text[0][2] = image[0];
+  const torch::Tensor s = eval::facet_similarity(image, text);
+  EXPECT_NEAR(s[0][0].item<double>(), 2.0 / 3, 1e-6);
+  EXPECT_NEAR(s[1][0].item<double>(), 1.0 / 3, 1e-6);
+  EXPECT_THROW(eval::facet_similarity(image, text[0]), Error);
+}
+
+// A tiny benchmark on real files: 6 Flickr8k images with 2 captions each, and
+// 2 CIFAR-10 classes.
+fs::path write_benchmark(const fs::path& dir) {
+  const fs::path shared = test::shared_dir() / "data";
+  std::ifstream split_in(shared / "flickr8k" / "splits" / "test.txt");
+  std::string line, split, tsv = "image\tcaption_index\tcaption\n";
+  for (int i = 0; i < 6 && std::getline(split_in, line); ++i) {
+    split += line + "\n";
+    tsv += line + "\t0\tA dog runs on the grass number " + std::to_string(i) + ".\n";
+    tsv += line + "\t1\tA person in a red coat " + std::to_string(i) + ".\n";
+  }
+  write_file_atomic(dir / "split.txt", split);
+  write_file_atomic(dir / "captions.tsv", tsv);
+  write_file_atomic(dir / "classes.txt", "cat\ndog\n");
+  write_file_atomic(dir / "templates.txt", "a photo of a {}.\na drawing of a {}.\n");
+  const nlohmann::json bench = {
+      {"name", "tiny"},
+      {"tasks",
+       {{{"name", "short"}, {"type", "retrieval"}, {"mode", "short"}, {"captions", (dir / "captions.tsv").string()},
+         {"text_column", "caption"}, {"caption_index_column", "caption_index"},
+         {"image_dir", "{data}/flickr8k/images"}, {"split", (dir / "split.txt").string()}},
+        {{"name", "long"}, {"type", "retrieval"}, {"mode", "long"}, {"join_captions", true},
+         {"captions", (dir / "captions.tsv").string()}, {"text_column", "caption"},
+         {"caption_index_column", "caption_index"}, {"image_dir", "{data}/flickr8k/images"},
+         {"split", (dir / "split.txt").string()}},
+        {{"name", "zs"}, {"type", "zero-shot"}, {"root", "{data}/cifar10/test"},
+         {"classes", (dir / "classes.txt").string()}, {"templates", (dir / "templates.txt").string()}},
+        {{"name", "probe"}, {"type", "linear-probe"}, {"root", "{data}/cifar10/test"},
+         {"classes", (dir / "classes.txt").string()}}}}};
+  write_json_file_atomic(dir / "tiny.json", bench);
+  return dir / "tiny.json";
+}
+
+TEST(Evaluate, EveryTaskTypeOnATinyModel) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  torch::manual_seed(3);
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);  // the tiny LLM's hidden size
+  torch::optim::AdamW optimizer(encoder->parameters());
+  const nlohmann::json config = {{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}};
+  train::save_checkpoint(dir / "run", 0, encoder, optimizer, {config, {{"step", 0}}}, 1);
+
+  eval::EvalOptions o;
+  o.model = (dir / "run").string();
+  o.llm = llm.string();
+  o.benchmarks = {write_benchmark(dir).string()};
+  o.data_root = (test::shared_dir() / "data").string();
+  o.limit = 20;
+  o.dtype = "f32";
+  o.out = (dir / "results.json").string();
+  const nlohmann::json r = eval::run_evaluation(o);
+  ASSERT_EQ(r["tasks"].size(), 4u);
+  const auto& shortr = r["tasks"][0];
+  EXPECT_EQ(shortr["images"], 6);
+  EXPECT_EQ(shortr["texts"], 12);
+  EXPECT_EQ(shortr["facets"], 1);
+  const auto& longr = r["tasks"][1];
+  EXPECT_EQ(longr["texts"], 6);  // the two captions of an image joined
+  EXPECT_EQ(longr["facets"], 7);
+  for (const auto* t : {&shortr, &longr}) {
+    const auto& t2i = (*t)["text_to_image"];
+    EXPECT_LE(t2i["R@1"].get<double>(), t2i["R@5"].get<double>());
+    EXPECT_DOUBLE_EQ(t2i["R@10"].get<double>(), 1.0);  // 6 images: every image is within the top 10
+  }
+  const auto& zs = r["tasks"][2];
+  EXPECT_EQ(zs["images"], 20);  // --limit spread over 2 classes
+  EXPECT_DOUBLE_EQ(zs["top5"].get<double>(), 1.0);  // 2 classes
+  EXPECT_TRUE(zs["per_class_top1"].contains("cat"));
+  const auto& probe = r["tasks"][3];
+  EXPECT_EQ(probe["train"].get<int64_t>() + probe["val"].get<int64_t>() + probe["test"].get<int64_t>(), 20);
+  EXPECT_EQ(read_json_file(dir / "results.json"), r);
+  const std::string md = eval::results_markdown(r);
+  EXPECT_NE(md.find("| short | short | 6 | 12 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| zs | zero-shot | 20 |"), std::string::npos) << md;
+
+  // --tasks selects; an unknown task is named.
+  o.tasks = {"zs"};
+  EXPECT_EQ(eval::run_evaluation(o)["tasks"].size(), 1u);
+  o.tasks = {"nope"};
+  try {
+    eval::run_evaluation(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no task 'nope'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Evaluate, HiddenSizeMismatchIsExplained) {
+  const fs::path dir = fresh_temp_dir();
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 32);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  train::save_checkpoint(dir / "run", 0, encoder, optimizer,
+                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 32}}, {{"step", 0}}}, 1);
+  eval::EvalOptions o;
+  o.model = (dir / "run").string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.benchmarks = {"cifar10"};
+  try {
+    eval::run_evaluation(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("maps images into 32 dimensions but the LLM"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace flame
