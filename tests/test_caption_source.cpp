@@ -15,6 +15,7 @@
 #include "data/brace_expand.h"
 #include "data/caption_source.h"
 #include "data/utf8.h"
+#include "tar_writer.h"
 #include "test_helpers.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -23,28 +24,9 @@ namespace flame::data {
 namespace {
 
 using test::fresh_temp_dir;
+using test::write_tar;
 using Strings = std::vector<std::string>;
 
-// Members are written in the given order; a name ending in '/' is a directory.
-void write_tar(const fs::path& path, const std::vector<std::pair<std::string, std::string>>& members) {
-  struct archive* a = archive_write_new();
-  ASSERT_EQ(archive_write_set_format_ustar(a), ARCHIVE_OK);  // raw name bytes, as old shards have
-  ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
-  for (const auto& [name, data] : members) {
-    struct archive_entry* entry = archive_entry_new();
-    archive_entry_set_pathname(entry, name.c_str());
-    const bool is_dir = name.back() == '/';
-    archive_entry_set_filetype(entry, is_dir ? AE_IFDIR : AE_IFREG);
-    archive_entry_set_perm(entry, is_dir ? 0755 : 0644);
-    archive_entry_set_size(entry, is_dir ? 0 : static_cast<la_int64_t>(data.size()));
-    ASSERT_EQ(archive_write_header(a, entry), ARCHIVE_OK);
-    if (!is_dir)
-      ASSERT_EQ(archive_write_data(a, data.data(), data.size()), static_cast<la_ssize_t>(data.size()));
-    archive_entry_free(entry);
-  }
-  archive_write_close(a);
-  archive_write_free(a);
-}
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);

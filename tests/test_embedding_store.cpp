@@ -23,6 +23,8 @@
 namespace flame::text {
 namespace {
 
+using test::contains;
+using test::error_of;
 using test::fresh_temp_dir;
 using Strings = std::vector<std::string>;
 
@@ -80,18 +82,6 @@ void write_store(const fs::path& dir, const StoreIdentity& id, const Strings& ke
   writer.finalize({{"test", ::testing::UnitTest::GetInstance()->current_test_info()->name()}});
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 TEST(EmbeddingStore, RoundTrip) {
   for (const std::string dtype : {"f16", "bf16"}) {

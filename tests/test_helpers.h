@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <filesystem>
 #include <string>
 
 #include "llm/random_checkpoint.h"
+#include "util/error.h"
 
 namespace flame::test {
 
@@ -61,5 +63,17 @@ inline fs::path tiny_checkpoint(const std::string& arch = "llama", const std::st
   }
   return dir;
 }
+
+// The message of the flame::Error that `f` throws; "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace flame::test

@@ -23,6 +23,7 @@
 #include "data/image_source.h"
 #include "data/image_transform.h"
 #include "data/train_loader.h"
+#include "tar_writer.h"
 #include "test_helpers.h"
 #include "text/embedding_store.h"
 #include "text/joined_stores.h"
@@ -32,7 +33,11 @@
 namespace flame::data {
 namespace {
 
+using test::contains;
+using test::error_of;
 using test::fresh_temp_dir;
+using test::TarFormat;
+using test::write_tar;
 using Strings = std::vector<std::string>;
 using Members = std::vector<std::pair<std::string, std::string>>;
 
@@ -54,18 +59,6 @@ std::string flickr_bytes(const std::string& name) {
   return read_file(flickr_dir() / "images" / name);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -132,31 +125,6 @@ torch::Tensor random_image(int64_t height, int64_t width, int64_t channels, uint
   return torch::randint(0, 256, {height, width, channels}, generator, torch::kUInt8);
 }
 
-// Members in the given order, in the given libarchive format.
-enum class TarFormat { kUstar, kPax, kGnu };
-void write_tar(const fs::path& path, const Members& members, TarFormat format = TarFormat::kUstar,
-               bool gzip = false) {
-  struct archive* a = archive_write_new();
-  if (format == TarFormat::kUstar) archive_write_set_format_ustar(a);
-  if (format == TarFormat::kPax) archive_write_set_format_pax_restricted(a);
-  if (format == TarFormat::kGnu) archive_write_set_format_gnutar(a);
-  if (gzip) archive_write_add_filter_gzip(a);
-  ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
-  for (const auto& [name, data] : members) {
-    struct archive_entry* entry = archive_entry_new();
-    archive_entry_set_pathname(entry, name.c_str());
-    const bool is_dir = name.back() == '/';
-    archive_entry_set_filetype(entry, is_dir ? AE_IFDIR : AE_IFREG);
-    archive_entry_set_perm(entry, is_dir ? 0755 : 0644);
-    archive_entry_set_size(entry, is_dir ? 0 : static_cast<la_int64_t>(data.size()));
-    ASSERT_EQ(archive_write_header(a, entry), ARCHIVE_OK) << archive_error_string(a);
-    if (!is_dir)
-      ASSERT_EQ(archive_write_data(a, data.data(), data.size()), static_cast<la_ssize_t>(data.size()));
-    archive_entry_free(entry);
-  }
-  archive_write_close(a);
-  archive_write_free(a);
-}
 
 // ---- decoding ----
 

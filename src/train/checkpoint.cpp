@@ -24,12 +24,12 @@ std::string step_name(int64_t step) { return fmt::format("step-{:08d}", step); }
 // AdamW keys its state by the parameter's TensorImpl address: as a string in
 // LibTorch 1.x, as the void* itself in 2.x. Take whichever the map uses.
 using StateKey = std::decay_t<decltype(std::declval<const torch::optim::AdamW&>().state())>::key_type;
-std::string to_state_key(c10::TensorImpl* impl, std::string*) {
+[[maybe_unused]] std::string to_state_key(c10::TensorImpl* impl, std::string*) {
   std::ostringstream os;  // what c10::guts::to_string did in 1.x
   os << impl;
   return os.str();
 }
-void* to_state_key(c10::TensorImpl* impl, void**) { return impl; }
+[[maybe_unused]] void* to_state_key(c10::TensorImpl* impl, void**) { return impl; }
 StateKey state_key(const torch::Tensor& p) {
   return to_state_key(p.unsafeGetTensorImpl(), static_cast<StateKey*>(nullptr));
 }

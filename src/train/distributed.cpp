@@ -1,8 +1,14 @@
 #include "train/distributed.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+// pip/conda LibTorch builds ship no Gloo headers (Debian's does): without them
+// only NCCL (CUDA) groups can be made.
+#if __has_include(<gloo/algorithm.h>)
+#define FLAME_HAVE_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -17,6 +23,14 @@
 #include "util/strings.h"
 
 namespace flame::train {
+
+// The Gloo and NCCL groups derive from c10d::Backend since LibTorch 2.0, from
+// c10d::ProcessGroup before; both offer the collectives used here.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupBase = c10d::Backend;
+#else
+using GroupBase = c10d::ProcessGroup;
+#endif
 
 // ---------------------------------------------------------------- environment
 
@@ -73,7 +87,7 @@ DistEnv dist_env_from_environment() {
 struct Distributed::Group {
   // Declared before pg so that it outlives it (the group talks through it).
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<GroupBase> pg;
   // Where the collectives' buffers live: CPU for Gloo, the GPU for NCCL.
   torch::Device comm_device = torch::kCPU;
 };
@@ -98,6 +112,7 @@ void run_collective(int rank, int world_size, const char* op, Start&& start) {
   }
 }
 
+#ifdef FLAME_HAVE_GLOO
 std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master_addr) {
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname != nullptr && *ifname != '\0')
     return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
@@ -108,6 +123,7 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master
     return c10d::ProcessGroupGloo::createDeviceForHostname(master_addr);
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
+#endif
 
 // FNV-1a over a sequence of integers: a cheap fingerprint of a tensor list's layout.
 struct Fingerprint {
@@ -188,12 +204,16 @@ Distributed Distributed::init(const DistEnv& env, torch::Device device, std::chr
     // Gloo on CPU. Debian's LibTorch is built without NCCL, so a CUDA run on it
     // also lands here: its tensors are copied to the CPU for every collective.
     if (!group->pg) {
+#ifdef FLAME_HAVE_GLOO
       auto options = c10d::ProcessGroupGloo::Options::create(timeout);
       options->devices.push_back(gloo_device(env.master_addr));
       group->pg =
           c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, env.rank, env.world_size, options);
       group->comm_device = torch::kCPU;
       dist.backend_ = "gloo";
+#else
+      fail("this build's LibTorch has no Gloo headers: only CUDA (NCCL) runs can be distributed");
+#endif
     }
   } catch (const std::exception& e) {
     fail(

@@ -188,10 +188,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   loader_options.world_size = dist.world_size();
   loader_options.max_skip_fraction = o.max_skip_fraction;
   data::TrainLoader loader(images, texts, loader_options, loader_state);
-  if (main && loader.skips().without_embedding > 0) {
-    spdlog::warn("{} images have no text embedding and are left out (e.g. {})", loader.skips().without_embedding,
-                 loader.skips().without_embedding_examples.front());
-  }
+  // (the loader logs images without a text embedding, with examples)
 
   nlohmann::json train_json;
   to_json(train_json, o);
@@ -255,8 +252,9 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
               : multi_positive_infonce(all_images, all_texts, encoder->logit_scale_exp());
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
+        // "nan", not "-nan": the sign of a NaN is meaningless and varies by platform.
         fail("the loss is {} at step {} (micro-batch {}, first key '{}'): stopping; the last good checkpoint is {}",
-             value, step + 1, micro, batch.keys.front(),
+             std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), step + 1, micro, batch.keys.front(),
              summary.last_checkpoint.empty() ? "none" : summary.last_checkpoint.string());
       }
       (loss / static_cast<double>(o.accum_steps)).backward();
@@ -279,7 +277,8 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     const double grad_norm =
         torch::nn::utils::clip_grad_norm_(encoder->parameters(), o.grad_clip > 0 ? o.grad_clip : 1e30);
     if (!std::isfinite(grad_norm)) {
-      fail("the gradient norm is {} at step {}: stopping; the last good checkpoint is {}", grad_norm, step + 1,
+      fail("the gradient norm is {} at step {}: stopping; the last good checkpoint is {}",
+           std::isnan(grad_norm) ? "nan" : "inf", step + 1,
            summary.last_checkpoint.empty() ? "none" : summary.last_checkpoint.string());
     }
     optimizer.step();
