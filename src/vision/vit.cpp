@@ -1,6 +1,7 @@
 #include "vision/vit.h"
 
 #include <cmath>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -34,7 +35,13 @@ AttentionImpl::AttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
   out_proj = register_module("out_proj", torch::nn::Linear(width, width));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor causal_mask(int64_t tokens, const torch::Device& device) {
+  return torch::full({tokens, tokens}, -std::numeric_limits<float>::infinity(),
+                     torch::TensorOptions().dtype(torch::kFloat).device(device))
+      .triu(1);
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
   const int64_t head_dim = width / heads_;
   // [B, T, 3W] -> [3, B, H, T, Dh]
@@ -42,7 +49,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
                                 .view({batch, tokens, 3, heads_, head_dim})
                                 .permute({2, 0, 3, 1, 4});
   const torch::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  const torch::Tensor scores = torch::matmul(q, qkv[1].transpose(-2, -1));
+  torch::Tensor scores = torch::matmul(q, qkv[1].transpose(-2, -1));
+  // The fp32 mask promotes bf16 scores to fp32, so -inf stays -inf.
+  if (attn_mask.defined()) scores = scores + attn_mask;
   // Softmax in fp32 so bf16 towers do not lose the small attention weights.
   const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
   const torch::Tensor out = torch::matmul(probs, qkv[2]).transpose(1, 2).reshape({batch, tokens, width});
@@ -66,8 +75,8 @@ ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(int64_t width, int64_t he
   mlp = register_module("mlp", Mlp(width, mlp_width));
 }
 
-torch::Tensor ResidualAttentionBlockImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor h = x + attn(layer_norm_fp32(ln_1, x));
+torch::Tensor ResidualAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask) {
+  const torch::Tensor h = x + attn(layer_norm_fp32(ln_1, x), attn_mask);
   return h + mlp(layer_norm_fp32(ln_2, h));
 }
 

@@ -28,10 +28,14 @@ torch::Tensor drop_patches(const torch::Tensor& tokens, double prob);
 
 // Multi-head self-attention with OpenCLIP's (nn.MultiheadAttention's) parameter
 // layout: in_proj_weight [3W, W] (q, k, v stacked), in_proj_bias [3W], out_proj.
+// attn_mask (optional, as nn.MultiheadAttention's float mask): added to the
+// scores before the softmax, broadcastable to [B, H, T, T]; -inf hides a key
+// (causal_mask() for the text tower). Undefined: every token sees every token.
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t width, int64_t heads);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, T, W] -> [B, T, W]
+  // [B, T, W] -> [B, T, W]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
 
   torch::Tensor in_proj_weight;
   torch::Tensor in_proj_bias;
@@ -53,11 +57,12 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-// Pre-LN residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+// Pre-LN residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). attn_mask
+// as AttentionImpl's.
 class ResidualAttentionBlockImpl : public torch::nn::Module {
  public:
   ResidualAttentionBlockImpl(int64_t width, int64_t heads, int64_t mlp_width);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
 
   torch::nn::LayerNorm ln_1{nullptr};
   Attention attn{nullptr};
@@ -65,6 +70,10 @@ class ResidualAttentionBlockImpl : public torch::nn::Module {
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(ResidualAttentionBlock);
+
+// OpenCLIP's build_causal_mask: [T, T] fp32, 0 on and below the diagonal and
+// -inf above it, so token t attends to tokens 0..t only.
+torch::Tensor causal_mask(int64_t tokens, const torch::Device& device = torch::kCPU);
 
 // Runs `block` on x without keeping its activations; the backward pass runs it
 // again with grad enabled and back-propagates through the recomputation. The

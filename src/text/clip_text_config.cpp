@@ -1,0 +1,156 @@
+#include "text/clip_text_config.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "util/error.h"
+#include "util/file.h"
+#include "util/strings.h"
+#include "vision/vit_config.h"
+
+namespace flame::text {
+
+namespace {
+
+using nlohmann::json;
+
+const std::vector<std::string>& known_fields() {
+  static const std::vector<std::string> fields = {"name",   "context_length", "width",     "heads",
+                                                  "layers", "mlp_ratio",      "embed_dim", "tokenizer"};
+  return fields;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+int64_t get_int(const json& j, const char* key, const std::string& source, bool required, int64_t fallback) {
+  if (!j.contains(key)) {
+    if (required) fail("{}: missing required field '{}'", source, key);
+    return fallback;
+  }
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) fail("{}: field '{}' must be an integer, got {}", source, key, v.dump());
+  return v.get<int64_t>();
+}
+
+std::string get_string(const json& j, const char* key, const std::string& source,
+                       const std::string& fallback) {
+  if (!j.contains(key)) return fallback;
+  const json& v = j.at(key);
+  if (!v.is_string()) fail("{}: field '{}' must be a string, got {}", source, key, v.dump());
+  return v.get<std::string>();
+}
+
+void require_positive(int64_t value, const char* key, const std::string& source) {
+  if (value <= 0) fail("{}: field '{}' must be positive, got {}", source, key, value);
+}
+
+}  // namespace
+
+int64_t ClipTextConfig::parameter_count(int64_t vocab_size) const {
+  const int64_t w = width;
+  const int64_t m = mlp_width();
+  const int64_t block = 2 * (2 * w)          // ln_1, ln_2
+                        + 3 * w * w + 3 * w  // attn.in_proj
+                        + w * w + w          // attn.out_proj
+                        + w * m + m          // mlp.c_fc
+                        + m * w + w;         // mlp.c_proj
+  return vocab_size * w                      // token_embedding
+         + context_length * w                // positional_embedding
+         + layers * block + 2 * w            // blocks, ln_final
+         + w * embed_dim;                    // text_projection
+}
+
+std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("FLAME_SHARED_DIR")) return env;
+  return (std::filesystem::path(FLAME_SOURCE_DIR) / ".." / "shared").lexically_normal();
+}
+
+std::filesystem::path ClipTextConfig::tokenizer_path() const {
+  const std::filesystem::path p(tokenizer);
+  if (p.is_absolute()) return p;
+  if (tokenizer.find('/') == std::string::npos && !ends_with(tokenizer, ".json") &&
+      !ends_with(tokenizer, ".gguf")) {
+    return shared_dir() / "tokenizers" / tokenizer;
+  }
+  return shared_dir() / p;
+}
+
+ClipTextConfig clip_text_config_from_json(const json& j, const std::string& source) {
+  if (!j.is_object()) fail("{}: a text tower config must be a JSON object", source);
+  const auto& known = known_fields();
+  for (const auto& item : j.items()) {
+    if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
+      fail("{}: unknown field '{}' (known fields: {})", source, item.key(), join(known));
+    }
+  }
+  ClipTextConfig c;
+  c.name = get_string(j, "name", source, c.name);
+  c.context_length = get_int(j, "context_length", source, true, 0);
+  c.width = get_int(j, "width", source, true, 0);
+  c.heads = get_int(j, "heads", source, true, 0);
+  c.layers = get_int(j, "layers", source, true, 0);
+  c.embed_dim = get_int(j, "embed_dim", source, true, 0);
+  if (j.contains("mlp_ratio")) {
+    if (!j.at("mlp_ratio").is_number()) {
+      fail("{}: field 'mlp_ratio' must be a number, got {}", source, j.at("mlp_ratio").dump());
+    }
+    c.mlp_ratio = j.at("mlp_ratio").get<double>();
+  }
+  c.tokenizer = get_string(j, "tokenizer", source, c.tokenizer);
+
+  require_positive(c.context_length, "context_length", source);
+  require_positive(c.width, "width", source);
+  require_positive(c.heads, "heads", source);
+  require_positive(c.layers, "layers", source);
+  require_positive(c.embed_dim, "embed_dim", source);
+  if (c.width % c.heads != 0) {
+    fail("{}: field 'width' ({}) must be a multiple of 'heads' ({})", source, c.width, c.heads);
+  }
+  if (!(c.mlp_ratio > 0) || c.mlp_width() < 1) {
+    fail("{}: field 'mlp_ratio' must give an MLP width of at least 1, got {}", source, c.mlp_ratio);
+  }
+  if (c.tokenizer.empty()) fail("{}: field 'tokenizer' must not be empty", source);
+  return c;
+}
+
+nlohmann::json to_json(const ClipTextConfig& c) {
+  return {{"name", c.name},           {"context_length", c.context_length},
+          {"width", c.width},         {"heads", c.heads},
+          {"layers", c.layers},       {"mlp_ratio", c.mlp_ratio},
+          {"embed_dim", c.embed_dim}, {"tokenizer", c.tokenizer}};
+}
+
+std::filesystem::path clip_text_config_dir() {
+  return vision::model_config_dir() / "clip-text";
+}
+
+std::vector<std::string> list_clip_text_presets() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(clip_text_config_dir(), ec)) {
+    if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+ClipTextConfig load_clip_text_config(const std::string& name_or_path) {
+  // Anything that looks like a path is one; a bare word is a preset name.
+  const bool is_path = ends_with(name_or_path, ".json") || name_or_path.find('/') != std::string::npos;
+  const std::filesystem::path path =
+      is_path ? std::filesystem::path(name_or_path) : clip_text_config_dir() / (name_or_path + ".json");
+  if (!std::filesystem::is_regular_file(path)) {
+    if (is_path) fail("text tower config '{}' does not exist", path.string());
+    fail("unknown text tower preset '{}' (no file '{}'; presets: {})", name_or_path, path.string(),
+         join(list_clip_text_presets()));
+  }
+  ClipTextConfig config = clip_text_config_from_json(read_json_file(path), path.string());
+  if (config.name.empty()) config.name = path.stem().string();
+  return config;
+}
+
+}  // namespace flame::text
