@@ -19,6 +19,7 @@
 #include "text/fda_encoder.h"
 #include "text/prompts.h"
 #include "train/checkpoint.h"
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -56,9 +57,11 @@ class Models {
         tokenizer_(llm::Tokenizer::load(o.llm)),
         batch_size_(o.batch_size) {
     if (encoder_->text_dim() != llm_.config().hidden_size) {
-      fail("the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the LLM "
-           "it was trained against",
-           encoder_->text_dim(), o.llm, llm_.config().hidden_size);
+      fail(
+          "the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the "
+          "LLM "
+          "it was trained against",
+          encoder_->text_dim(), o.llm, llm_.config().hidden_size);
     }
   }
 
@@ -74,9 +77,11 @@ class Models {
       const size_t end = std::min(files.size(), begin + static_cast<size_t>(batch_size_));
       std::vector<torch::Tensor> batch;
       for (size_t i = begin; i < end; ++i) {
-        batch.push_back(data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
+        batch.push_back(
+            data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
       }
-      out.push_back(l2_normalize(encoder_->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32)).cpu());
+      out.push_back(
+          l2_normalize(encoder_->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32)).cpu());
       progress.advance(static_cast<int64_t>(end - begin));
     }
     progress.finish();
@@ -100,9 +105,11 @@ class Models {
 };
 
 std::string expand(std::string value, const std::string& data_root) {
-  const std::string configs = text::prompt_config_dir().parent_path().string();
-  for (const auto& [key, replacement] : {std::pair<std::string, std::string>{"{data}", data_root}, {"{configs}", configs}}) {
-    for (size_t at = value.find(key); at != std::string::npos; at = value.find(key)) value.replace(at, key.size(), replacement);
+  const std::string configs = config_dir("benchmarks").parent_path().string();
+  for (const auto& [key, replacement] :
+       {std::pair<std::string, std::string>{"{data}", data_root}, {"{configs}", configs}}) {
+    for (size_t at = value.find(key); at != std::string::npos; at = value.find(key))
+      value.replace(at, key.size(), replacement);
   }
   return value;
 }
@@ -121,7 +128,8 @@ nlohmann::json recall_json(const RetrievalRecall& r) {
   return j;
 }
 
-nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::string& data_root,
+                             int64_t limit) {
   const std::string name = task.at("name");
   const std::string mode = task.value("mode", "short");
   if (mode != "short" && mode != "long") fail("task '{}': mode must be short or long, not '{}'", name, mode);
@@ -164,8 +172,9 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
   const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw");  // [T, K, D]
   const torch::Tensor similarity = facet_similarity(image, text);
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
-  nlohmann::json out = {{"name", name}, {"type", "retrieval"}, {"mode", mode},
-                        {"images", images.size()}, {"texts", texts.size()}, {"facets", text.size(1)}};
+  nlohmann::json out = {{"name", name},          {"type", "retrieval"},
+                        {"mode", mode},          {"images", images.size()},
+                        {"texts", texts.size()}, {"facets", text.size(1)}};
   out.update(recall_json(recall));
   return out;
 }
@@ -189,7 +198,8 @@ void list_class_images(const fs::path& root, const std::vector<std::string>& cla
   }
 }
 
-nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::string& data_root,
+                             int64_t limit) {
   const std::string name = task.at("name");
   const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
   const std::vector<std::string> templates = read_lines(field(task, "templates", data_root));
@@ -198,12 +208,13 @@ nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::s
   }
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
-  list_class_images(field(task, "root", data_root), classes, limit > 0 ? std::max<int64_t>(1, limit / classes.size()) : 0,
-                    &files, &labels);
+  list_class_images(field(task, "root", data_root), classes,
+                    limit > 0 ? std::max<int64_t>(1, limit / classes.size()) : 0, &files, &labels);
   const torch::Tensor image = m.image_features(files, name);
   std::vector<std::string> prompts;
   for (const auto& c : classes) {
-    for (const auto& t : templates) prompts.push_back(t.substr(0, t.find("{}")) + c + t.substr(t.find("{}") + 2));
+    for (const auto& t : templates)
+      prompts.push_back(t.substr(0, t.find("{}")) + c + t.substr(t.find("{}") + 2));
   }
   const int64_t C = static_cast<int64_t>(classes.size()), T = static_cast<int64_t>(templates.size());
   const torch::Tensor text = m.text_features(prompts, "raw").select(1, 0).view({C, T, -1});
@@ -211,17 +222,18 @@ nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::s
   const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
   nlohmann::json per_class = nlohmann::json::object();
   for (size_t c = 0; c < classes.size(); ++c) per_class[classes[c]] = acc.per_class_top1[c];
-  return {{"name", name}, {"type", "zero-shot"}, {"images", files.size()}, {"classes", C}, {"templates", T},
-          {"top1", acc.top1}, {"top5", acc.top5}, {"per_class_top1", per_class}};
+  return {{"name", name},   {"type", "zero-shot"}, {"images", files.size()}, {"classes", C},
+          {"templates", T}, {"top1", acc.top1},    {"top5", acc.top5},       {"per_class_top1", per_class}};
 }
 
-nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root, int64_t limit) {
+nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root,
+                                int64_t limit) {
   const std::string name = task.at("name");
   const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
-  list_class_images(field(task, "root", data_root), classes, limit > 0 ? std::max<int64_t>(5, limit / classes.size()) : 0,
-                    &files, &labels);
+  list_class_images(field(task, "root", data_root), classes,
+                    limit > 0 ? std::max<int64_t>(5, limit / classes.size()) : 0, &files, &labels);
   const torch::Tensor features = m.image_features(files, name);
   // Split by index within each class: 3/5 train, 1/5 validation, 1/5 test.
   std::vector<int64_t> split[3];
@@ -235,14 +247,16 @@ nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std
   const LinearProbeResult r = linear_probe(features.index_select(0, rows(0)), y.index_select(0, rows(0)),
                                            features.index_select(0, rows(1)), y.index_select(0, rows(1)),
                                            features.index_select(0, rows(2)), y.index_select(0, rows(2)), {});
-  return {{"name", name},          {"type", "linear-probe"},  {"images", files.size()},
-          {"train", split[0].size()}, {"val", split[1].size()}, {"test", split[2].size()},
-          {"best_l2", r.best_l2},  {"val_top1", r.val_top1}, {"top1", r.test_top1}};
+  return {{"name", name},           {"type", "linear-probe"},
+          {"images", files.size()}, {"train", split[0].size()},
+          {"val", split[1].size()}, {"test", split[2].size()},
+          {"best_l2", r.best_l2},   {"val_top1", r.val_top1},
+          {"top1", r.test_top1}};
 }
 
 fs::path benchmark_path(const std::string& name_or_path) {
   if (name_or_path.find('/') != std::string::npos || ends_with(name_or_path, ".json")) return name_or_path;
-  const fs::path p = text::prompt_config_dir().parent_path() / "benchmarks" / (name_or_path + ".json");
+  const fs::path p = config_dir("benchmarks") / (name_or_path + ".json");
   if (!fs::exists(p)) fail("no benchmark '{}' ({} does not exist)", name_or_path, p.string());
   return p;
 }
@@ -256,7 +270,8 @@ std::string default_data_root() {
 
 torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
   if (image.dim() != 2 || text.dim() != 3 || image.size(1) != text.size(2)) {
-    fail("facet_similarity: expected image [N, D] and text [T, K, D], got {} and {} dimensions", image.dim(), text.dim());
+    fail("facet_similarity: expected image [N, D] and text [T, K, D], got {} and {} dimensions", image.dim(),
+         text.dim());
   }
   return torch::einsum("id,tkd->it", {image, text}) / text.size(1);
 }
@@ -272,9 +287,11 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
     const nlohmann::json bench = read_json_file(path);
     if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
     for (const auto& t : bench["tasks"]) {
-      if (!t.contains("name") || !t.contains("type")) fail("{}: every task needs 'name' and 'type'", path.string());
+      if (!t.contains("name") || !t.contains("type"))
+        fail("{}: every task needs 'name' and 'type'", path.string());
       names.insert(t["name"].get<std::string>());
-      if (o.tasks.empty() || std::count(o.tasks.begin(), o.tasks.end(), t["name"].get<std::string>())) tasks.push_back(t);
+      if (o.tasks.empty() || std::count(o.tasks.begin(), o.tasks.end(), t["name"].get<std::string>()))
+        tasks.push_back(t);
     }
   }
   for (const auto& wanted : o.tasks) {
@@ -295,10 +312,15 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   for (const auto& t : tasks) {
     const std::string type = t["type"];
     nlohmann::json r;
-    if (type == "retrieval") r = run_retrieval(models, t, data_root, o.limit);
-    else if (type == "zero-shot") r = run_zero_shot(models, t, data_root, o.limit);
-    else if (type == "linear-probe") r = run_linear_probe(models, t, data_root, o.limit);
-    else fail("task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe)", t["name"].get<std::string>(), type);
+    if (type == "retrieval")
+      r = run_retrieval(models, t, data_root, o.limit);
+    else if (type == "zero-shot")
+      r = run_zero_shot(models, t, data_root, o.limit);
+    else if (type == "linear-probe")
+      r = run_linear_probe(models, t, data_root, o.limit);
+    else
+      fail("task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe)", t["name"].get<std::string>(),
+           type);
     r["task"] = t;
     results["tasks"].push_back(r);
   }
@@ -320,8 +342,9 @@ std::string results_markdown(const nlohmann::json& results) {
     const auto& t2i = t["text_to_image"];
     md << fmt::format("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
                       t["name"].get<std::string>(), t["mode"].get<std::string>(), t["images"].get<int64_t>(),
-                      t["texts"].get<int64_t>(), 100 * i2t["R@1"].get<double>(), 100 * i2t["R@5"].get<double>(),
-                      100 * i2t["R@10"].get<double>(), 100 * t2i["R@1"].get<double>(), 100 * t2i["R@5"].get<double>(),
+                      t["texts"].get<int64_t>(), 100 * i2t["R@1"].get<double>(),
+                      100 * i2t["R@5"].get<double>(), 100 * i2t["R@10"].get<double>(),
+                      100 * t2i["R@1"].get<double>(), 100 * t2i["R@5"].get<double>(),
                       100 * t2i["R@10"].get<double>());
   }
   header = false;
@@ -332,8 +355,8 @@ std::string results_markdown(const nlohmann::json& results) {
          << "|---|---|---:|---:|---:|\n";
       header = true;
     }
-    md << fmt::format("| {} | {} | {} | {:.1f} | {} |\n", t["name"].get<std::string>(), t["type"].get<std::string>(),
-                      t["images"].get<int64_t>(), 100 * t["top1"].get<double>(),
+    md << fmt::format("| {} | {} | {} | {:.1f} | {} |\n", t["name"].get<std::string>(),
+                      t["type"].get<std::string>(), t["images"].get<int64_t>(), 100 * t["top1"].get<double>(),
                       t.contains("top5") ? fmt::format("{:.1f}", 100 * t["top5"].get<double>()) : "");
   }
   return md.str();

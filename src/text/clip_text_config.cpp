@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 #include "util/strings.h"
 #include "vision/vit_config.h"
 
@@ -20,32 +22,12 @@ const std::vector<std::string>& known_fields() {
   return fields;
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-int64_t get_int(const json& j, const char* key, const std::string& source, bool required, int64_t fallback) {
-  if (!j.contains(key)) {
-    if (required) fail("{}: missing required field '{}'", source, key);
-    return fallback;
-  }
-  const json& v = j.at(key);
-  if (!v.is_number_integer()) fail("{}: field '{}' must be an integer, got {}", source, key, v.dump());
-  return v.get<int64_t>();
-}
-
 std::string get_string(const json& j, const char* key, const std::string& source,
                        const std::string& fallback) {
   if (!j.contains(key)) return fallback;
   const json& v = j.at(key);
   if (!v.is_string()) fail("{}: field '{}' must be a string, got {}", source, key, v.dump());
   return v.get<std::string>();
-}
-
-void require_positive(int64_t value, const char* key, const std::string& source) {
-  if (value <= 0) fail("{}: field '{}' must be positive, got {}", source, key, value);
 }
 
 }  // namespace
@@ -81,25 +63,15 @@ std::filesystem::path ClipTextConfig::tokenizer_path() const {
 
 ClipTextConfig clip_text_config_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) fail("{}: a text tower config must be a JSON object", source);
-  const auto& known = known_fields();
-  for (const auto& item : j.items()) {
-    if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
-      fail("{}: unknown field '{}' (known fields: {})", source, item.key(), join(known));
-    }
-  }
+  check_known_fields(j, known_fields(), source);
   ClipTextConfig c;
   c.name = get_string(j, "name", source, c.name);
-  c.context_length = get_int(j, "context_length", source, true, 0);
-  c.width = get_int(j, "width", source, true, 0);
-  c.heads = get_int(j, "heads", source, true, 0);
-  c.layers = get_int(j, "layers", source, true, 0);
-  c.embed_dim = get_int(j, "embed_dim", source, true, 0);
-  if (j.contains("mlp_ratio")) {
-    if (!j.at("mlp_ratio").is_number()) {
-      fail("{}: field 'mlp_ratio' must be a number, got {}", source, j.at("mlp_ratio").dump());
-    }
-    c.mlp_ratio = j.at("mlp_ratio").get<double>();
-  }
+  c.context_length = json_int(j, "context_length", source, true, 0);
+  c.width = json_int(j, "width", source, true, 0);
+  c.heads = json_int(j, "heads", source, true, 0);
+  c.layers = json_int(j, "layers", source, true, 0);
+  c.embed_dim = json_int(j, "embed_dim", source, true, 0);
+  c.mlp_ratio = json_number(j, "mlp_ratio", source, c.mlp_ratio);
   c.tokenizer = get_string(j, "tokenizer", source, c.tokenizer);
 
   require_positive(c.context_length, "context_length", source);
@@ -129,25 +101,11 @@ std::filesystem::path clip_text_config_dir() {
 }
 
 std::vector<std::string> list_clip_text_presets() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(clip_text_config_dir(), ec)) {
-    if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
+  return list_presets(clip_text_config_dir());
 }
 
 ClipTextConfig load_clip_text_config(const std::string& name_or_path) {
-  // Anything that looks like a path is one; a bare word is a preset name.
-  const bool is_path = ends_with(name_or_path, ".json") || name_or_path.find('/') != std::string::npos;
-  const std::filesystem::path path =
-      is_path ? std::filesystem::path(name_or_path) : clip_text_config_dir() / (name_or_path + ".json");
-  if (!std::filesystem::is_regular_file(path)) {
-    if (is_path) fail("text tower config '{}' does not exist", path.string());
-    fail("unknown text tower preset '{}' (no file '{}'; presets: {})", name_or_path, path.string(),
-         join(list_clip_text_presets()));
-  }
+  const std::filesystem::path path = find_preset(name_or_path, clip_text_config_dir(), "text tower");
   ClipTextConfig config = clip_text_config_from_json(read_json_file(path), path.string());
   if (config.name.empty()) config.name = path.stem().string();
   return config;

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/hash.h"
@@ -38,7 +39,8 @@ PromptSet parse_prompt_set(const nlohmann::json& j, const std::string& source, i
     set.facets.clear();
     for (const auto& f : j["facets"]) {
       if (!f.contains("name") || !f.contains("text")) fail("{}: every facet needs 'name' and 'text'", source);
-      set.facets.push_back({f["name"].get<std::string>(), f.value("level", ""), f["text"].get<std::string>()});
+      set.facets.push_back(
+          {f["name"].get<std::string>(), f.value("level", ""), f["text"].get<std::string>()});
     }
   }
   const size_t slot = set.prefix_template.find(kSlot);
@@ -59,7 +61,8 @@ PromptSet load_prompt_set_at(const std::string& name_or_path, int depth) {
   std::filesystem::path path = name_or_path;
   if (!ends_with(name_or_path, ".json")) path = prompt_config_dir() / (name_or_path + ".json");
   if (!std::filesystem::exists(path)) {
-    fail("unknown prompt set '{}' (no file '{}'; built-in sets: long, short, raw)", name_or_path, path.string());
+    fail("unknown prompt set '{}' (no file '{}'; built-in sets: long, short, raw)", name_or_path,
+         path.string());
   }
   return parse_prompt_set(read_json_file(path), path.string(), depth);
 }
@@ -67,11 +70,12 @@ PromptSet load_prompt_set_at(const std::string& name_or_path, int depth) {
 }  // namespace
 
 std::filesystem::path prompt_config_dir() {
-  if (const char* env = std::getenv("FLAME_CONFIG_DIR")) return std::filesystem::path(env) / "prompts";
-  return std::filesystem::path(FLAME_SOURCE_DIR) / "configs" / "prompts";
+  return config_dir("prompts");
 }
 
-PromptSet load_prompt_set(const std::string& name_or_path) { return load_prompt_set_at(name_or_path, 0); }
+PromptSet load_prompt_set(const std::string& name_or_path) {
+  return load_prompt_set_at(name_or_path, 0);
+}
 
 std::string PromptSet::prefix(std::string_view clean) const {
   return std::string(head()) + std::string(clean) + std::string(tail());

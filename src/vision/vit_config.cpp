@@ -4,8 +4,10 @@
 #include <cstdlib>
 #include <set>
 
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 #include "util/strings.h"
 
 namespace flame::vision {
@@ -19,33 +21,6 @@ const std::vector<std::string>& known_fields() {
       "name", "image_size",    "patch_size",         "width",           "layers", "heads", "mlp_ratio",
       "pool", "patch_dropout", "grad_checkpointing", "projector_hidden"};
   return fields;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-int64_t get_int(const json& j, const char* key, const std::string& source, bool required, int64_t fallback) {
-  if (!j.contains(key)) {
-    if (required) fail("{}: missing required field '{}'", source, key);
-    return fallback;
-  }
-  const json& v = j.at(key);
-  if (!v.is_number_integer()) fail("{}: field '{}' must be an integer, got {}", source, key, v.dump());
-  return v.get<int64_t>();
-}
-
-double get_number(const json& j, const char* key, const std::string& source, double fallback) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  if (!v.is_number()) fail("{}: field '{}' must be a number, got {}", source, key, v.dump());
-  return v.get<double>();
-}
-
-void require_positive(int64_t value, const char* key, const std::string& source) {
-  if (value <= 0) fail("{}: field '{}' must be positive, got {}", source, key, value);
 }
 
 }  // namespace
@@ -67,25 +42,20 @@ int64_t VitConfig::parameter_count() const {
 
 VitConfig vit_config_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) fail("{}: a model config must be a JSON object", source);
-  const auto& known = known_fields();
-  for (const auto& item : j.items()) {
-    if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
-      fail("{}: unknown field '{}' (known fields: {})", source, item.key(), join(known));
-    }
-  }
+  check_known_fields(j, known_fields(), source);
   VitConfig c;
   if (j.contains("name")) {
     if (!j.at("name").is_string()) fail("{}: field 'name' must be a string", source);
     c.name = j.at("name").get<std::string>();
   }
-  c.image_size = get_int(j, "image_size", source, true, 0);
-  c.patch_size = get_int(j, "patch_size", source, true, 0);
-  c.width = get_int(j, "width", source, true, 0);
-  c.layers = get_int(j, "layers", source, true, 0);
-  c.heads = get_int(j, "heads", source, true, 0);
-  c.mlp_ratio = get_number(j, "mlp_ratio", source, c.mlp_ratio);
-  c.patch_dropout = get_number(j, "patch_dropout", source, c.patch_dropout);
-  c.projector_hidden = get_int(j, "projector_hidden", source, false, c.projector_hidden);
+  c.image_size = json_int(j, "image_size", source, true, 0);
+  c.patch_size = json_int(j, "patch_size", source, true, 0);
+  c.width = json_int(j, "width", source, true, 0);
+  c.layers = json_int(j, "layers", source, true, 0);
+  c.heads = json_int(j, "heads", source, true, 0);
+  c.mlp_ratio = json_number(j, "mlp_ratio", source, c.mlp_ratio);
+  c.patch_dropout = json_number(j, "patch_dropout", source, c.patch_dropout);
+  c.projector_hidden = json_int(j, "projector_hidden", source, false, c.projector_hidden);
   if (j.contains("pool")) {
     if (!j.at("pool").is_string()) fail("{}: field 'pool' must be a string", source);
     c.pool = j.at("pool").get<std::string>();
@@ -140,30 +110,15 @@ json to_json(const VitConfig& c) {
 }
 
 std::filesystem::path model_config_dir() {
-  if (const char* env = std::getenv("FLAME_CONFIG_DIR")) return std::filesystem::path(env) / "models";
-  return std::filesystem::path(FLAME_SOURCE_DIR) / "configs" / "models";
+  return config_dir("models");
 }
 
 std::vector<std::string> list_vit_presets() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(model_config_dir(), ec)) {
-    if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
+  return list_presets(model_config_dir());
 }
 
 VitConfig load_vit_config(const std::string& name_or_path) {
-  // Anything that looks like a path is one; a bare word is a preset name.
-  const bool is_path = ends_with(name_or_path, ".json") || name_or_path.find('/') != std::string::npos;
-  const std::filesystem::path path =
-      is_path ? std::filesystem::path(name_or_path) : model_config_dir() / (name_or_path + ".json");
-  if (!std::filesystem::is_regular_file(path)) {
-    if (is_path) fail("model config '{}' does not exist", path.string());
-    fail("unknown model preset '{}' (no file '{}'; presets: {})", name_or_path, path.string(),
-         join(list_vit_presets()));
-  }
+  const std::filesystem::path path = find_preset(name_or_path, model_config_dir(), "model");
   VitConfig config = vit_config_from_json(read_json_file(path), path.string());
   if (config.name.empty()) config.name = path.stem().string();
   return config;

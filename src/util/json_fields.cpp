@@ -1,0 +1,43 @@
+#include "util/json_fields.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace flame {
+
+void check_known_fields(const nlohmann::json& j, const std::vector<std::string>& known,
+                        const std::string& source) {
+  for (const auto& item : j.items()) {
+    if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
+      fail("{}: unknown field '{}' (known fields: {})", source, item.key(), fmt::join(known, ", "));
+    }
+  }
+}
+
+int64_t json_int(const nlohmann::json& j, const char* key, const std::string& source, bool required,
+                 int64_t fallback) {
+  if (!j.contains(key)) {
+    if (required) fail("{}: missing required field '{}'", source, key);
+    return fallback;
+  }
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number_integer()) fail("{}: field '{}' must be an integer, got {}", source, key, v.dump());
+  return v.get<int64_t>();
+}
+
+double json_number(const nlohmann::json& j, const char* key, const std::string& source, double fallback) {
+  if (!j.contains(key)) return fallback;
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number()) fail("{}: field '{}' must be a number, got {}", source, key, v.dump());
+  return v.get<double>();
+}
+
+void require_positive(int64_t value, const char* key, const std::string& source) {
+  if (value <= 0) fail("{}: field '{}' must be positive, got {}", source, key, value);
+}
+
+}  // namespace flame
