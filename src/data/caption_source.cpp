@@ -23,11 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string lowercase(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 // Applies the checks shared by all formats to each record read, and keeps the
 // usable ones: invalid or empty fields are removed, then records lacking
 // required fields or repeating an earlier key are dropped.
@@ -154,15 +149,6 @@ void read_jsonl(const std::string& path, const CaptionSourceOptions& options, Co
 // WebDataset: a member "dir/KEY.EXT" belongs to sample "dir/KEY", where KEY ends
 // at the first dot of the file name; consecutive members with the same key form
 // one sample. Returns false for names without an extension.
-bool split_member_path(const std::string& path, std::string* key, std::string* ext) {
-  const size_t slash = path.rfind('/');
-  const size_t dot = path.find('.', slash == std::string::npos ? 0 : slash + 1);
-  if (dot == std::string::npos || dot + 1 == path.size()) return false;
-  *key = path.substr(0, dot);
-  *ext = lowercase(path.substr(dot + 1));
-  return true;
-}
-
 void read_tar(const std::string& path, Collector* out) {
   TarReader tar(path);
   struct Sample {

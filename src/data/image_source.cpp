@@ -1,5 +1,7 @@
 #include "data/image_source.h"
 
+#include "data/tar_reader.h"
+
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -26,11 +28,6 @@ namespace {
 
 constexpr size_t kBlock = 512;
 constexpr size_t kMaxExamples = 5;
-
-std::string lowercase(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
 
 // Reads exactly `size` bytes at `offset`; returns how many were available.
 size_t pread_full(int fd, char* out, size_t size, uint64_t offset) {
@@ -160,17 +157,6 @@ void refuse_compressed(int fd, const std::string& path) {
       starts({0xfd, '7', 'z', 'X', 'Z', 0x00})) {
     fail("image shard '{}' is compressed; images need random access, so decompress it to a plain .tar", path);
   }
-}
-
-// WebDataset's split: KEY is the member path up to the first dot of its file
-// name (caption_source splits the same way, so caption and image keys match).
-bool split_member_path(const std::string& path, std::string* key, std::string* ext) {
-  const size_t slash = path.rfind('/');
-  const size_t dot = path.find('.', slash == std::string::npos ? 0 : slash + 1);
-  if (dot == std::string::npos || dot + 1 == path.size()) return false;
-  *key = path.substr(0, dot);
-  *ext = lowercase(path.substr(dot + 1));
-  return true;
 }
 
 bool is_supported_image(const std::string& ext) {

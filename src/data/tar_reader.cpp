@@ -4,8 +4,18 @@
 #include <archive_entry.h>
 
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace flame::data {
+
+bool split_member_path(const std::string& path, std::string* key, std::string* ext) {
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.find('.', slash == std::string::npos ? 0 : slash + 1);
+  if (dot == std::string::npos || dot + 1 == path.size()) return false;
+  *key = path.substr(0, dot);
+  *ext = lowercase(path.substr(dot + 1));
+  return true;
+}
 
 namespace {
 

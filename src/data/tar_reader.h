@@ -16,6 +16,12 @@ struct TarMember {
   std::string data;  // the whole contents
 };
 
+// WebDataset's split of a member path into KEY and extension: KEY is the path
+// up to the first dot of the file name ("shard0/000123.seg.png" -> key
+// "shard0/000123", ext "seg.png", lowercased). False when there is no
+// extension. Caption and image readers split alike, so their keys match.
+bool split_member_path(const std::string& path, std::string* key, std::string* ext);
+
 class TarReader {
  public:
   // Opens the archive; throws flame::Error naming the file if it cannot be

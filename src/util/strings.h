@@ -15,6 +15,8 @@ std::string format_bytes(uint64_t bytes);
 // Splits on a single character; keeps empty fields.
 std::vector<std::string> split(std::string_view text, char sep);
 std::string_view trim(std::string_view text);
+// ASCII letters to lower case (file extensions, format names); other bytes unchanged.
+std::string lowercase(std::string text);
 bool starts_with(std::string_view text, std::string_view prefix);
 bool ends_with(std::string_view text, std::string_view suffix);
 
