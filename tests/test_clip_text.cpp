@@ -54,7 +54,7 @@ std::vector<std::string> captions() {
 }
 
 TEST(ClipTextConfig, PresetsAreListedAndLoad) {
-  EXPECT_EQ(list_clip_text_presets(), (std::vector<std::string>{"clip-text-b", "clip-text-micro"}));
+  EXPECT_EQ(list_clip_text_presets(), (std::vector<std::string>{"clip-text-b", "clip-text-micro", "clip-text-ti"}));
   const ClipTextConfig b = load_clip_text_config("clip-text-b");
   EXPECT_EQ(b.name, "clip-text-b");
   EXPECT_EQ(b.context_length, 77);
@@ -121,7 +121,7 @@ TEST(ClipTextConfig, ErrorsNameTheFileAndField) {
 
   const std::string unknown = error_of([] { load_clip_text_config("clip-text-xl"); });
   EXPECT_TRUE(contains(unknown, "unknown text tower preset 'clip-text-xl'")) << unknown;
-  EXPECT_TRUE(contains(unknown, "clip-text-b, clip-text-micro")) << unknown;
+  EXPECT_TRUE(contains(unknown, "clip-text-b, clip-text-micro, clip-text-ti")) << unknown;
   EXPECT_TRUE(contains(error_of([] { load_clip_text_config("/no/such/text.json"); }),
                        "'/no/such/text.json' does not exist"));
   const auto dir = test::fresh_temp_dir();

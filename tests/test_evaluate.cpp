@@ -1,13 +1,21 @@
-// flame eval end to end: benchmark files, every task type on a tiny model,
-// the JSON and Markdown outputs, and facet similarity on aligned features.
+// flame eval end to end: benchmark files, every task type on a tiny model
+// (FLAME and CLIP baseline checkpoints), the JSON and Markdown outputs, and
+// facet similarity on aligned features.
 #include <gtest/gtest.h>
 
 #include <fstream>
 
+#include "data/caption_source.h"
+#include "data/image_decode.h"
+#include "data/image_transform.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
+#include "llm/tokenizer.h"
 #include "test_helpers.h"
+#include "text/clip_text_config.h"
+#include "text/clip_tokenize.h"
 #include "train/checkpoint.h"
+#include "train/trained_model.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "vision/image_encoder.h"
@@ -69,20 +77,34 @@ fs::path write_benchmark(const fs::path& dir) {
   write_file_atomic(dir / "captions.tsv", tsv);
   write_file_atomic(dir / "classes.txt", "cat\ndog\n");
   write_file_atomic(dir / "templates.txt", "a photo of a {}.\na drawing of a {}.\n");
-  const nlohmann::json bench = {
-      {"name", "tiny"},
-      {"tasks",
-       {{{"name", "short"}, {"type", "retrieval"}, {"mode", "short"}, {"captions", (dir / "captions.tsv").string()},
-         {"text_column", "caption"}, {"caption_index_column", "caption_index"},
-         {"image_dir", "{data}/flickr8k/images"}, {"split", (dir / "split.txt").string()}},
-        {{"name", "long"}, {"type", "retrieval"}, {"mode", "long"}, {"join_captions", true},
-         {"captions", (dir / "captions.tsv").string()}, {"text_column", "caption"},
-         {"caption_index_column", "caption_index"}, {"image_dir", "{data}/flickr8k/images"},
-         {"split", (dir / "split.txt").string()}},
-        {{"name", "zs"}, {"type", "zero-shot"}, {"root", "{data}/cifar10/test"},
-         {"classes", (dir / "classes.txt").string()}, {"templates", (dir / "templates.txt").string()}},
-        {{"name", "probe"}, {"type", "linear-probe"}, {"root", "{data}/cifar10/test"},
-         {"classes", (dir / "classes.txt").string()}}}}};
+  const nlohmann::json bench = {{"name", "tiny"},
+                                {"tasks",
+                                 {{{"name", "short"},
+                                   {"type", "retrieval"},
+                                   {"mode", "short"},
+                                   {"captions", (dir / "captions.tsv").string()},
+                                   {"text_column", "caption"},
+                                   {"caption_index_column", "caption_index"},
+                                   {"image_dir", "{data}/flickr8k/images"},
+                                   {"split", (dir / "split.txt").string()}},
+                                  {{"name", "long"},
+                                   {"type", "retrieval"},
+                                   {"mode", "long"},
+                                   {"join_captions", true},
+                                   {"captions", (dir / "captions.tsv").string()},
+                                   {"text_column", "caption"},
+                                   {"caption_index_column", "caption_index"},
+                                   {"image_dir", "{data}/flickr8k/images"},
+                                   {"split", (dir / "split.txt").string()}},
+                                  {{"name", "zs"},
+                                   {"type", "zero-shot"},
+                                   {"root", "{data}/cifar10/test"},
+                                   {"classes", (dir / "classes.txt").string()},
+                                   {"templates", (dir / "templates.txt").string()}},
+                                  {{"name", "probe"},
+                                   {"type", "linear-probe"},
+                                   {"root", "{data}/cifar10/test"},
+                                   {"classes", (dir / "classes.txt").string()}}}}};
   write_json_file_atomic(dir / "tiny.json", bench);
   return dir / "tiny.json";
 }
@@ -94,7 +116,7 @@ TEST(Evaluate, EveryTaskTypeOnATinyModel) {
   vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);  // the tiny LLM's hidden size
   torch::optim::AdamW optimizer(encoder->parameters());
   const nlohmann::json config = {{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}};
-  train::save_checkpoint(dir / "run", 0, encoder, optimizer, {config, {{"step", 0}}}, 1);
+  train::save_checkpoint(dir / "run", 0, *encoder, optimizer, {config, {{"step", 0}}}, 1);
 
   eval::EvalOptions o;
   o.model = (dir / "run").string();
@@ -119,7 +141,7 @@ TEST(Evaluate, EveryTaskTypeOnATinyModel) {
     EXPECT_DOUBLE_EQ(t2i["R@10"].get<double>(), 1.0);  // 6 images: every image is within the top 10
   }
   const auto& zs = r["tasks"][2];
-  EXPECT_EQ(zs["images"], 20);  // --limit spread over 2 classes
+  EXPECT_EQ(zs["images"], 20);                      // --limit spread over 2 classes
   EXPECT_DOUBLE_EQ(zs["top5"].get<double>(), 1.0);  // 2 classes
   EXPECT_TRUE(zs["per_class_top1"].contains("cat"));
   const auto& probe = r["tasks"][3];
@@ -141,11 +163,93 @@ TEST(Evaluate, EveryTaskTypeOnATinyModel) {
   }
 }
 
+// A CLIP baseline checkpoint runs every task with its own text tower, no LLM:
+// one feature per text (K = 1), texts cut to 77 tokens. The short task's
+// recalls equal those recomputed here from the loaded towers.
+TEST(Evaluate, ClipCheckpointUsesItsTextTower) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path benchmark = write_benchmark(dir);
+  // One caption far beyond 77 tokens: cut in the short task and, joined, in the long one.
+  std::string words;
+  for (int i = 0; i < 120; ++i) words += "a dog ";
+  std::string tsv = read_file(dir / "captions.tsv");
+  const size_t first_row_end = tsv.find('\n', tsv.find('\n') + 1);
+  const std::string first_image =
+      tsv.substr(tsv.find('\n') + 1, tsv.find('\t', tsv.find('\n')) - tsv.find('\n') - 1);
+  tsv.insert(first_row_end + 1, first_image + "\t2\t" + words + "\n");
+  write_file_atomic(dir / "captions.tsv", tsv);
+
+  torch::manual_seed(4);
+  const std::unique_ptr<llm::Tokenizer> tokenizer = llm::Tokenizer::load(test::smollm_tokenizer_dir());
+  const text::ClipTextConfig text_config = text::load_clip_text_config("clip-text-micro");
+  train::TrainedModel model =
+      train::make_clip_model(vision::load_vit_config("vit-micro-32"), text_config, tokenizer->vocab_size());
+  torch::optim::AdamW optimizer(model.root->parameters());
+  train::save_checkpoint(dir / "run", 0, *model.root, optimizer,
+                         {train::model_config_json(model), {{"step", 0}}}, 1);
+
+  eval::EvalOptions o;
+  o.model = (dir / "run").string();  // no --llm
+  o.benchmarks = {benchmark.string()};
+  o.data_root = (test::shared_dir() / "data").string();
+  o.limit = 20;
+  const nlohmann::json r = eval::run_evaluation(o);
+  ASSERT_EQ(r["tasks"].size(), 4u);
+  const auto& shortr = r["tasks"][0];
+  EXPECT_EQ(shortr["texts"], 13);
+  EXPECT_EQ(shortr["facets"], 1);
+  EXPECT_EQ(shortr["truncated_texts"], 1);
+  const auto& longr = r["tasks"][1];
+  EXPECT_EQ(longr["texts"], 6);
+  EXPECT_EQ(longr["facets"], 1);  // not the LLM's 7 facets
+  EXPECT_EQ(longr["truncated_texts"], 1);
+  EXPECT_EQ(r["tasks"][2]["images"], 20);
+
+  // The short task recomputed: images and texts through the loaded towers.
+  train::TrainedModel loaded = train::load_trained_model(dir / "run");
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> texts;
+  std::vector<int64_t> text_image;
+  std::vector<torch::Tensor> images;
+  data::ImageTransformOptions t;
+  t.size = 32;
+  t.train = false;
+  const data::CaptionInput captions = data::read_captions({(dir / "captions.tsv").string()}, [] {
+    data::CaptionSourceOptions c;
+    c.tsv_key_columns = {"image", "caption_index"};
+    return c;
+  }());
+  std::vector<std::string> order;
+  for (const auto& rec : captions.records) {
+    const std::string image = rec.key.substr(0, rec.key.find('#'));
+    if (order.empty() || order.back() != image) {
+      order.push_back(image);
+      const fs::path file = test::shared_dir() / "data" / "flickr8k" / "images" / image;
+      images.push_back(data::transform_image(data::decode_image(read_file(file), file.string()), t, 0));
+    }
+    texts.push_back(rec.fields.at("caption"));
+    text_image.push_back(static_cast<int64_t>(order.size()) - 1);
+  }
+  const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(-1);
+  const torch::Tensor image =
+      torch::nn::functional::normalize(loaded.image->encode(torch::stack(images)).pooled, unit);
+  const text::ClipTokens tokens = text::clip_tokenize(*tokenizer, texts, 77);
+  const torch::Tensor text =
+      torch::nn::functional::normalize(loaded.text(tokens.ids, tokens.eot_index), unit);
+  const eval::RetrievalRecall expected = eval::retrieval_recall(image.matmul(text.t()), text_image);
+  for (const auto& [k, v] : expected.image_to_text) {
+    EXPECT_NEAR(shortr["image_to_text"]["R@" + std::to_string(k)].get<double>(), v, 1e-9) << k;
+  }
+  for (const auto& [k, v] : expected.text_to_image) {
+    EXPECT_NEAR(shortr["text_to_image"]["R@" + std::to_string(k)].get<double>(), v, 1e-9) << k;
+  }
+}
+
 TEST(Evaluate, HiddenSizeMismatchIsExplained) {
   const fs::path dir = fresh_temp_dir();
   vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 32);
   torch::optim::AdamW optimizer(encoder->parameters());
-  train::save_checkpoint(dir / "run", 0, encoder, optimizer,
+  train::save_checkpoint(dir / "run", 0, *encoder, optimizer,
                          {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 32}}, {{"step", 0}}}, 1);
   eval::EvalOptions o;
   o.model = (dir / "run").string();
@@ -155,8 +259,13 @@ TEST(Evaluate, HiddenSizeMismatchIsExplained) {
     eval::run_evaluation(o);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("maps images into 32 dimensions but the LLM"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("maps images into 32 dimensions but the LLM"), std::string::npos)
+        << e.what();
   }
+  o.llm.clear();
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { eval::run_evaluation(o); }),
+                     "is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)"));
 }
 
 }  // namespace

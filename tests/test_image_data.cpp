@@ -749,7 +749,7 @@ TEST(TrainLoader, KeysWithoutEmbeddingsAreReported) {
   const auto by_name =
       std::make_shared<const ImageSource>(ImageSource::open((dir / "table.tsv").string(), tsv_options));
   EXPECT_TRUE(contains(error_of([&] { TrainLoader(by_name, data.texts, small_options(2)); }),
-                       "none of the 4 images has a text embedding"));
+                       "none of the 4 images has a text embedding or caption"));
   EXPECT_TRUE(contains(error_of([&] { TrainLoader(data.images, data.texts, small_options(18)); }),
                        "fewer than the batch size 18"));
 }

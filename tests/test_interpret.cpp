@@ -254,7 +254,7 @@ TEST(Interpret, RenderDrawsAGridAndWordsAndTheCliWritesBoth) {
   train::CheckpointContents contents;
   contents.config = {{"vit", vision::to_json(encoder->config())}, {"text_dim", encoder->text_dim()}};
   contents.state = {{"step", 1}};
-  train::save_checkpoint(dir / "run", 1, encoder, optimizer, contents, 1);
+  train::save_checkpoint(dir / "run", 1, *encoder, optimizer, contents, 1);
   data::write_png(dir / "photo.png", random_image(48, 40, 6));
   const std::string command = std::string(FLAME_CLI_PATH) +
                               " interpret --threads 1 --dtype f32 --pool 2 --model " +

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -12,6 +13,7 @@
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
 #include "train/train_options.h"
+#include "train/trained_model.h"
 #include "train/trainer.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -19,6 +21,8 @@
 namespace flame {
 namespace {
 
+using test::contains;
+using test::error_of;
 using test::fresh_temp_dir;
 namespace fs = std::filesystem;
 
@@ -58,8 +62,8 @@ TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d =
   data.store = dir / "store";
   text::EmbeddingStoreWriter writer(data.store, id);
   torch::manual_seed(11);
-  const torch::Tensor e = torch::nn::functional::normalize(torch::randn({n, k, d}),
-                                                           torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  const torch::Tensor e = torch::nn::functional::normalize(
+      torch::randn({n, k, d}), torch::nn::functional::NormalizeFuncOptions().dim(-1));
   writer.write_shard(0, data.keys, e);
   writer.finalize();
   return data;
@@ -95,7 +99,8 @@ TEST(LrSchedule, WarmupThenCosineToMin) {
   EXPECT_DOUBLE_EQ(train::cosine_lr(10, 100, 10, 1.0), 1.0);  // the cosine starts at the peak
   EXPECT_NEAR(train::cosine_lr(99, 100, 10, 1.0, 0.1), 0.1, 1e-12);
   // Half-way through the decay: the mean of peak and floor.
-  EXPECT_NEAR(train::cosine_lr(10 + 89 / 2, 100, 10, 2.0, 0.0), 2.0 * 0.5 * (1 + std::cos(M_PI * 44.0 / 89)), 1e-12);
+  EXPECT_NEAR(train::cosine_lr(10 + 89 / 2, 100, 10, 2.0, 0.0), 2.0 * 0.5 * (1 + std::cos(M_PI * 44.0 / 89)),
+              1e-12);
   double previous = 1e9;
   for (int64_t s = 10; s < 100; ++s) {
     const double lr = train::cosine_lr(s, 100, 10, 1.0);
@@ -228,7 +233,8 @@ TEST(Train, ResumeIsBitForBit) {
     EXPECT_TRUE(torch::equal(llm::mapped_tensor(ma, info), llm::mapped_tensor(mb, mb.info(name)))) << name;
   }
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir / "cut" / "checkpoints")) names.push_back(e.path().filename());
+  for (const auto& e : fs::directory_iterator(dir / "cut" / "checkpoints"))
+    names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"latest", "step-00000003", "step-00000006"}));
 }
@@ -272,7 +278,8 @@ TEST(Train, NonFiniteLossStopsWithTheCheckpointIntact) {
   const auto latest = train::latest_checkpoint(dir / "run");
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->filename(), "step-00000002");
-  for (const auto& [name, t] : checkpoint_tensors(*latest)) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+  for (const auto& [name, t] : checkpoint_tensors(*latest))
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
 }
 
 TEST(Train, BadInputIsNamed) {
@@ -288,6 +295,128 @@ TEST(Train, BadInputIsNamed) {
   }
 }
 
+TEST(TrainOptions, TextTowerChoosesItsInputs) {
+  train::TrainOptions v;
+  v.images = "x.tsv";
+  v.out = "o";
+  v.text_tower = "clip";
+  EXPECT_TRUE(
+      contains(error_of([&] { train::validate(v, 1); }), "--text-tower clip needs captions (--captions)"));
+  v.captions = {"c.tsv"};
+  EXPECT_NO_THROW(train::validate(v, 1));
+  v.text_stores = {"s"};
+  EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }),
+                       "--texts (embedding stores) is for --text-tower llm"));
+  v.text_tower = "llm";
+  EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }), "--captions is for --text-tower clip"));
+  v.text_tower = "bert";
+  EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }), "must be llm or clip, not 'bert'"));
+  // A FLAME run's resume identity has no CLIP fields (older checkpoints still
+  // resume); a CLIP run's has its own and no stores.
+  train::TrainOptions flame;
+  flame.text_stores = {"s"};
+  const nlohmann::json a = train::resume_identity(flame);
+  EXPECT_FALSE(a.contains("text_tower") || a.contains("captions") || a.contains("clip_text"));
+  EXPECT_TRUE(a.contains("text_stores"));
+  train::TrainOptions clip;
+  clip.text_tower = "clip";
+  clip.captions = {"c.tsv"};
+  const nlohmann::json b = train::resume_identity(clip);
+  EXPECT_EQ(b.at("text_tower"), "clip");
+  EXPECT_EQ(b.at("clip_text"), "clip-text-b");
+  EXPECT_FALSE(b.contains("text_stores"));
+}
+
+// The CLIP baseline on the same images: the Flickr8k captions of each image
+// joined (as FLAME's long descriptions), a micro text tower trained with it.
+train::TrainOptions clip_options(const TrainData& data, const fs::path& out) {
+  train::TrainOptions o = tiny_options(data, out);
+  o.text_stores.clear();
+  o.text_tower = "clip";
+  o.clip_text = "clip-text-micro";
+  o.captions = {(test::shared_dir() / "data" / "flickr8k" / "captions.tsv").string()};
+  o.caption_join = true;
+  return o;
+}
+
+TEST(TrainClip, LossDecreasesAndTheCheckpointHoldsBothTowers) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = clip_options(data, dir / "run");
+  o.steps = 30;
+  o.save_every = 100;
+  o.warmup_steps = 3;
+  std::vector<double> losses;
+  train::TrainHooks hooks;
+  hooks.on_step = [&](const train::StepLog& s) { losses.push_back(s.loss); };
+  const train::TrainSummary summary = train::run_training(o, false, hooks);
+  ASSERT_EQ(losses.size(), 30u);
+  const double first = (losses[0] + losses[1] + losses[2]) / 3;
+  const double last = (losses[27] + losses[28] + losses[29]) / 3;
+  EXPECT_LT(last, 0.8 * first) << "first " << first << " last " << last;
+
+  // Both towers by name: the image tower with CLIP's linear projection (no
+  // MLP projector), the text tower under text.*.
+  const auto saved = checkpoint_tensors(summary.last_checkpoint);
+  for (const char* name : {"image.proj.weight", "image.logit_scale", "image.vit.conv1.weight",
+                           "text.token_embedding.weight", "text.positional_embedding", "text.text_projection",
+                           "text.transformer.resblocks.1.attn.in_proj_weight", "text.ln_final.weight"}) {
+    EXPECT_TRUE(saved.count(name)) << name;
+  }
+  for (const auto& [name, t] : saved) EXPECT_EQ(name.find("projector"), std::string::npos) << name;
+  EXPECT_EQ(saved.at("image.proj.weight").sizes(), (std::vector<int64_t>{64, 64}));  // embed_dim x ViT width
+  const nlohmann::json config = read_json_file(summary.last_checkpoint / "config.json");
+  EXPECT_EQ(config.at("text_tower"), "clip");
+  EXPECT_EQ(config.at("image_projection"), "linear");
+  EXPECT_EQ(config.at("vocab_size"), 49153);
+  EXPECT_EQ(config.at("facets"), nlohmann::json::array({"caption"}));
+
+  // It loads back as a CLIP model with the trained weights in both towers.
+  const train::TrainedModel model = train::load_trained_model(dir / "run");
+  ASSERT_TRUE(model.is_clip());
+  EXPECT_TRUE(
+      torch::equal(model.text->token_embedding->weight.detach(), saved.at("text.token_embedding.weight")));
+  EXPECT_TRUE(torch::equal(model.image->proj->weight.detach(), saved.at("image.proj.weight")));
+  // Embeddings and norms skip weight decay, matrices of both towers take it.
+  const auto has = [](const std::vector<torch::Tensor>& group, const torch::Tensor& t) {
+    return std::any_of(group.begin(), group.end(), [&](const torch::Tensor& g) { return g.is_same(t); });
+  };
+  EXPECT_TRUE(has(model.no_decay_parameters(), model.text->token_embedding->weight));
+  EXPECT_TRUE(has(model.no_decay_parameters(), model.text->positional_embedding));
+  EXPECT_TRUE(has(model.decay_parameters(), model.text->text_projection));
+  EXPECT_TRUE(has(model.decay_parameters(), model.image->proj->weight));
+  EXPECT_EQ(model.decay_parameters().size() + model.no_decay_parameters().size(),
+            model.root->parameters().size());
+}
+
+TEST(TrainClip, ResumeIsBitForBit) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions full = clip_options(data, dir / "full");
+  full.steps = 4;
+  full.save_every = 2;
+  std::vector<double> full_losses, resumed_losses;
+  train::TrainHooks record;
+  record.on_step = [&](const train::StepLog& s) { full_losses.push_back(s.loss); };
+  train::run_training(full, false, record);
+
+  train::TrainOptions cut = full;
+  cut.out = (dir / "cut").string();
+  train::TrainHooks stop;
+  stop.stop_after_step = 3;
+  train::run_training(cut, false, stop);
+  train::TrainHooks record2;
+  record2.on_step = [&](const train::StepLog& s) { resumed_losses.push_back(s.loss); };
+  EXPECT_EQ(train::run_training(cut, true, record2).first_step, 2);
+  ASSERT_EQ(resumed_losses.size(), 2u);
+  EXPECT_EQ(resumed_losses[0], full_losses[2]);
+  EXPECT_EQ(resumed_losses[1], full_losses[3]);
+  const auto a = checkpoint_tensors(dir / "full" / "checkpoints" / "step-00000004");
+  const auto b = checkpoint_tensors(dir / "cut" / "checkpoints" / "step-00000004");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+}
+
 // Data parallel: `scripts/launch --nproc 2 -- flame train` gives the same
 // parameters as one process on the same global batch (the gradient of the
 // gathered-batch loss, all-reduced with a sum, is the single-process one).
@@ -296,13 +425,17 @@ TEST(TrainDistributed, TwoProcessesEqualOne) {
   const TrainData data = make_train_data(dir, 16);
   auto command = [&](const fs::path& out) {
     return fmt::format(
-        "{} train --model vit-micro-32 --images {} --image-dir {} --texts {} --out {} --batch-size 8 --steps 3 "
+        "{} train --model vit-micro-32 --images {} --image-dir {} --texts {} --out {} --batch-size 8 --steps "
+        "3 "
         "--warmup-steps 1 --lr 1e-3 --seed 5 --workers 1 --threads 1 --log-level warn",
         FLAME_CLI_PATH, data.tsv.string(), (test::shared_dir() / "data" / "flickr8k" / "images").string(),
         data.store.string(), out.string());
   };
   const std::string launch = std::string(FLAME_SOURCE_DIR) + "/scripts/launch";
-  ASSERT_EQ(std::system((launch + " --nproc 2 -- " + command(dir / "two") + " > " + (dir / "two.log").string() + " 2>&1").c_str()), 0)
+  ASSERT_EQ(std::system((launch + " --nproc 2 -- " + command(dir / "two") + " > " +
+                         (dir / "two.log").string() + " 2>&1")
+                            .c_str()),
+            0)
       << read_file(dir / "two.log");
   ASSERT_EQ(std::system((command(dir / "one") + " > " + (dir / "one.log").string() + " 2>&1").c_str()), 0)
       << read_file(dir / "one.log");

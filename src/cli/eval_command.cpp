@@ -12,12 +12,17 @@ void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<eval::EvalOptions>();
   auto threads = std::make_shared<int>(0);
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained model: retrieval, zero-shot, linear probe");
-  cmd->add_option("--model", o->model, "checkpoint directory or run directory (its latest checkpoint)")->required();
-  cmd->add_option("--llm", o->llm, "the frozen LLM the model was trained against")->required();
-  cmd->add_option("--benchmark", o->benchmarks, "benchmark name in configs/benchmarks (flickr8k, cifar10) or JSON file")
+  cmd->add_option("--model", o->model, "checkpoint directory or run directory (its latest checkpoint)")
       ->required();
-  cmd->add_option("--tasks", o->tasks, "run only these tasks (names from the benchmark files)")->delimiter(',');
-  cmd->add_option("--data-root", o->data_root, "replaces {data} in benchmark files (default: ../shared/data)");
+  cmd->add_option("--llm", o->llm,
+                  "the frozen LLM a FLAME model was trained against (not for CLIP baselines)");
+  cmd->add_option("--benchmark", o->benchmarks,
+                  "benchmark name in configs/benchmarks (flickr8k, cifar10) or JSON file")
+      ->required();
+  cmd->add_option("--tasks", o->tasks, "run only these tasks (names from the benchmark files)")
+      ->delimiter(',');
+  cmd->add_option("--data-root", o->data_root,
+                  "replaces {data} in benchmark files (default: ../shared/data)");
   cmd->add_option("--limit", o->limit, "at most this many images per task (0: all)")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "LLM compute dtype")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();

@@ -89,7 +89,15 @@ void add_interpret_command(CLI::App& app) {
     if (device.is_cuda() && !torch::cuda::is_available()) {
       fail("--device {}: CUDA is not available in this LibTorch build or machine", o->device);
     }
-    auto encoder = train::load_image_encoder(o->model, device);
+    const train::TrainedModel trained = train::load_trained_model(o->model, device);
+    if (trained.is_clip()) {
+      fail(
+          "{} is a CLIP baseline: its image tower maps into a learned text space, not the LLM's, so there "
+          "are no "
+          "words to read its patches as; interpret a FLAME model",
+          o->model);
+    }
+    vision::ImageEncoder encoder = trained.image;
     // Compare the dimensions before loading the (possibly large) LLM weights.
     const llm::LlmConfig llm_config = llm::load_llm_config(o->llm);
     if (encoder->text_dim() != llm_config.hidden_size) {

@@ -13,36 +13,55 @@ void add_train_command(CLI::App& app) {
   auto config = std::make_shared<std::string>();
   auto resume = std::make_shared<bool>(false);
   auto threads = std::make_shared<int>(0);
-  auto* cmd = app.add_subcommand("train", "Train the image encoder on images + embedding stores (FLAME)");
+  auto* cmd = app.add_subcommand(
+      "train", "Train the image encoder on images + embedding stores (FLAME), or the CLIP baseline");
   // --config is read first: flags given on the command line override it.
-  cmd->add_option("--config", *config, "JSON file of train options (fields as in the checkpoint's config.json 'train')")
+  cmd->add_option("--config", *config,
+                  "JSON file of train options (fields as in the checkpoint's config.json 'train')")
       ->check(CLI::ExistingFile);
   cmd->add_option("--model", o->model, "ViT preset (configs/models) or JSON file")->capture_default_str();
-  cmd->add_option("--images", o->images, "TSV with an 'image' column, or tar shards (brace patterns allowed)");
+  cmd->add_option("--images", o->images,
+                  "TSV with an 'image' column, or tar shards (brace patterns allowed)");
   cmd->add_option("--image-dir", o->image_dir, "TSV: folder of the images (default: images/ beside the TSV)");
   cmd->add_option("--split", o->split_file, "keep only the image names listed in this file");
-  cmd->add_option("--texts", o->text_stores, "embedding store(s), joined by key: their facets are the positives");
+  cmd->add_option("--texts", o->text_stores,
+                  "embedding store(s), joined by key: their facets are the positives");
+  cmd->add_option("--text-tower", o->text_tower,
+                  "llm (FLAME: frozen LLM embeddings, --texts) or clip (baseline: "
+                  "a text tower trained on --captions)")
+      ->capture_default_str();
+  cmd->add_option("--clip-text", o->clip_text,
+                  "clip: text tower preset (configs/models/clip-text) or JSON file")
+      ->capture_default_str();
+  cmd->add_option("--captions", o->captions, "clip: TSV / JSONL / tar captions keyed as the images");
+  cmd->add_option("--caption-field", o->caption_field, "clip: TSV column or JSONL field of the caption")
+      ->capture_default_str();
+  cmd->add_flag("--caption-join", o->caption_join, "clip: join TSV rows sharing a key (as embed --tsv-join)");
   cmd->add_option("--out", o->out, "run directory (checkpoints, train-log.jsonl, summary.json)");
   cmd->add_flag("--resume", *resume, "continue from the latest checkpoint in --out, if any");
   cmd->add_option("--loss", o->loss, "infonce or sigmoid")->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "global batch (all ranks and accumulation steps)")->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "global batch (all ranks and accumulation steps)")
+      ->capture_default_str();
   cmd->add_option("--accum-steps", o->accum_steps, "micro-batches per optimizer step")->capture_default_str();
   cmd->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
   cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr", o->min_lr, "learning rate at the end of the cosine")->capture_default_str();
   cmd->add_option("--warmup-steps", o->warmup_steps, "linear warm-up steps")->capture_default_str();
-  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay (weight matrices only)")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay (weight matrices only)")
+      ->capture_default_str();
   cmd->add_option("--beta1", o->beta1)->capture_default_str();
   cmd->add_option("--beta2", o->beta2)->capture_default_str();
   cmd->add_option("--eps", o->eps)->capture_default_str();
   cmd->add_option("--grad-clip", o->grad_clip, "max gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32 or bf16 (autocast)")->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "steps between checkpoints")->capture_default_str();
-  cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "newest checkpoints kept")->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "newest checkpoints kept")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed)->capture_default_str();
   cmd->add_option("--workers", o->workers, "image decoding threads")->capture_default_str();
   cmd->add_option("--prefetch", o->prefetch_batches, "batches decoded ahead")->capture_default_str();
-  cmd->add_option("--max-skip-fraction", o->max_skip_fraction, "unreadable images tolerated")->capture_default_str();
+  cmd->add_option("--max-skip-fraction", o->max_skip_fraction, "unreadable images tolerated")
+      ->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   add_threads_option(*cmd, threads.get());
   cmd->callback([cmd, o, config, resume, threads] {

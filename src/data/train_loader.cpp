@@ -38,11 +38,10 @@ void from_json(const nlohmann::json& in, LoaderState& state) {
   state.skipped_images = json_integer(in, "skipped_images");
 }
 
-TrainLoader::TrainLoader(std::shared_ptr<const ImageSource> images,
-                         std::shared_ptr<const text::JoinedStores> texts, LoaderOptions options,
-                         LoaderState start)
+TrainLoader::TrainLoader(std::shared_ptr<const ImageSource> images, std::shared_ptr<const PairedTexts> texts,
+                         LoaderOptions options, LoaderState start)
     : images_(std::move(images)), texts_(std::move(texts)), options_(std::move(options)), state_(start) {
-  if (!images_ || !texts_) fail("train loader: no image source or no text embeddings given");
+  if (!images_ || !texts_) fail("train loader: no image source or no texts given");
   const LoaderOptions& o = options_;
   if (o.batch_size < 1) fail("train loader: batch size must be at least 1, got {}", o.batch_size);
   if (o.num_workers < 0) fail("train loader: invalid number of workers {}", o.num_workers);
@@ -69,13 +68,12 @@ TrainLoader::TrainLoader(std::shared_ptr<const ImageSource> images,
   report_.usable = num_items();
   if (record_of_.empty()) {
     fail(
-        "train loader: none of the {} images has a text embedding (image keys look like '{}', store keys "
-        "like "
-        "'{}')",
-        images_->size(), images_->record(0).key, texts_->size() > 0 ? texts_->keys().front() : "");
+        "train loader: none of the {} images has a text embedding or caption (image keys look like '{}', "
+        "text keys like '{}')",
+        images_->size(), images_->record(0).key, texts_->size() > 0 ? texts_->example_key() : "");
   }
   if (report_.without_embedding > 0) {
-    spdlog::warn("{} of {} images have no text embedding and are left out, e.g. '{}'",
+    spdlog::warn("{} of {} images have no text embedding or caption and are left out, e.g. '{}'",
                  report_.without_embedding, images_->size(),
                  fmt::join(report_.without_embedding_examples, "', '"));
   }
@@ -225,7 +223,8 @@ Batch TrainLoader::next() {
   }
   batch.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   batch.images = torch::stack(images);
-  batch.texts = texts_->gather(rows, torch::kFloat32);
+  batch.texts = texts_->batch_texts(rows);
+  batch.text_rows = std::move(rows);
   return batch;
 }
 

@@ -1,5 +1,6 @@
-// The training data loader: images joined by key with their precomputed text
-// embeddings, shuffled per epoch, split across ranks, decoded and augmented
+// The training data loader: images joined by key with their texts (precomputed
+// text embeddings for FLAME, captions for the CLIP baseline: data/paired_texts.h),
+// shuffled per epoch, split across ranks, decoded and augmented
 // by worker threads ahead of the trainer.
 //
 // Everything a batch holds is a pure function of (seed, epoch, item): the
@@ -23,7 +24,7 @@
 
 #include "data/image_source.h"
 #include "data/image_transform.h"
-#include "text/joined_stores.h"
+#include "data/paired_texts.h"
 
 namespace flame::data {
 
@@ -53,8 +54,9 @@ void from_json(const nlohmann::json& in, LoaderState& state);
 
 struct Batch {
   std::vector<std::string> keys;
-  torch::Tensor images;     // [B, 3, S, S] float32, CLIP-normalised
-  torch::Tensor texts;      // [B, K, D] float32
+  torch::Tensor images;            // [B, 3, S, S] float32, CLIP-normalised
+  std::vector<int64_t> text_rows;  // each image's row in the PairedTexts
+  torch::Tensor texts;      // PairedTexts::batch_texts(text_rows): [B, K, D] float32 embeddings, or undefined
   int64_t epoch = 0;        // the epoch of the batch's first item (a batch may run into the next)
   double wait_seconds = 0;  // how long next() waited for images
 };
@@ -73,7 +75,7 @@ class TrainLoader {
   // Throws flame::Error when no image has an embedding, when there are fewer
   // usable items than ranks or a rank's stream is shorter than a batch, or
   // when the options or `start` are invalid.
-  TrainLoader(std::shared_ptr<const ImageSource> images, std::shared_ptr<const text::JoinedStores> texts,
+  TrainLoader(std::shared_ptr<const ImageSource> images, std::shared_ptr<const PairedTexts> texts,
               LoaderOptions options, LoaderState start = {});
   ~TrainLoader();  // stops and joins the workers, also mid-epoch
   TrainLoader(const TrainLoader&) = delete;
@@ -111,7 +113,7 @@ class TrainLoader {
   void stop_workers();  // idempotent
 
   std::shared_ptr<const ImageSource> images_;
-  std::shared_ptr<const text::JoinedStores> texts_;
+  std::shared_ptr<const PairedTexts> texts_;
   LoaderOptions options_;
   std::vector<int64_t> record_of_;  // item -> image record
   std::vector<int64_t> row_of_;     // item -> row of the stores

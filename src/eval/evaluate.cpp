@@ -16,6 +16,7 @@
 #include "llm/tokenizer.h"
 #include "llm/transformer.h"
 #include "llm/weights.h"
+#include "text/clip_tokenize.h"
 #include "text/fda_encoder.h"
 #include "text/prompts.h"
 #include "train/checkpoint.h"
@@ -47,29 +48,38 @@ std::vector<std::string> read_lines(const fs::path& path) {
   return lines;
 }
 
-// The trained image encoder and the frozen LLM's text side.
+// The trained image encoder and its text side: the frozen LLM through the FDA
+// encoder (FLAME), or the checkpoint's own text tower (the CLIP baseline).
 class Models {
  public:
   explicit Models(const EvalOptions& o)
-      : device_(o.device),
-        encoder_(train::load_image_encoder(o.model, device_)),
-        llm_(llm::Transformer::load(o.llm, {llm::parse_compute_dtype(o.dtype), device_})),
-        tokenizer_(llm::Tokenizer::load(o.llm)),
-        batch_size_(o.batch_size) {
-    if (encoder_->text_dim() != llm_.config().hidden_size) {
+      : device_(o.device), model_(train::load_trained_model(o.model, device_)), batch_size_(o.batch_size) {
+    if (model_.is_clip()) {
+      if (!o.llm.empty())
+        spdlog::warn("{} is a CLIP baseline with its own text tower: --llm is not used", o.model);
+      tokenizer_ = llm::Tokenizer::load(model_.text->config().tokenizer_path());
+      return;
+    }
+    if (o.llm.empty())
+      fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
+    llm_ = std::make_unique<llm::Transformer>(
+        llm::Transformer::load(o.llm, {llm::parse_compute_dtype(o.dtype), device_}));
+    tokenizer_ = llm::Tokenizer::load(o.llm);
+    if (model_.image->text_dim() != llm_->config().hidden_size) {
       fail(
           "the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the "
-          "LLM "
-          "it was trained against",
-          encoder_->text_dim(), o.llm, llm_.config().hidden_size);
+          "LLM it was trained against",
+          model_.image->text_dim(), o.llm, llm_->config().hidden_size);
     }
   }
+
+  bool is_clip() const { return model_.is_clip(); }
 
   // [N, D] normalised pooled features of the image files.
   torch::Tensor image_features(const std::vector<fs::path>& files, const std::string& label) {
     torch::NoGradGuard no_grad;
     data::ImageTransformOptions t;
-    t.size = encoder_->config().image_size;
+    t.size = model_.image->config().image_size;
     t.train = false;
     std::vector<torch::Tensor> out;
     ProgressBar progress(label + " images", static_cast<int64_t>(files.size()), "img");
@@ -81,25 +91,47 @@ class Models {
             data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
       }
       out.push_back(
-          l2_normalize(encoder_->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32)).cpu());
+          l2_normalize(model_.image->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32))
+              .cpu());
       progress.advance(static_cast<int64_t>(end - begin));
     }
     progress.finish();
     return torch::cat(out);
   }
 
-  // [N, K, D] normalised facet embeddings with the prompt set.
-  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set) {
-    text::FacetEncoderOptions o;
-    o.normalize = true;
-    const text::FacetEncoder encoder(llm_, *tokenizer_, text::load_prompt_set(prompt_set), o);
-    return encoder.encode_texts(texts).cpu();
+  // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
+  // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
+  // set is not used). `truncated` counts the texts CLIP cut.
+  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
+                              int64_t* truncated = nullptr) {
+    if (!model_.is_clip()) {
+      text::FacetEncoderOptions o;
+      o.normalize = true;
+      const text::FacetEncoder encoder(*llm_, *tokenizer_, text::load_prompt_set(prompt_set), o);
+      return encoder.encode_texts(texts).cpu();
+    }
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> out;
+    int64_t cut = 0;
+    for (size_t begin = 0; begin < texts.size(); begin += 256) {
+      const std::vector<std::string> chunk(
+          texts.begin() + static_cast<std::ptrdiff_t>(begin),
+          texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + 256)));
+      const text::ClipTokens tokens =
+          text::clip_tokenize(*tokenizer_, chunk, model_.text->config().context_length);
+      cut += tokens.truncated;
+      out.push_back(
+          l2_normalize(model_.text(tokens.ids.to(device_), tokens.eot_index.to(device_)).to(torch::kFloat32))
+              .cpu());
+    }
+    if (truncated != nullptr) *truncated = cut;
+    return torch::cat(out).unsqueeze(1);
   }
 
  private:
   torch::Device device_;
-  vision::ImageEncoder encoder_;
-  llm::Transformer llm_;
+  train::TrainedModel model_;
+  std::unique_ptr<llm::Transformer> llm_;  // FLAME only
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
 };
@@ -168,13 +200,19 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
     }
   }
   const torch::Tensor image = m.image_features(files, name);
-  spdlog::info("{}: embedding {} captions ({} prompts)", name, texts.size(), mode == "long" ? "long" : "raw");
-  const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw");  // [T, K, D]
+  spdlog::info("{}: embedding {} captions ({})", name, texts.size(),
+               m.is_clip()      ? "CLIP text tower"
+               : mode == "long" ? "long prompts"
+                                : "raw prompts");
+  int64_t truncated = 0;
+  const torch::Tensor text =
+      m.text_features(texts, mode == "long" ? "long" : "raw", &truncated);  // [T, K, D]
   const torch::Tensor similarity = facet_similarity(image, text);
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
   nlohmann::json out = {{"name", name},          {"type", "retrieval"},
                         {"mode", mode},          {"images", images.size()},
                         {"texts", texts.size()}, {"facets", text.size(1)}};
+  if (m.is_clip()) out["truncated_texts"] = truncated;
   out.update(recall_json(recall));
   return out;
 }
@@ -277,7 +315,7 @@ torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& 
 }
 
 nlohmann::json run_evaluation(const EvalOptions& o) {
-  if (o.model.empty() || o.llm.empty()) fail("flame eval needs --model and --llm");
+  if (o.model.empty()) fail("flame eval needs --model");
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
   std::vector<nlohmann::json> tasks;

@@ -6,7 +6,10 @@
 //   zero-shot    ROOT/<class>/*.jpg, class names x templates through the `raw`
 //                set, templates averaged; top-1 / top-5, per class
 //   linear-probe frozen image features, logistic regression (linear_probe.h)
-// Text features go through the same FDA encoder as training's embeddings.
+// Text features go through the same FDA encoder as training's embeddings. A
+// CLIP baseline checkpoint (train --text-tower clip) runs every task with its
+// own text tower instead: one feature per text, cut to its 77-token context
+// (long retrieval: the joined captions, truncated, as CLIP would), no --llm.
 #pragma once
 
 #include <torch/torch.h>
@@ -21,7 +24,7 @@ namespace flame::eval {
 
 struct EvalOptions {
   std::string model;                    // checkpoint directory, or a run directory (its latest)
-  std::string llm;                      // the frozen LLM the model was trained against
+  std::string llm;                      // the frozen LLM a FLAME model was trained against (CLIP: unused)
   std::vector<std::string> benchmarks;  // names in configs/benchmarks/ or JSON files
   std::vector<std::string> tasks;       // task names to run (empty: all of the benchmarks')
   std::string data_root;                // replaces {data}; empty: $FLAME_DATA_DIR, else ../shared/data

@@ -24,6 +24,7 @@ ClipTokens clip_tokenize(const llm::Tokenizer& tokenizer, const std::vector<std:
     // row is the caption and its EOT only, whatever the tokenizer.
     const std::vector<int32_t> tokens = tokenizer.encode(texts[static_cast<size_t>(i)], false);
     const int64_t kept = std::min<int64_t>(static_cast<int64_t>(tokens.size()), context_length - 1);
+    if (kept < static_cast<int64_t>(tokens.size())) ++out.truncated;
     for (int64_t t = 0; t < kept; ++t) ids[i][t] = tokens[static_cast<size_t>(t)];
     ids[i][kept] = *eot;
     eot_index[i] = kept;

@@ -20,6 +20,7 @@ namespace flame::text {
 struct ClipTokens {
   torch::Tensor ids;        // int64 [N, context_length]
   torch::Tensor eot_index;  // int64 [N]: position of each row's EOT, where the tower pools
+  int64_t truncated = 0;    // rows whose caption was cut to fit
 };
 
 // Throws flame::Error when the tokenizer has no eos id, context_length < 1 or

@@ -11,11 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "data/paired_texts.h"
 #include "text/embedding_store.h"
 
 namespace flame::text {
 
-class JoinedStores {
+class JoinedStores : public data::PairedTexts {
  public:
   // Throws flame::Error when the stores were made by different LLMs, have
   // different dims, or do not hold the same keys (naming a key and the store
@@ -24,13 +25,18 @@ class JoinedStores {
   static JoinedStores open(const std::vector<std::filesystem::path>& dirs);
 
   const std::vector<EmbeddingStore>& stores() const { return stores_; }
-  int64_t size() const { return stores_.front().size(); }
+  int64_t size() const override { return stores_.front().size(); }
   int64_t num_facets() const { return num_facets_; }  // the sum of the stores' K
   int64_t dim() const { return stores_.front().dim(); }
   const std::vector<std::string>& facets() const { return facets_; }  // concatenated names
   // Keys in the order of the first store; indices below refer to this order.
   const std::vector<std::string>& keys() const { return stores_.front().keys(); }
-  std::optional<int64_t> index_of(const std::string& key) const { return stores_.front().index_of(key); }
+  std::optional<int64_t> index_of(const std::string& key) const override {
+    return stores_.front().index_of(key);
+  }
+  const std::string& example_key() const override { return keys().front(); }
+  // The training batch's texts: gather(rows) in float32.
+  torch::Tensor batch_texts(const std::vector<int64_t>& rows) const override { return gather(rows); }
 
   // [num_facets, D] in `dtype`.
   torch::Tensor get(int64_t index, torch::ScalarType dtype = torch::kFloat32) const;

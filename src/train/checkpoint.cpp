@@ -19,7 +19,9 @@ namespace flame::train {
 
 namespace {
 
-std::string step_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+std::string step_name(int64_t step) {
+  return fmt::format("step-{:08d}", step);
+}
 
 // AdamW keys its state by the parameter's TensorImpl address: as a string in
 // LibTorch 1.x, as the void* itself in 2.x. Take whichever the map uses.
@@ -29,7 +31,9 @@ using StateKey = std::decay_t<decltype(std::declval<const torch::optim::AdamW&>(
   os << impl;
   return os.str();
 }
-[[maybe_unused]] void* to_state_key(c10::TensorImpl* impl, void**) { return impl; }
+[[maybe_unused]] void* to_state_key(c10::TensorImpl* impl, void**) {
+  return impl;
+}
 StateKey state_key(const torch::Tensor& p) {
   return to_state_key(p.unsafeGetTensorImpl(), static_cast<StateKey*>(nullptr));
 }
@@ -40,8 +44,9 @@ torch::Tensor read_tensor(const llm::SafetensorsFile& file, const std::string& n
 
 }  // namespace
 
-fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEncoder& encoder,
-                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents, int64_t keep) {
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn::Module& model,
+                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents,
+                         int64_t keep) {
   const fs::path root = run_dir / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(step);
@@ -53,7 +58,7 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEnc
   llm::SafetensorsWriter moments;
   std::map<std::string, std::string> steps;
   const auto& state = optimizer.state();
-  for (const auto& item : encoder->named_parameters()) {
+  for (const auto& item : model.named_parameters()) {
     weights.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat32));
     const auto it = state.find(state_key(item.value()));
     if (it == state.end()) continue;  // no step taken yet
@@ -62,7 +67,8 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEnc
     llm::add_tensor(moments, item.key() + ".exp_avg_sq", s.exp_avg_sq());
     steps[item.key() + ".step"] = std::to_string(s.step());
   }
-  for (const auto& item : encoder->named_buffers()) weights.emplace_back(item.key(), item.value().detach().cpu());
+  for (const auto& item : model.named_buffers())
+    weights.emplace_back(item.key(), item.value().detach().cpu());
   llm::add_tensor(moments, "rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   moments.set_metadata(steps);
   llm::write_checkpoint_weights(tmp, weights);
@@ -92,7 +98,8 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   std::string name = read_file(pointer);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   const fs::path dir = run_dir / "checkpoints" / name;
-  if (!fs::exists(dir / "state.json")) fail("{} names '{}', which is not a complete checkpoint", pointer.string(), name);
+  if (!fs::exists(dir / "state.json"))
+    fail("{} names '{}', which is not a complete checkpoint", pointer.string(), name);
   return dir;
 }
 
@@ -100,28 +107,30 @@ CheckpointContents read_checkpoint_contents(const fs::path& dir) {
   return {read_json_file(dir / "config.json"), read_json_file(dir / "state.json")};
 }
 
-void load_checkpoint(const fs::path& dir, vision::ImageEncoder& encoder, torch::optim::AdamW* optimizer,
+void load_checkpoint(const fs::path& dir, torch::nn::Module& model, torch::optim::AdamW* optimizer,
                      bool restore_rng) {
   torch::NoGradGuard no_grad;
   const llm::WeightFiles weights(dir);
-  for (auto& item : encoder->named_parameters()) {
+  for (auto& item : model.named_parameters()) {
     if (!weights.contains(item.key())) fail("{}: checkpoint lacks tensor '{}'", dir.string(), item.key());
     const torch::Tensor saved = weights.get(item.key(), item.value().scalar_type(), item.value().device());
     if (saved.sizes() != item.value().sizes()) {
       fail("{}: tensor '{}' has shape {}, the model expects {}", dir.string(), item.key(),
-           fmt::format("{}", fmt::join(saved.sizes(), "x")), fmt::format("{}", fmt::join(item.value().sizes(), "x")));
+           fmt::format("{}", fmt::join(saved.sizes(), "x")),
+           fmt::format("{}", fmt::join(item.value().sizes(), "x")));
     }
     item.value().copy_(saved);
   }
-  for (auto& item : encoder->named_buffers()) {
-    if (weights.contains(item.key())) item.value().copy_(weights.get(item.key(), item.value().scalar_type(), item.value().device()));
+  for (auto& item : model.named_buffers()) {
+    if (weights.contains(item.key()))
+      item.value().copy_(weights.get(item.key(), item.value().scalar_type(), item.value().device()));
   }
   if (optimizer == nullptr && !restore_rng) return;
   const llm::SafetensorsFile moments(dir / "optimizer.safetensors");
   if (optimizer != nullptr) {
     auto& state = optimizer->state();
     const auto& meta = moments.header().metadata;
-    for (auto& item : encoder->named_parameters()) {
+    for (auto& item : model.named_parameters()) {
       const auto step = meta.find(item.key() + ".step");
       if (step == meta.end()) continue;
       auto s = std::make_unique<torch::optim::AdamWParamState>();
@@ -137,23 +146,25 @@ void load_checkpoint(const fs::path& dir, vision::ImageEncoder& encoder, torch::
   }
 }
 
+fs::path resolve_checkpoint(const fs::path& dir) {
+  if (fs::exists(dir / "config.json")) return dir;
+  const auto latest = latest_checkpoint(dir);
+  if (!latest) fail("{}: neither a checkpoint nor a run directory with checkpoints", dir.string());
+  return *latest;
+}
+
+TrainedModel load_trained_model(const fs::path& dir, const torch::Device& device) {
+  const fs::path checkpoint = resolve_checkpoint(dir);
+  const fs::path config_file = checkpoint / "config.json";
+  TrainedModel model = model_from_config(read_json_file(config_file), config_file.string());
+  load_checkpoint(checkpoint, *model.root);
+  model.root->to(device);
+  model.root->eval();
+  return model;
+}
+
 vision::ImageEncoder load_image_encoder(const fs::path& dir, const torch::Device& device) {
-  fs::path checkpoint = dir;
-  if (!fs::exists(dir / "config.json")) {
-    const auto latest = latest_checkpoint(dir);
-    if (!latest) fail("{}: neither a checkpoint nor a run directory with checkpoints", dir.string());
-    checkpoint = *latest;
-  }
-  const nlohmann::json config = read_json_file(checkpoint / "config.json");
-  if (!config.contains("vit") || !config.contains("text_dim")) {
-    fail("{}: config.json lacks 'vit' or 'text_dim'", (checkpoint / "config.json").string());
-  }
-  vision::ImageEncoder encoder(vision::vit_config_from_json(config["vit"], (checkpoint / "config.json").string()),
-                               config["text_dim"].get<int64_t>());
-  load_checkpoint(checkpoint, encoder);
-  encoder->to(device);
-  encoder->eval();
-  return encoder;
+  return load_trained_model(dir, device).image;
 }
 
 }  // namespace flame::train

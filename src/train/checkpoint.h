@@ -1,6 +1,6 @@
 // Training checkpoints: RUN/checkpoints/step-00000100/ holding
-//   model.safetensors      the image encoder's parameters by name (fp32)
-//   config.json            {"vit": ..., "text_dim": D, "facets": [...], "train": TrainOptions}
+//   model.safetensors      the trained parameters by name (fp32; train/trained_model.h)
+//   config.json            model_config_json() + {"facets": [...], "train": TrainOptions, ...}
 //   optimizer.safetensors  AdamW moments "<param>.exp_avg" / "<param>.exp_avg_sq" (step
 //                          counts in the metadata) and the CPU RNG state "rng.cpu"
 //   state.json             {"step": s, "loader": [state of each rank], ...}
@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "train/trained_model.h"
 #include "vision/image_encoder.h"
 
 namespace flame::train {
@@ -28,11 +29,12 @@ struct CheckpointContents {
   nlohmann::json state;   // state.json
 };
 
-// Writes a checkpoint of `encoder` and `optimizer` for `step` under
+// Writes a checkpoint of `model` (every parameter and buffer by name) and `optimizer` for `step` under
 // run_dir/checkpoints, points `latest` at it, and removes all but the newest
 // `keep` checkpoints. Returns its directory.
-fs::path save_checkpoint(const fs::path& run_dir, int64_t step, vision::ImageEncoder& encoder,
-                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents, int64_t keep);
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn::Module& model,
+                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents,
+                         int64_t keep);
 
 // The checkpoint `latest` names, if any.
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir);
@@ -40,14 +42,20 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir);
 // Reads config.json and state.json of a checkpoint directory.
 CheckpointContents read_checkpoint_contents(const fs::path& checkpoint_dir);
 
-// Copies the saved parameters into `encoder` (names and shapes must match:
+// Copies the saved parameters into `model` (names and shapes must match:
 // errors name the tensor) and, when given, the optimizer's moments and the
 // CPU RNG state.
-void load_checkpoint(const fs::path& checkpoint_dir, vision::ImageEncoder& encoder,
+void load_checkpoint(const fs::path& checkpoint_dir, torch::nn::Module& model,
                      torch::optim::AdamW* optimizer = nullptr, bool restore_rng = false);
 
-// An image encoder built from a checkpoint's config.json and weights (for
-// evaluation); `dir` is a checkpoint or a run directory (its latest checkpoint).
+// `dir` itself when it holds config.json, else the latest checkpoint of the
+// run directory `dir`; throws flame::Error when it is neither.
+fs::path resolve_checkpoint(const fs::path& dir);
+
+// The model of a checkpoint (or of a run directory's latest), built from its
+// config.json and weights, in eval mode on `device` (for evaluation).
+TrainedModel load_trained_model(const fs::path& dir, const torch::Device& device = torch::kCPU);
+// Its image encoder (FLAME or CLIP).
 vision::ImageEncoder load_image_encoder(const fs::path& dir, const torch::Device& device = torch::kCPU);
 
 }  // namespace flame::train

@@ -25,7 +25,12 @@ void to_json(nlohmann::json& out, const TrainOptions& o) {
          {"images", o.images},
          {"image_dir", o.image_dir},
          {"split_file", o.split_file},
+         {"text_tower", o.text_tower},
          {"text_stores", o.text_stores},
+         {"clip_text", o.clip_text},
+         {"captions", o.captions},
+         {"caption_field", o.caption_field},
+         {"caption_join", o.caption_join},
          {"out", o.out},
          {"loss", o.loss},
          {"batch_size", o.batch_size},
@@ -60,7 +65,12 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "images", o.images);
   read_field(in, "image_dir", o.image_dir);
   read_field(in, "split_file", o.split_file);
+  read_field(in, "text_tower", o.text_tower);
   read_field(in, "text_stores", o.text_stores);
+  read_field(in, "clip_text", o.clip_text);
+  read_field(in, "captions", o.captions);
+  read_field(in, "caption_field", o.caption_field);
+  read_field(in, "caption_join", o.caption_join);
   read_field(in, "out", o.out);
   read_field(in, "loss", o.loss);
   read_field(in, "batch_size", o.batch_size);
@@ -86,9 +96,19 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
 
 void validate(const TrainOptions& o, int world_size) {
   if (o.images.empty()) fail("train: no images given (--images)");
-  if (o.text_stores.empty()) fail("train: no embedding store given (--texts)");
+  if (o.text_tower == "llm") {
+    if (o.text_stores.empty()) fail("train: no embedding store given (--texts)");
+    if (!o.captions.empty())
+      fail("train: --captions is for --text-tower clip; FLAME reads embedding stores (--texts)");
+  } else if (o.text_tower == "clip") {
+    if (o.captions.empty()) fail("train: --text-tower clip needs captions (--captions)");
+    if (!o.text_stores.empty()) fail("train: --texts (embedding stores) is for --text-tower llm, not clip");
+  } else {
+    fail("train: --text-tower must be llm or clip, not '{}'", o.text_tower);
+  }
   if (o.out.empty()) fail("train: no run directory given (--out)");
-  if (o.loss != "infonce" && o.loss != "sigmoid") fail("train: --loss must be infonce or sigmoid, not '{}'", o.loss);
+  if (o.loss != "infonce" && o.loss != "sigmoid")
+    fail("train: --loss must be infonce or sigmoid, not '{}'", o.loss);
   if (o.precision != "fp32" && o.precision != "bf16") {
     fail("train: --precision must be fp32 or bf16, not '{}'", o.precision);
   }
@@ -96,28 +116,39 @@ void validate(const TrainOptions& o, int world_size) {
   if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
   const int64_t parts = o.accum_steps * world_size;
   if (o.batch_size <= 0 || o.batch_size % parts != 0) {
-    fail("train: --batch-size {} must be a positive multiple of ranks x accumulation steps ({} x {})", o.batch_size,
-         world_size, o.accum_steps);
+    fail("train: --batch-size {} must be a positive multiple of ranks x accumulation steps ({} x {})",
+         o.batch_size, world_size, o.accum_steps);
   }
   if (o.batch_size / parts < 2) fail("train: a contrastive micro-batch needs at least 2 images per rank");
   if (!(o.lr > 0)) fail("train: --lr must be positive");
   if (o.min_lr < 0 || o.min_lr > o.lr) fail("train: --min-lr must be within [0, lr]");
   if (o.warmup_steps < 0) fail("train: --warmup-steps must not be negative");
   if (o.weight_decay < 0) fail("train: --weight-decay must not be negative");
-  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) fail("train: betas must be within [0, 1)");
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    fail("train: betas must be within [0, 1)");
   if (!(o.eps > 0)) fail("train: --eps must be positive");
   if (o.grad_clip < 0) fail("train: --grad-clip must not be negative (0 = off)");
   if (o.save_every <= 0) fail("train: --save-every must be positive");
   if (o.keep_checkpoints <= 0) fail("train: --keep-checkpoints must be positive");
   if (o.workers < 0 || o.prefetch_batches < 1) fail("train: --workers must be >= 0 and --prefetch >= 1");
-  if (!(o.max_skip_fraction >= 0 && o.max_skip_fraction < 1)) fail("train: --max-skip-fraction must be within [0, 1)");
+  if (!(o.max_skip_fraction >= 0 && o.max_skip_fraction < 1))
+    fail("train: --max-skip-fraction must be within [0, 1)");
 }
 
 nlohmann::json resume_identity(const TrainOptions& o) {
   nlohmann::json j;
   to_json(j, o);
-  for (const char* free : {"steps", "save_every", "keep_checkpoints", "workers", "prefetch_batches", "out", "device"}) {
+  for (const char* free :
+       {"steps", "save_every", "keep_checkpoints", "workers", "prefetch_batches", "out", "device"}) {
     j.erase(free);
+  }
+  // Only the text side's own fields; a FLAME run's identity is the one runs
+  // had before the CLIP baseline existed, so their checkpoints still resume.
+  if (o.text_tower == "llm") {
+    for (const char* clip_only : {"text_tower", "clip_text", "captions", "caption_field", "caption_join"})
+      j.erase(clip_only);
+  } else {
+    j.erase("text_stores");
   }
   return j;
 }

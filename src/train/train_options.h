@@ -17,8 +17,18 @@ struct TrainOptions {
   std::string images;
   std::string image_dir;   // TSV only; empty: "images" beside the TSV
   std::string split_file;  // optional list of image names to keep
-  // Embedding stores joined by key: their facets are the positives of an image.
+  // The text side. "llm" (FLAME): embedding stores joined by key, whose facets
+  // are the positives of an image. "clip" (the CLIP baseline): a trainable
+  // text tower (clip_text: preset in configs/models/clip-text/ or JSON file)
+  // on one caption per image, read from `captions` (TSV / JSONL / tar, keyed
+  // as the images) and truncated to the tower's context; caption_join joins
+  // TSV rows sharing a key, as `flame embed --tsv-join`.
+  std::string text_tower = "llm";
   std::vector<std::string> text_stores;
+  std::string clip_text = "clip-text-b";
+  std::vector<std::string> captions;
+  std::string caption_field = "caption";  // TSV column / JSONL field
+  bool caption_join = false;
   std::string out;  // run directory: checkpoints/, train-log.jsonl, summary.json
 
   std::string loss = "infonce";  // "infonce" (multi-positive) or "sigmoid"
@@ -30,12 +40,12 @@ struct TrainOptions {
   int64_t warmup_steps = 10;  // linear warm-up from 0
   double weight_decay = 0.2;  // on weight matrices only (ImageEncoder::decay_parameters)
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
-  double grad_clip = 1.0;           // max global L2 norm; 0 = off
-  std::string precision = "fp32";   // "fp32" or "bf16" (autocast: matmuls and convs in bf16)
-  int64_t save_every = 100;         // steps between checkpoints (and at the end)
-  int64_t keep_checkpoints = 2;     // newest checkpoints kept
-  uint64_t seed = 0;                // initialisation, data order, augmentation, patch dropout
-  int workers = 2;                  // loader threads
+  double grad_clip = 1.0;          // max global L2 norm; 0 = off
+  std::string precision = "fp32";  // "fp32" or "bf16" (autocast: matmuls and convs in bf16)
+  int64_t save_every = 100;        // steps between checkpoints (and at the end)
+  int64_t keep_checkpoints = 2;    // newest checkpoints kept
+  uint64_t seed = 0;               // initialisation, data order, augmentation, patch dropout
+  int workers = 2;                 // loader threads
   int prefetch_batches = 2;
   double max_skip_fraction = 0.01;  // unreadable images tolerated before the run stops
   std::string device = "cpu";       // "cpu" or "cuda[:i]"

@@ -1,19 +1,24 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/version.h>
 #include <spdlog/spdlog.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
 
+#include "data/caption_table.h"
 #include "data/image_source.h"
 #include "data/train_loader.h"
+#include "llm/tokenizer.h"
+#include "text/clip_text_config.h"
+#include "text/clip_tokenize.h"
 #include "text/joined_stores.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 #include "train/loss.h"
 #include "train/lr_schedule.h"
+#include "train/trained_model.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -25,7 +30,9 @@ namespace flame::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // bf16 autocast for the forward pass: matmuls and convolutions in bf16, the
 // rest (norms, softmax, the loss) in fp32, as torch.autocast does.
@@ -53,8 +60,10 @@ class AutocastScope {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
     at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, false);
 #else
-    if (cuda_) at::autocast::set_enabled(false);
-    else at::autocast::set_cpu_enabled(false);
+    if (cuda_)
+      at::autocast::set_enabled(false);
+    else
+      at::autocast::set_cpu_enabled(false);
 #endif
     at::autocast::clear_cache();
   }
@@ -74,11 +83,27 @@ nlohmann::json loader_states_json(const std::vector<int64_t>& flat) {
   return out;
 }
 
+// How many captions the text tower's context cuts, told once at the start:
+// CLIP truncates long captions, and comparisons with FLAME should say so.
+void log_truncation(const llm::Tokenizer& tokenizer, const data::CaptionTable& captions,
+                    int64_t context_length) {
+  int64_t truncated = 0;
+  constexpr int64_t kChunk = 1024;
+  for (int64_t begin = 0; begin < captions.size(); begin += kChunk) {
+    std::vector<int64_t> rows;
+    for (int64_t r = begin; r < std::min(captions.size(), begin + kChunk); ++r) rows.push_back(r);
+    truncated += text::clip_tokenize(tokenizer, captions.captions(rows), context_length).truncated;
+  }
+  spdlog::info("{} captions; {} ({:.1f}%) are longer than the text tower's {} tokens and are truncated",
+               captions.size(), truncated, 100.0 * truncated / captions.size(), context_length);
+}
+
 // The first field where two resume identities differ, for the error message.
 std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
   for (const auto& [key, value] : a.items()) {
     if (!b.contains(key) || b.at(key) != value) {
-      return fmt::format("'{}' was {} and is now {}", key, value.dump(), b.contains(key) ? b.at(key).dump() : "absent");
+      return fmt::format("'{}' was {} and is now {}", key, value.dump(),
+                         b.contains(key) ? b.at(key).dump() : "absent");
     }
   }
   return "the field set differs";
@@ -117,9 +142,29 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   const fs::path run_dir = o.out;
   if (main) fs::create_directories(run_dir);
 
-  // Data: the stores fix the text side (K facets of dim D), the images the rest.
-  auto texts = std::make_shared<const text::JoinedStores>(
-      text::JoinedStores::open(std::vector<fs::path>(o.text_stores.begin(), o.text_stores.end())));
+  // Data. FLAME: the stores fix the text side (K facets of dim D). CLIP: one
+  // caption per key, tokenized per batch for the trained text tower.
+  const bool clip = o.text_tower == "clip";
+  std::shared_ptr<const text::JoinedStores> stores;
+  std::shared_ptr<const data::CaptionTable> captions;
+  std::shared_ptr<const data::PairedTexts> texts;
+  text::ClipTextConfig clip_config;
+  std::unique_ptr<llm::Tokenizer> tokenizer;
+  if (clip) {
+    clip_config = text::load_clip_text_config(o.clip_text);
+    tokenizer = llm::Tokenizer::load(clip_config.tokenizer_path());
+    data::CaptionSourceOptions caption_options;
+    caption_options.tsv_text_column = o.caption_field;
+    caption_options.tsv_join = o.caption_join;
+    captions = std::make_shared<const data::CaptionTable>(
+        data::CaptionTable::read(o.captions, caption_options, o.caption_field));
+    texts = captions;
+    if (main) log_truncation(*tokenizer, *captions, clip_config.context_length);
+  } else {
+    stores = std::make_shared<const text::JoinedStores>(
+        text::JoinedStores::open(std::vector<fs::path>(o.text_stores.begin(), o.text_stores.end())));
+    texts = stores;
+  }
   data::ImageSourceOptions source_options;
   source_options.image_dir = o.image_dir;
   source_options.split_file = o.split_file;
@@ -129,12 +174,13 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   // broadcasting them from rank 0 makes that explicit.
   const vision::VitConfig vit = vision::load_vit_config(o.model);
   torch::manual_seed(o.seed);
-  vision::ImageEncoder encoder(vit, texts->dim());
-  encoder->to(device);
+  TrainedModel model = clip ? make_clip_model(vit, clip_config, tokenizer->vocab_size())
+                            : make_flame_model(vit, stores->dim());
+  model.root->to(device);
+  vision::ImageEncoder& encoder = model.image;
   {
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> params;
-    for (const auto& p : encoder->parameters()) params.push_back(p);
+    std::vector<torch::Tensor> params = model.root->parameters();
     dist.broadcast_(params);
   }
   // Patch dropout draws from the torch RNG: each rank its own stream.
@@ -142,13 +188,11 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
 
   std::vector<torch::optim::OptimizerParamGroup> groups;
   const auto adam = [&](double weight_decay) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(o.lr)
-                                                            .betas({o.beta1, o.beta2})
-                                                            .eps(o.eps)
-                                                            .weight_decay(weight_decay));
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(weight_decay));
   };
-  groups.emplace_back(encoder->decay_parameters(), adam(o.weight_decay));
-  groups.emplace_back(encoder->no_decay_parameters(), adam(0.0));
+  groups.emplace_back(model.decay_parameters(), adam(o.weight_decay));
+  groups.emplace_back(model.no_decay_parameters(), adam(0.0));
   torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(o.lr));
 
   // Resume: weights, moments, RNG, and where each rank's loader stood.
@@ -168,7 +212,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     }
     step = saved.state.at("step").get<int64_t>();
     data::from_json(saved.state.at("loader").at(dist.rank()), loader_state);
-    load_checkpoint(*latest, encoder, &optimizer, /*restore_rng=*/dist.world_size() == 1);
+    load_checkpoint(*latest, *model.root, &optimizer, /*restore_rng=*/dist.world_size() == 1);
     if (dist.world_size() > 1) torch::manual_seed(o.seed + 1000003ULL * (dist.rank() + 1) + 7919ULL * step);
     if (main) spdlog::info("resuming from {} (step {})", latest->string(), step);
   } else if (resume && main) {
@@ -192,11 +236,10 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
 
   nlohmann::json train_json;
   to_json(train_json, o);
-  const nlohmann::json config = {{"vit", vision::to_json(vit)},
-                                 {"text_dim", texts->dim()},
-                                 {"facets", texts->facets()},
-                                 {"train", train_json},
-                                 {"train_identity", resume_identity(o)}};
+  nlohmann::json config = model_config_json(model);
+  config["facets"] = clip ? std::vector<std::string>{"caption"} : stores->facets();
+  config["train"] = train_json;
+  config["train_identity"] = resume_identity(o);
   TrainSummary summary;
   summary.first_step = step;
   summary.images_without_embedding = loader.skips().without_embedding;
@@ -205,8 +248,10 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     const data::LoaderState s = loader.state();
     const std::vector<int64_t> states = dist.all_gather_int64({s.epoch, s.position, s.skipped_images});
     if (main) {
-      const nlohmann::json state = {{"step", at_step}, {"world_size", dist.world_size()}, {"loader", loader_states_json(states)}};
-      summary.last_checkpoint = save_checkpoint(run_dir, at_step, encoder, optimizer, {config, state}, o.keep_checkpoints);
+      const nlohmann::json state = {
+          {"step", at_step}, {"world_size", dist.world_size()}, {"loader", loader_states_json(states)}};
+      summary.last_checkpoint =
+          save_checkpoint(run_dir, at_step, *model.root, optimizer, {config, state}, o.keep_checkpoints);
     }
     dist.barrier();
   };
@@ -221,12 +266,13 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   }
   const bool bf16 = o.precision == "bf16";
   double images_done = 0, busy_seconds = 0, wait_seconds = 0;
-  encoder->train();
+  model.root->train();
   while (step < o.steps) {
     if (hooks.before_step) hooks.before_step(step, encoder);
     const auto t0 = Clock::now();
     const double lr = cosine_lr(step, o.steps, o.warmup_steps, o.lr, o.min_lr);
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    for (auto& group : optimizer.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     optimizer.zero_grad();
 
     double step_loss = 0, step_wait = 0;
@@ -235,15 +281,21 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
       data::Batch batch = loader.next();
       step_wait += batch.wait_seconds;
       epoch = batch.epoch;
-      torch::Tensor image;
+      torch::Tensor image, text;
       {
         AutocastScope autocast(bf16, device);
         image = encoder->encode(batch.images.to(device)).pooled;
+        if (clip) {
+          const text::ClipTokens tokens = text::clip_tokenize(*tokenizer, captions->captions(batch.text_rows),
+                                                              clip_config.context_length);
+          text =
+              model.text(tokens.ids.to(device), tokens.eot_index.to(device)).unsqueeze(1);  // [b, K = 1, D]
+        }
       }
-      image = torch::nn::functional::normalize(image.to(torch::kFloat32),
-                                               torch::nn::functional::NormalizeFuncOptions().dim(-1));
-      const torch::Tensor text = torch::nn::functional::normalize(
-          batch.texts.to(device), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+      if (!clip) text = batch.texts.to(device);
+      const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(-1);
+      image = torch::nn::functional::normalize(image.to(torch::kFloat32), unit);
+      text = torch::nn::functional::normalize(text.to(torch::kFloat32), unit);
       const torch::Tensor all_images = dist.gather_rows(image);
       const torch::Tensor all_texts = dist.gather_rows(text);
       const torch::Tensor loss =
@@ -253,9 +305,11 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
         // "nan", not "-nan": the sign of a NaN is meaningless and varies by platform.
-        fail("the loss is {} at step {} (micro-batch {}, first key '{}'): stopping; the last good checkpoint is {}",
-             std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), step + 1, micro, batch.keys.front(),
-             summary.last_checkpoint.empty() ? "none" : summary.last_checkpoint.string());
+        fail(
+            "the loss is {} at step {} (micro-batch {}, first key '{}'): stopping; the last good checkpoint "
+            "is {}",
+            std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), step + 1, micro, batch.keys.front(),
+            summary.last_checkpoint.empty() ? "none" : summary.last_checkpoint.string());
       }
       (loss / static_cast<double>(o.accum_steps)).backward();
       step_loss += value / o.accum_steps;
@@ -272,10 +326,10 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
       }
     }
     std::vector<torch::Tensor> grads;
-    for (const auto& p : encoder->parameters()) grads.push_back(p.grad());
+    for (const auto& p : model.root->parameters()) grads.push_back(p.grad());
     dist.all_reduce_sum_(grads);
     const double grad_norm =
-        torch::nn::utils::clip_grad_norm_(encoder->parameters(), o.grad_clip > 0 ? o.grad_clip : 1e30);
+        torch::nn::utils::clip_grad_norm_(model.root->parameters(), o.grad_clip > 0 ? o.grad_clip : 1e30);
     if (!std::isfinite(grad_norm)) {
       fail("the gradient norm is {} at step {}: stopping; the last good checkpoint is {}",
            std::isnan(grad_norm) ? "nan" : "inf", step + 1,
@@ -299,7 +353,8 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     entry.grad_norm = grad_norm;
     entry.images_per_second = global_images / seconds;
     entry.data_wait_fraction = dist.all_reduce_max(step_wait) / seconds;
-    entry.skipped_images = static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(loader.state().skipped_images)));
+    entry.skipped_images =
+        static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(loader.state().skipped_images)));
     summary.final_loss = step_loss;
     if (main) {
       log->write(entry.to_json());
@@ -317,11 +372,12 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   summary.steps = step;
   summary.images_per_second = images_done / std::max(1e-9, busy_seconds);
   summary.data_wait_fraction = wait_seconds / std::max(1e-9, busy_seconds);
-  summary.skipped_images = static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(loader.state().skipped_images)));
+  summary.skipped_images =
+      static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(loader.state().skipped_images)));
   if (main) {
     write_json_file_atomic(run_dir / "summary.json", summary.to_json());
-    spdlog::info("trained {} steps: final loss {:.4f}, {:.1f} images/s, data wait {:.1f}%, {} images skipped", step,
-                 summary.final_loss, summary.images_per_second, 100 * summary.data_wait_fraction,
+    spdlog::info("trained {} steps: final loss {:.4f}, {:.1f} images/s, data wait {:.1f}%, {} images skipped",
+                 step, summary.final_loss, summary.images_per_second, 100 * summary.data_wait_fraction,
                  summary.skipped_images);
   }
   return summary;

@@ -1,9 +1,14 @@
-// `flame train`: the image encoder learns to match the stored facet embeddings.
+// `flame train`: the image encoder learns to match the stored facet embeddings
+// (FLAME), or, with text_tower "clip", an image and a text tower are trained
+// together from scratch on the same images and captions (the CLIP baseline).
 //
 // One optimizer step, top to bottom (see trainer.cpp):
 //   for each of accum_steps micro-batches:
 //     batch  = loader.next()                      images + the K facet embeddings of each
+//                                                 (CLIP: + the caption rows)
 //     image  = normalize(encoder(images).pooled)  [b, D] on this rank
+//     text   = normalize(batch.texts)             [b, K, D]; CLIP: the text tower on the
+//                                                 tokenized captions, [b, 1, D]
 //     all    = gather(image), gather(text)        [B, D], [B, K, D] over all ranks
 //     loss   = multi-positive InfoNCE or sigmoid over the whole batch / accum_steps
 //     loss.backward()                             gradients reach this rank's images only

@@ -1,5 +1,6 @@
 // ImageEncoder: the whole trainable side of FLAME. A ViT turns images into
 // tokens, the projector maps every token into the frozen LLM's embedding space,
+// (the CLIP baseline's image tower: a linear projection into the shared space),
 // and the pooled token is what the contrastive loss compares with the stored
 // text embeddings. The learned temperature (logit_scale) and the sigmoid
 // loss's bias live here too so one module holds every trained parameter.
@@ -8,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "vision/projector.h"
@@ -21,10 +23,18 @@ struct ImageFeatures {
   torch::Tensor pooled;  // [B, text_dim], not normalised
 };
 
+// How ViT tokens reach the text space: FLAME's MLP projector (projector.h), or
+// CLIP's bias-free linear projection ("proj", as OpenCLIP's visual.proj).
+enum class ImageProjection { kMlp, kLinear };
+std::string to_string(ImageProjection projection);
+// "mlp" or "linear"; throws flame::Error naming `source` otherwise.
+ImageProjection parse_image_projection(const std::string& name, const std::string& source);
+
 class ImageEncoderImpl : public torch::nn::Module {
  public:
   // The projector's hidden width is config.projector_hidden, or text_dim when 0.
-  ImageEncoderImpl(const VitConfig& config, int64_t text_dim);
+  ImageEncoderImpl(const VitConfig& config, int64_t text_dim,
+                   ImageProjection projection = ImageProjection::kMlp);
 
   // images [B, 3, S, S]. Pooling "avg" = mean of the projected patch tokens,
   // "cls" = the projected class token.
@@ -45,21 +55,29 @@ class ImageEncoderImpl : public torch::nn::Module {
 
   const VitConfig& config() const { return config_; }
   int64_t text_dim() const { return text_dim_; }
+  ImageProjection projection() const { return projection_; }
 
   static constexpr double kMaxLogitScale = 100.0;
   static constexpr double kInitLogitBias = -10.0;  // SigLIP's initial bias
 
   VisionTransformer vit{nullptr};
-  Projector projector{nullptr};
-  torch::Tensor logit_scale;  // scalar, init log(1 / 0.07)
-  torch::Tensor logit_bias;   // scalar, init -10; used by the sigmoid loss only
+  Projector projector{nullptr};     // kMlp
+  torch::nn::Linear proj{nullptr};  // kLinear
+  torch::Tensor logit_scale;        // scalar, init log(1 / 0.07)
+  torch::Tensor logit_bias;         // scalar, init -10; used by the sigmoid loss only
 
  private:
-  std::vector<torch::Tensor> parameter_group(bool decay) const;
+  torch::Tensor project(const torch::Tensor& tokens);
 
   VitConfig config_;
   int64_t text_dim_;
+  ImageProjection projection_;
 };
 TORCH_MODULE(ImageEncoder);
+
+// The parameters of `module` that take (decay = true) or skip weight decay:
+// weight matrices (>= 2-D) decay; biases, norms, class / positional / token
+// embeddings and logit_scale / logit_bias do not.
+std::vector<torch::Tensor> weight_decay_group(const torch::nn::Module& module, bool decay);
 
 }  // namespace flame::vision
