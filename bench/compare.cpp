@@ -13,7 +13,7 @@
 //
 //   compare [--llm HF_DIR] [--steps 600] [--batch-size 64] [--model vit-ti-8-64]
 //           [--clip-text clip-text-ti] [--captions N] [--eval-limit 2000] [--seed 0]
-//           [--work DIR] [--no-write]
+//           [--threads 2] [--work DIR] [--no-write]
 // Without --llm, a tiny random Llama-shaped LLM is generated (as `make demo`):
 // no pretrained weights exist on these machines.
 #include <fmt/format.h>
@@ -65,6 +65,8 @@ int main(int argc, char** argv) try {
                 eval_limit = a.num("eval-limit", 2000);
   const int64_t captions_limit = a.num("captions", 0);
   const uint64_t seed = static_cast<uint64_t>(a.num("seed", 0));
+  const int64_t threads = a.num("threads", 2);  // as `flame --threads`: torch's default is 1 here
+  torch::set_num_threads(static_cast<int>(threads));
   const std::string model = a.get("model", "vit-ti-8-64"), clip_text = a.get("clip-text", "clip-text-ti");
   const fs::path work = a.get("work", (fs::temp_directory_path() / "flame-bench-compare").string());
   const fs::path data = fs::path(FLAME_SHARED_DIR) / "data";
@@ -174,8 +176,8 @@ int main(int argc, char** argv) try {
                     machine_line(), load_start, load_average(), seconds_since(t_all))
      << fmt::format(
             "- Command: `build/bench/compare --steps {} --batch-size {} --model {} --clip-text {} "
-            "--eval-limit {}{}{}`.\n",
-            steps, batch, model, clip_text, eval_limit,
+            "--eval-limit {} --threads {}{}{}`.\n",
+            steps, batch, model, clip_text, eval_limit, threads,
             captions_limit > 0 ? fmt::format(" --captions {}", captions_limit) : "",
             a.get("llm").empty() ? "" : " --llm " + a.get("llm"))
      << fmt::format(

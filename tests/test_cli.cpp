@@ -43,14 +43,44 @@ TEST(Cli, VersionPrintsTheProjectVersion) {
 
 TEST(Cli, MakeRandomThenInfo) {
   const auto dir = fresh_temp_dir() / "ckpt";
-  const auto made = run_cli("llm make-random --arch qwen2 --preset tiny --dtype f32 --seed 5 --shard-size 2MB --tokenizer " +
-                            smollm_tokenizer_dir().string() + " " + dir.string());
+  const auto made = run_cli(
+      "llm make-random --arch qwen2 --preset tiny --dtype f32 --seed 5 --shard-size 2MB --tokenizer " +
+      smollm_tokenizer_dir().string() + " " + dir.string());
   ASSERT_EQ(made.status, 0) << made.output;
   EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
   const auto info = run_cli("llm info " + dir.string());
   ASSERT_EQ(info.status, 0) << info.output;
   EXPECT_NE(info.output.find("Qwen2ForCausalLM"), std::string::npos) << info.output;
-  EXPECT_NE(info.output.find("heads           4 query, 1 key/value, head dim 16"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("heads           4 query, 1 key/value, head dim 16"), std::string::npos)
+      << info.output;
+}
+
+// The CLIP baseline through the command line: train flags, eval without --llm,
+// and interpret refusing a checkpoint whose space has no words.
+TEST(Cli, ClipBaselineTrainsAndEvaluates) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path data = shared_dir() / "data";
+  const std::string captions = (data / "flickr8k" / "captions.tsv").string();
+  const auto trained = run_cli("train --text-tower clip --clip-text clip-text-micro --captions " + captions +
+                               " --caption-join --model vit-micro-32 --images " + captions + " --image-dir " +
+                               (data / "flickr8k" / "images").string() + " --split " +
+                               (data / "flickr8k" / "splits" / "train.txt").string() + " --out " +
+                               (dir / "run").string() + " --steps 2 --batch-size 4 --workers 1");
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  EXPECT_NE(trained.output.find("are longer than the text tower's 77 tokens and are truncated"),
+            std::string::npos)
+      << trained.output;
+  const auto evaluated =
+      run_cli("eval --model " + (dir / "run").string() +
+              " --benchmark cifar10 --tasks cifar10-zero-shot --limit 10 --data-root " + data.string());
+  ASSERT_EQ(evaluated.status, 0) << evaluated.output;
+  EXPECT_NE(evaluated.output.find("| cifar10-zero-shot | zero-shot | 10 |"), std::string::npos)
+      << evaluated.output;
+  const auto interpreted = run_cli("interpret --model " + (dir / "run").string() + " --llm " + dir.string() +
+                                   " --out " + (dir / "interpret").string() + " " +
+                                   (data / "flickr8k" / "images" / "1000268201_693b08cb0e.jpg").string());
+  EXPECT_EQ(interpreted.status, 1);
+  EXPECT_NE(interpreted.output.find("is a CLIP baseline"), std::string::npos) << interpreted.output;
 }
 
 TEST(Cli, BadInputGivesAClearErrorAndExitCode) {

@@ -18,6 +18,7 @@
 #include "text/clip_text_tower.h"
 #include "text/clip_tokenize.h"
 #include "train/loss.h"
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "vision/vit.h"
@@ -54,7 +55,8 @@ std::vector<std::string> captions() {
 }
 
 TEST(ClipTextConfig, PresetsAreListedAndLoad) {
-  EXPECT_EQ(list_clip_text_presets(), (std::vector<std::string>{"clip-text-b", "clip-text-micro", "clip-text-ti"}));
+  EXPECT_EQ(list_clip_text_presets(),
+            (std::vector<std::string>{"clip-text-b", "clip-text-micro", "clip-text-ti"}));
   const ClipTextConfig b = load_clip_text_config("clip-text-b");
   EXPECT_EQ(b.name, "clip-text-b");
   EXPECT_EQ(b.context_length, 77);
@@ -75,7 +77,7 @@ TEST(ClipTextConfig, PresetsAreListedAndLoad) {
   EXPECT_EQ(llm::Tokenizer::load(m.tokenizer_path())->vocab_size(), smollm().vocab_size());
   ClipTextConfig rel = m;
   rel.tokenizer = "tokenizers/smollm/tokenizer.json";
-  EXPECT_EQ(rel.tokenizer_path(), shared_dir() / "tokenizers/smollm/tokenizer.json");
+  EXPECT_EQ(rel.tokenizer_path(), flame::shared_dir() / "tokenizers/smollm/tokenizer.json");
   rel.tokenizer = "/abs/tok.json";
   EXPECT_EQ(rel.tokenizer_path(), std::filesystem::path("/abs/tok.json"));
 }

@@ -420,16 +420,19 @@ TEST(TrainClip, ResumeIsBitForBit) {
 // Data parallel: `scripts/launch --nproc 2 -- flame train` gives the same
 // parameters as one process on the same global batch (the gradient of the
 // gathered-batch loss, all-reduced with a sum, is the single-process one).
-TEST(TrainDistributed, TwoProcessesEqualOne) {
+// `text_args` chooses the text side; "{store}" stands for the test's store.
+void expect_two_processes_equal_one(const std::string& text_args) {
   const fs::path dir = fresh_temp_dir();
   const TrainData data = make_train_data(dir, 16);
+  std::string text = text_args;
+  if (const size_t at = text.find("{store}"); at != std::string::npos)
+    text.replace(at, 7, data.store.string());
   auto command = [&](const fs::path& out) {
     return fmt::format(
-        "{} train --model vit-micro-32 --images {} --image-dir {} --texts {} --out {} --batch-size 8 --steps "
-        "3 "
+        "{} train --model vit-micro-32 --images {} --image-dir {} {} --out {} --batch-size 8 --steps 3 "
         "--warmup-steps 1 --lr 1e-3 --seed 5 --workers 1 --threads 1 --log-level warn",
         FLAME_CLI_PATH, data.tsv.string(), (test::shared_dir() / "data" / "flickr8k" / "images").string(),
-        data.store.string(), out.string());
+        text, out.string());
   };
   const std::string launch = std::string(FLAME_SOURCE_DIR) + "/scripts/launch";
   ASSERT_EQ(std::system((launch + " --nproc 2 -- " + command(dir / "two") + " > " +
@@ -463,6 +466,18 @@ TEST(TrainDistributed, TwoProcessesEqualOne) {
   const auto state = read_json_file(dir / "two" / "checkpoints" / "step-00000003" / "state.json");
   EXPECT_EQ(state["world_size"], 2);
   EXPECT_EQ(state["loader"].size(), 2u);
+}
+
+TEST(TrainDistributed, TwoProcessesEqualOne) {
+  expect_two_processes_equal_one("--texts {store}");
+}
+
+// The CLIP baseline: each rank encodes its own captions; the gathered text
+// features carry gradient to the local rows, so the summed text tower
+// gradients are the single-process ones too.
+TEST(TrainDistributed, ClipTwoProcessesEqualOne) {
+  expect_two_processes_equal_one("--text-tower clip --clip-text clip-text-micro --caption-join --captions " +
+                                 (test::shared_dir() / "data" / "flickr8k" / "captions.tsv").string());
 }
 
 }  // namespace

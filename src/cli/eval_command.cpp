@@ -21,8 +21,9 @@ void add_eval_command(CLI::App& app) {
       ->required();
   cmd->add_option("--tasks", o->tasks, "run only these tasks (names from the benchmark files)")
       ->delimiter(',');
-  cmd->add_option("--data-root", o->data_root,
-                  "replaces {data} in benchmark files (default: ../shared/data)");
+  cmd->add_option(
+      "--data-root", o->data_root,
+      "replaces {data} in benchmark files (default: $FLAME_SHARED_DIR/data, else ../shared/data)");
   cmd->add_option("--limit", o->limit, "at most this many images per task (0: all)")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "LLM compute dtype")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();

@@ -300,8 +300,7 @@ fs::path benchmark_path(const std::string& name_or_path) {
 }
 
 std::string default_data_root() {
-  if (const char* env = std::getenv("FLAME_DATA_DIR")) return env;
-  return (fs::path(FLAME_SOURCE_DIR) / ".." / "shared" / "data").lexically_normal().string();
+  return (shared_dir() / "data").string();
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ struct EvalOptions {
   std::string llm;                      // the frozen LLM a FLAME model was trained against (CLIP: unused)
   std::vector<std::string> benchmarks;  // names in configs/benchmarks/ or JSON files
   std::vector<std::string> tasks;       // task names to run (empty: all of the benchmarks')
-  std::string data_root;                // replaces {data}; empty: $FLAME_DATA_DIR, else ../shared/data
+  std::string data_root;                // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
   int64_t limit = 0;                    // images per task (0: all); zero-shot/probe: spread over classes
   std::string dtype = "bf16";           // LLM compute dtype
   std::string device = "cpu";

@@ -46,11 +46,6 @@ int64_t ClipTextConfig::parameter_count(int64_t vocab_size) const {
          + w * embed_dim;                    // text_projection
 }
 
-std::filesystem::path shared_dir() {
-  if (const char* env = std::getenv("FLAME_SHARED_DIR")) return env;
-  return (std::filesystem::path(FLAME_SOURCE_DIR) / ".." / "shared").lexically_normal();
-}
-
 std::filesystem::path ClipTextConfig::tokenizer_path() const {
   const std::filesystem::path p(tokenizer);
   if (p.is_absolute()) return p;

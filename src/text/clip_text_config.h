@@ -50,7 +50,4 @@ std::filesystem::path clip_text_config_dir();
 // Preset names, sorted.
 std::vector<std::string> list_clip_text_presets();
 
-// Root for `tokenizer` paths: $FLAME_SHARED_DIR, else FLAME_SOURCE_DIR/../shared.
-std::filesystem::path shared_dir();
-
 }  // namespace flame::text

@@ -16,6 +16,11 @@ std::filesystem::path config_dir(const std::string& kind) {
   return std::filesystem::path(FLAME_SOURCE_DIR) / "configs" / kind;
 }
 
+std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("FLAME_SHARED_DIR")) return env;
+  return (std::filesystem::path(FLAME_SOURCE_DIR) / ".." / "shared").lexically_normal();
+}
+
 std::vector<std::string> list_presets(const std::filesystem::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;

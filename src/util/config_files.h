@@ -1,5 +1,6 @@
 // The configs/ tree (model presets, prompt sets, benchmarks): where it lives
-// and how a preset name or a JSON path is resolved to a file.
+// and how a preset name or a JSON path is resolved to a file; and the shared
+// tree (tokenizers/, data/) that presets and benchmarks refer to.
 #pragma once
 
 #include <filesystem>
@@ -10,6 +11,9 @@ namespace flame {
 
 // $FLAME_CONFIG_DIR/<kind>, else the source tree's configs/<kind>.
 std::filesystem::path config_dir(const std::string& kind);
+
+// The shared tree: $FLAME_SHARED_DIR, else the source tree's ../shared.
+std::filesystem::path shared_dir();
 
 // The stems of the *.json files directly in `dir`, sorted; none when `dir` is absent.
 std::vector<std::string> list_presets(const std::filesystem::path& dir);
