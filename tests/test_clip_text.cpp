@@ -272,6 +272,11 @@ TEST(ClipTextTower, IsCausal) {
   EXPECT_FALSE(torch::allclose(h.select(1, p + 1), h2.select(1, p + 1), 1e-3, 1e-3));
   // Whatever follows a caption's EOT (padding, or anything else) leaves its features alone.
   const torch::Tensor out = tower(t.ids, t.eot_index);
+  // forward stops at the last EOT; the full 77 positions give the same features.
+  const torch::Tensor full =
+      torch::stack({h[0][t.eot_index[0].item<int64_t>()], h[1][t.eot_index[1].item<int64_t>()]})
+          .matmul(tower->text_projection);
+  EXPECT_TRUE(torch::allclose(out, full, 1e-5, 1e-5));
   torch::Tensor noisy = t.ids.clone();
   for (int64_t r = 0; r < 2; ++r) noisy[r].slice(0, t.eot_index[r].item<int64_t>() + 1).random_(17, 40000);
   EXPECT_TRUE(torch::allclose(out, tower(noisy, t.eot_index), 0.0, 1e-6));

@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "data/caption_source.h"
 #include "data/image_decode.h"
@@ -75,28 +79,47 @@ class Models {
 
   bool is_clip() const { return model_.is_clip(); }
 
-  // [N, D] normalised pooled features of the image files.
+  // [N, D] normalised pooled features of the image files. Features are kept
+  // per file: the Flickr8k tasks share their test images and the CIFAR-10
+  // tasks theirs, so each image is decoded and encoded once per evaluation.
+  // Decoding runs on all cores, each thread taking every T-th image.
   torch::Tensor image_features(const std::vector<fs::path>& files, const std::string& label) {
     torch::NoGradGuard no_grad;
+    std::vector<fs::path> missing;
+    std::unordered_set<std::string> queued;
+    for (const auto& f : files) {
+      if (!feature_of_.count(f.string()) && queued.insert(f.string()).second) missing.push_back(f);
+    }
     data::ImageTransformOptions t;
     t.size = model_.image->config().image_size;
     t.train = false;
-    std::vector<torch::Tensor> out;
-    ProgressBar progress(label + " images", static_cast<int64_t>(files.size()), "img");
-    for (size_t begin = 0; begin < files.size(); begin += batch_size_) {
-      const size_t end = std::min(files.size(), begin + static_cast<size_t>(batch_size_));
-      std::vector<torch::Tensor> batch;
-      for (size_t i = begin; i < end; ++i) {
-        batch.push_back(
-            data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
+    ProgressBar progress(label + " images", static_cast<int64_t>(missing.size()), "img");
+    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
+    for (size_t begin = 0; begin < missing.size(); begin += batch_size_) {
+      const size_t end = std::min(missing.size(), begin + static_cast<size_t>(batch_size_));
+      std::vector<torch::Tensor> batch(end - begin);
+      std::vector<std::future<void>> decoders;
+      for (size_t k = 0; k < std::min(threads, end - begin); ++k) {
+        decoders.push_back(std::async(std::launch::async, [&, k] {
+          for (size_t i = begin + k; i < end; i += threads) {
+            batch[i - begin] =
+                data::transform_image(data::decode_image(read_file(missing[i]), missing[i].string()), t, 0);
+          }
+        }));
       }
-      out.push_back(
+      for (auto& d : decoders) d.get();  // rethrows a decoding error, naming the file
+      const torch::Tensor features =
           l2_normalize(model_.image->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32))
-              .cpu());
+              .cpu();
+      for (size_t i = begin; i < end; ++i)
+        feature_of_[missing[i].string()] = features[static_cast<int64_t>(i - begin)];
       progress.advance(static_cast<int64_t>(end - begin));
     }
     progress.finish();
-    return torch::cat(out);
+    std::vector<torch::Tensor> out;
+    out.reserve(files.size());
+    for (const auto& f : files) out.push_back(feature_of_.at(f.string()));
+    return torch::stack(out);
   }
 
   // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
@@ -110,22 +133,25 @@ class Models {
       const text::FacetEncoder encoder(*llm_, *tokenizer_, text::load_prompt_set(prompt_set), o);
       return encoder.encode_texts(texts).cpu();
     }
+    // Batches of similar length: the tower stops at a batch's longest caption.
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> out;
-    int64_t cut = 0;
-    for (size_t begin = 0; begin < texts.size(); begin += 256) {
-      const std::vector<std::string> chunk(
-          texts.begin() + static_cast<std::ptrdiff_t>(begin),
-          texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + 256)));
-      const text::ClipTokens tokens =
-          text::clip_tokenize(*tokenizer_, chunk, model_.text->config().context_length);
-      cut += tokens.truncated;
-      out.push_back(
-          l2_normalize(model_.text(tokens.ids.to(device_), tokens.eot_index.to(device_)).to(torch::kFloat32))
-              .cpu());
+    const text::ClipTokens tokens =
+        text::clip_tokenize(*tokenizer_, texts, model_.text->config().context_length);
+    const int64_t cut = tokens.truncated;
+    const torch::Tensor order = std::get<1>(tokens.eot_index.sort(c10::optional<bool>(true), /*dim=*/0));
+    torch::Tensor features;
+    for (int64_t begin = 0; begin < order.size(0); begin += 256) {
+      const torch::Tensor rows = order.slice(0, begin, begin + 256);
+      const torch::Tensor f = l2_normalize(model_
+                                               .text(tokens.ids.index_select(0, rows).to(device_),
+                                                     tokens.eot_index.index_select(0, rows).to(device_))
+                                               .to(torch::kFloat32))
+                                  .cpu();
+      if (!features.defined()) features = torch::empty({order.size(0), f.size(1)}, f.options());
+      features.index_copy_(0, rows, f);
     }
     if (truncated != nullptr) *truncated = cut;
-    return torch::cat(out).unsqueeze(1);
+    return features.unsqueeze(1);
   }
 
  private:
@@ -134,6 +160,7 @@ class Models {
   std::unique_ptr<llm::Transformer> llm_;  // FLAME only
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
+  std::unordered_map<std::string, torch::Tensor> feature_of_;  // image file -> its feature [D]
 };
 
 std::string expand(std::string value, const std::string& data_root) {

@@ -75,7 +75,10 @@ torch::Tensor ClipTextTowerImpl::forward(const torch::Tensor& ids, const torch::
     fail("{}: eot_index must lie in [0, {}), got values in [{}, {}]", config_.name, ids.size(1),
          where.min().item<int64_t>(), where.max().item<int64_t>());
   }
-  const torch::Tensor h = hidden_states(ids);
+  // Causal: no position after the last EOT can change an EOT's state, so the
+  // pass stops there (short captions padded to 77 tokens cost their length).
+  const int64_t used = where.numel() > 0 ? where.max().item<int64_t>() + 1 : ids.size(1);
+  const torch::Tensor h = hidden_states(ids.slice(1, 0, used));
   const torch::Tensor rows = torch::arange(h.size(0), where.options());
   const torch::Tensor pooled = h.index({rows, where});  // [N, W]
   return torch::matmul(pooled, text_projection.to(pooled.scalar_type()));

@@ -31,7 +31,8 @@ class ClipTextTowerImpl : public torch::nn::Module {
   // after ln_final [N, T, width]. Position t depends on ids[:, 0..t] only.
   torch::Tensor hidden_states(const torch::Tensor& ids);
   // ids [N, T], eot_index [N] -> [N, embed_dim]: the hidden state at each
-  // row's EOT times text_projection, not normalised.
+  // row's EOT times text_projection, not normalised. Runs the positions up
+  // to the last EOT only (the rest cannot change the result).
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& eot_index);
 
   const ClipTextConfig& config() const { return config_; }
