@@ -34,16 +34,11 @@ std::string get_string(const json& j, const char* key, const std::string& source
 
 int64_t ClipTextConfig::parameter_count(int64_t vocab_size) const {
   const int64_t w = width;
-  const int64_t m = mlp_width();
-  const int64_t block = 2 * (2 * w)          // ln_1, ln_2
-                        + 3 * w * w + 3 * w  // attn.in_proj
-                        + w * w + w          // attn.out_proj
-                        + w * m + m          // mlp.c_fc
-                        + m * w + w;         // mlp.c_proj
-  return vocab_size * w                      // token_embedding
-         + context_length * w                // positional_embedding
-         + layers * block + 2 * w            // blocks, ln_final
-         + w * embed_dim;                    // text_projection
+  const int64_t block = vision::residual_block_parameter_count(w, mlp_width());
+  return vocab_size * w            // token_embedding
+         + context_length * w      // positional_embedding
+         + layers * block + 2 * w  // blocks, ln_final
+         + w * embed_dim;          // text_projection
 }
 
 std::filesystem::path ClipTextConfig::tokenizer_path() const {

@@ -25,19 +25,22 @@ const std::vector<std::string>& known_fields() {
 
 }  // namespace
 
+int64_t residual_block_parameter_count(int64_t w, int64_t m) {
+  return 2 * (2 * w)          // ln_1, ln_2
+         + 3 * w * w + 3 * w  // attn.in_proj
+         + w * w + w          // attn.out_proj
+         + w * m + m          // mlp.c_fc
+         + m * w + w;         // mlp.c_proj
+}
+
 int64_t VitConfig::parameter_count() const {
   const int64_t w = width;
-  const int64_t m = mlp_width();
-  const int64_t block = 2 * (2 * w)          // ln_1, ln_2
-                        + 3 * w * w + 3 * w  // attn.in_proj
-                        + w * w + w          // attn.out_proj
-                        + w * m + m          // mlp.c_fc
-                        + m * w + w;         // mlp.c_proj
-  return 3 * patch_size * patch_size * w     // conv1 (no bias)
-         + w                                 // class_embedding
-         + (num_patches() + 1) * w           // positional_embedding
-         + 2 * w                             // ln_pre
-         + layers * block + 2 * w;           // blocks, ln_post
+  const int64_t block = residual_block_parameter_count(w, mlp_width());
+  return 3 * patch_size * patch_size * w  // conv1 (no bias)
+         + w                              // class_embedding
+         + (num_patches() + 1) * w        // positional_embedding
+         + 2 * w                          // ln_pre
+         + layers * block + 2 * w;        // blocks, ln_post
 }
 
 VitConfig vit_config_from_json(const json& j, const std::string& source) {

@@ -36,6 +36,11 @@ struct VitConfig {
 // fields are rejected so a typo cannot silently fall back to a default.
 VitConfig vit_config_from_json(const nlohmann::json& json, const std::string& source);
 
+// Parameters of one pre-LN residual attention block (vision/vit.h), shared by
+// the ViT and the CLIP text tower: ln_1, ln_2, attention in/out projections,
+// MLP c_fc and c_proj, with biases.
+int64_t residual_block_parameter_count(int64_t width, int64_t mlp_width);
+
 nlohmann::json to_json(const VitConfig& config);
 
 // A preset name ("vit-b-16", looked up in model_config_dir()) or a path to a
