@@ -266,6 +266,10 @@ TEST(Evaluate, HiddenSizeMismatchIsExplained) {
   EXPECT_TRUE(
       test::contains(test::error_of([&] { eval::run_evaluation(o); }),
                      "is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)"));
+  // The linear probe reads image features only: no LLM needed.
+  o.tasks = {"cifar10-linear-probe"};
+  o.limit = 20;
+  EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["type"], "linear-probe");
 }
 
 }  // namespace

@@ -56,7 +56,9 @@ std::vector<std::string> read_lines(const fs::path& path) {
 // encoder (FLAME), or the checkpoint's own text tower (the CLIP baseline).
 class Models {
  public:
-  explicit Models(const EvalOptions& o)
+  // `needs_text`: some task encodes texts. A FLAME model's LLM is loaded only
+  // then (the linear probe needs none).
+  Models(const EvalOptions& o, bool needs_text)
       : device_(o.device), model_(train::load_trained_model(o.model, device_)), batch_size_(o.batch_size) {
     if (model_.is_clip()) {
       if (!o.llm.empty())
@@ -64,6 +66,7 @@ class Models {
       tokenizer_ = llm::Tokenizer::load(model_.text->config().tokenizer_path());
       return;
     }
+    if (!needs_text) return;
     if (o.llm.empty())
       fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
     llm_ = std::make_unique<llm::Transformer>(
@@ -362,7 +365,10 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
     if (!names.count(wanted)) fail("no task '{}' in the benchmarks given", wanted);
   }
 
-  Models models(o);
+  const bool needs_text = std::any_of(tasks.begin(), tasks.end(), [](const nlohmann::json& t) {
+    return t["type"] == "retrieval" || t["type"] == "zero-shot";
+  });
+  Models models(o, needs_text);
   nlohmann::json results = {{"config",
                              {{"model", o.model},
                               {"llm", o.llm},

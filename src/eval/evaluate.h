@@ -23,13 +23,13 @@
 namespace flame::eval {
 
 struct EvalOptions {
-  std::string model;                    // checkpoint directory, or a run directory (its latest)
-  std::string llm;                      // the frozen LLM a FLAME model was trained against (CLIP: unused)
+  std::string model;  // checkpoint directory, or a run directory (its latest)
+  std::string llm;    // the frozen LLM a FLAME model was trained against (CLIP, or linear probe only: unused)
   std::vector<std::string> benchmarks;  // names in configs/benchmarks/ or JSON files
   std::vector<std::string> tasks;       // task names to run (empty: all of the benchmarks')
-  std::string data_root;                // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
-  int64_t limit = 0;                    // images per task (0: all); zero-shot/probe: spread over classes
-  std::string dtype = "bf16";           // LLM compute dtype
+  std::string data_root;       // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
+  int64_t limit = 0;           // images per task (0: all); zero-shot/probe: spread over classes
+  std::string dtype = "bf16";  // LLM compute dtype
   std::string device = "cpu";
   int64_t batch_size = 64;  // images per encoder pass
   std::string out;          // results JSON (written atomically); empty: none
