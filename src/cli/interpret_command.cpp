@@ -93,8 +93,8 @@ void add_interpret_command(CLI::App& app) {
     if (trained.is_clip()) {
       fail(
           "{} is a CLIP baseline: its image tower maps into a learned text space, not the LLM's, so there "
-          "are no "
-          "words to read its patches as; interpret a FLAME model",
+          "are "
+          "no words to read its patches as; interpret a FLAME model",
           o->model);
     }
     vision::ImageEncoder encoder = trained.image;

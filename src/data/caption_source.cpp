@@ -1,6 +1,7 @@
 #include "data/caption_source.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -353,6 +354,14 @@ CaptionInput read_captions(const std::vector<std::string>& inputs, const Caption
     if (format == "tar") read_tar(path, &collector);
   }
   return input;
+}
+
+void log_problem_examples(const std::vector<InputProblem>& problems, size_t count) {
+  for (size_t i = 0; i < std::min(problems.size(), count); ++i) {
+    const InputProblem& p = problems[i];
+    spdlog::warn("input problem: key '{}' ({}): {}{}", p.key, p.source, p.reason,
+                 p.dropped ? " (dropped)" : "");
+  }
 }
 
 uint64_t key_hash(const std::string& key) {

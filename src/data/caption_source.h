@@ -64,6 +64,9 @@ struct CaptionInput {
 // is missing, unreadable, or of unknown format; everything else is a problem.
 CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options = {});
 
+// Logs (warn) the first `count` problems, one line each, naming key and source.
+void log_problem_examples(const std::vector<InputProblem>& problems, size_t count = 5);
+
 // FNV-1a 64 of the key's bytes: stable across machines, builds and runs.
 uint64_t key_hash(const std::string& key);
 

@@ -3,8 +3,6 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
 #include "util/error.h"
 
 namespace flame::data {
@@ -15,12 +13,11 @@ CaptionTable CaptionTable::read(const std::vector<std::string>& inputs, const Ca
   o.required_fields = {field};
   const CaptionInput input = read_captions(inputs, o);
   CaptionTable table;
-  table.problems_ = static_cast<int64_t>(input.problems.size());
-  for (size_t i = 0; i < std::min<size_t>(5, input.problems.size()); ++i) {
-    const InputProblem& p = input.problems[i];
-    spdlog::warn("captions: {} ({}): {}{}", p.key, p.source, p.reason, p.dropped ? "; left out" : "");
+  if (!input.problems.empty()) {
+    log_problem_examples(input.problems);
+    spdlog::warn("captions: {} input problem(s); records without a usable '{}' are left out",
+                 input.problems.size(), field);
   }
-  if (input.problems.size() > 5) spdlog::warn("captions: {} problems in all", input.problems.size());
   for (const auto& r : input.records) {
     table.row_of_.emplace(r.key, table.size());
     table.keys_.push_back(r.key);

@@ -17,7 +17,7 @@ namespace flame::data {
 class CaptionTable : public PairedTexts {
  public:
   // Reads `inputs` (JSONL, TSV or tar shards) and keeps each record's `field`.
-  // Records without it are left out and counted in problems(); throws
+  // Records without it are left out (logged as input problems); throws
   // flame::Error naming the inputs when no record has it.
   static CaptionTable read(const std::vector<std::string>& inputs, const CaptionSourceOptions& options,
                            const std::string& field);
@@ -27,15 +27,12 @@ class CaptionTable : public PairedTexts {
   const std::string& example_key() const override { return keys_.front(); }
   torch::Tensor batch_texts(const std::vector<int64_t>&) const override { return {}; }
 
-  const std::string& key(int64_t row) const { return keys_.at(static_cast<size_t>(row)); }
   const std::string& caption(int64_t row) const { return captions_.at(static_cast<size_t>(row)); }
   std::vector<std::string> captions(const std::vector<int64_t>& rows) const;
-  int64_t problems() const { return problems_; }
 
  private:
   std::vector<std::string> keys_, captions_;
   std::unordered_map<std::string, int64_t> row_of_;
-  int64_t problems_ = 0;
 };
 
 }  // namespace flame::data

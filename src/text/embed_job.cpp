@@ -88,10 +88,7 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
   std::filesystem::create_directories(o.out);
   if (!input.problems.empty()) {
     write_problems(o.out / "problems.jsonl", input.problems);
-    for (size_t i = 0; i < std::min<size_t>(input.problems.size(), 5); ++i) {
-      const auto& p = input.problems[i];
-      spdlog::warn("input problem: key '{}' ({}): {}{}", p.key, p.source, p.reason, p.dropped ? " (dropped)" : "");
-    }
+    data::log_problem_examples(input.problems);
     spdlog::warn("{} input problem(s), {} record(s) dropped; all listed in {}", input.problems.size(),
                  summary.dropped, (o.out / "problems.jsonl").string());
   }
