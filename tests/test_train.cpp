@@ -7,8 +7,12 @@
 #include <cmath>
 #include <fstream>
 
+#include "data/caption_source.h"
+#include "llm/tokenizer.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
+#include "text/clip_text_config.h"
+#include "text/clip_tokenize.h"
 #include "text/embedding_store.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -354,6 +358,21 @@ TEST(TrainClip, LossDecreasesAndTheCheckpointHoldsBothTowers) {
   const double first = (losses[0] + losses[1] + losses[2]) / 3;
   const double last = (losses[27] + losses[28] + losses[29]) / 3;
   EXPECT_LT(last, 0.8 * first) << "first " << first << " last " << last;
+
+  // Truncation is counted over the captions trained on: 30 steps x 8 = 15
+  // epochs of the 16 images, each epoch cutting the same descriptions.
+  data::CaptionSourceOptions join;
+  join.tsv_join = true;
+  std::vector<std::string> descriptions;
+  for (const auto& r : data::read_captions(o.captions, join).records) {
+    if (std::count(data.keys.begin(), data.keys.end(), r.key)) descriptions.push_back(r.fields.at("caption"));
+  }
+  ASSERT_EQ(descriptions.size(), 16u);
+  const text::ClipTextConfig tower = text::load_clip_text_config("clip-text-micro");
+  const int64_t cut_per_epoch =
+      text::clip_tokenize(*llm::Tokenizer::load(tower.tokenizer_path()), descriptions, 77).truncated;
+  EXPECT_GT(cut_per_epoch, 0);  // the 16 descriptions include long ones
+  EXPECT_EQ(summary.truncated_captions, 15 * cut_per_epoch);
 
   // Both towers by name: the image tower with CLIP's linear projection (no
   // MLP projector), the text tower under text.*.

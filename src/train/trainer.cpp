@@ -83,21 +83,6 @@ nlohmann::json loader_states_json(const std::vector<int64_t>& flat) {
   return out;
 }
 
-// How many captions the text tower's context cuts, told once at the start:
-// CLIP truncates long captions, and comparisons with FLAME should say so.
-void log_truncation(const llm::Tokenizer& tokenizer, const data::CaptionTable& captions,
-                    int64_t context_length) {
-  int64_t truncated = 0;
-  constexpr int64_t kChunk = 1024;
-  for (int64_t begin = 0; begin < captions.size(); begin += kChunk) {
-    std::vector<int64_t> rows;
-    for (int64_t r = begin; r < std::min(captions.size(), begin + kChunk); ++r) rows.push_back(r);
-    truncated += text::clip_tokenize(tokenizer, captions.captions(rows), context_length).truncated;
-  }
-  spdlog::info("{} captions; {} ({:.1f}%) are longer than the text tower's {} tokens and are truncated",
-               captions.size(), truncated, 100.0 * truncated / captions.size(), context_length);
-}
-
 // The first field where two resume identities differ, for the error message.
 std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
   for (const auto& [key, value] : a.items()) {
@@ -131,6 +116,7 @@ nlohmann::json TrainSummary::to_json() const {
           {"data_wait_fraction", data_wait_fraction},
           {"skipped_images", skipped_images},
           {"images_without_embedding", images_without_embedding},
+          {"truncated_captions", truncated_captions},
           {"last_checkpoint", last_checkpoint.string()}};
 }
 
@@ -159,7 +145,6 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     captions = std::make_shared<const data::CaptionTable>(
         data::CaptionTable::read(o.captions, caption_options, o.caption_field));
     texts = captions;
-    if (main) log_truncation(*tokenizer, *captions, clip_config.context_length);
   } else {
     stores = std::make_shared<const text::JoinedStores>(
         text::JoinedStores::open(std::vector<fs::path>(o.text_stores.begin(), o.text_stores.end())));
@@ -266,6 +251,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   }
   const bool bf16 = o.precision == "bf16";
   double images_done = 0, busy_seconds = 0, wait_seconds = 0;
+  int64_t truncated_captions = 0;  // CLIP: this rank's captions cut to the text tower's context
   model.root->train();
   while (step < o.steps) {
     if (hooks.before_step) hooks.before_step(step, encoder);
@@ -288,6 +274,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
         if (clip) {
           const text::ClipTokens tokens = text::clip_tokenize(*tokenizer, captions->captions(batch.text_rows),
                                                               clip_config.context_length);
+          truncated_captions += tokens.truncated;
           text =
               model.text(tokens.ids.to(device), tokens.eot_index.to(device)).unsqueeze(1);  // [b, K = 1, D]
         }
@@ -374,6 +361,17 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
   summary.data_wait_fraction = wait_seconds / std::max(1e-9, busy_seconds);
   summary.skipped_images =
       static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(loader.state().skipped_images)));
+  // Counted as the batches are tokenized (no pass over the whole caption set
+  // at start-up): CLIP cuts long captions, and comparisons should say so.
+  summary.truncated_captions =
+      static_cast<int64_t>(dist.all_reduce_sum(static_cast<double>(truncated_captions)));
+  if (main && clip) {
+    const int64_t trained_on = (step - summary.first_step) * o.batch_size;
+    spdlog::info("{} of the {} captions trained on ({:.1f}%) were cut to the text tower's {} tokens",
+                 summary.truncated_captions, trained_on,
+                 100.0 * static_cast<double>(summary.truncated_captions) / static_cast<double>(trained_on),
+                 clip_config.context_length);
+  }
   if (main) {
     write_json_file_atomic(run_dir / "summary.json", summary.to_json());
     spdlog::info("trained {} steps: final loss {:.4f}, {:.1f} images/s, data wait {:.1f}%, {} images skipped",

@@ -58,6 +58,9 @@ struct TrainSummary {
   double data_wait_fraction = 0;
   int64_t skipped_images = 0;
   int64_t images_without_embedding = 0;
+  // CLIP baseline: captions cut to the text tower's context, counted over the
+  // captions this run trained on (all ranks; a resumed run counts its own steps).
+  int64_t truncated_captions = 0;
   std::filesystem::path last_checkpoint;
   nlohmann::json to_json() const;
 };
