@@ -436,8 +436,8 @@ TEST(ImageEncoder, LogitScaleIsClampedButTrainable) {
 
 TEST(ImageEncoder, WeightDecayOnlyOnMatrices) {
   ImageEncoder encoder(micro(), 16);
-  const auto decay = ptrs(encoder->decay_parameters());
-  const auto no_decay = ptrs(encoder->no_decay_parameters());
+  const auto decay = ptrs(weight_decay_group(*encoder, true));
+  const auto no_decay = ptrs(weight_decay_group(*encoder, false));
   std::set<std::string> decay_names;
   size_t total = 0;
   for (const auto& item : encoder->named_parameters()) {

@@ -38,7 +38,7 @@ struct TrainOptions {
   double lr = 5e-4;
   double min_lr = 0.0;        // the cosine decays to this
   int64_t warmup_steps = 10;  // linear warm-up from 0
-  double weight_decay = 0.2;  // on weight matrices only (ImageEncoder::decay_parameters)
+  double weight_decay = 0.2;  // on weight matrices only (vision::weight_decay_group)
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
   double grad_clip = 1.0;          // max global L2 norm; 0 = off
   std::string precision = "fp32";  // "fp32" or "bf16" (autocast: matmuls and convs in bf16)

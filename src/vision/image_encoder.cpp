@@ -77,12 +77,4 @@ std::vector<torch::Tensor> weight_decay_group(const torch::nn::Module& module, b
   return group;
 }
 
-std::vector<torch::Tensor> ImageEncoderImpl::decay_parameters() const {
-  return weight_decay_group(*this, true);
-}
-
-std::vector<torch::Tensor> ImageEncoderImpl::no_decay_parameters() const {
-  return weight_decay_group(*this, false);
-}
-
 }  // namespace flame::vision

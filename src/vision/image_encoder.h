@@ -47,12 +47,6 @@ class ImageEncoderImpl : public torch::nn::Module {
   // after each optimizer step, so it can never sit in the zero-gradient region.
   void clamp_logit_scale_();
 
-  // AdamW groups: weight decay only on weight matrices (>= 2-D: linear layers,
-  // in_proj, conv1); none on biases, norms, class/positional embeddings,
-  // logit_scale and logit_bias. Together they hold every parameter once.
-  std::vector<torch::Tensor> decay_parameters() const;
-  std::vector<torch::Tensor> no_decay_parameters() const;
-
   const VitConfig& config() const { return config_; }
   int64_t text_dim() const { return text_dim_; }
   ImageProjection projection() const { return projection_; }
@@ -77,7 +71,8 @@ TORCH_MODULE(ImageEncoder);
 
 // The parameters of `module` that take (decay = true) or skip weight decay:
 // weight matrices (>= 2-D) decay; biases, norms, class / positional / token
-// embeddings and logit_scale / logit_bias do not.
+// embeddings and logit_scale / logit_bias do not. The two groups hold every
+// parameter once: the AdamW groups of every trained model (train/trained_model).
 std::vector<torch::Tensor> weight_decay_group(const torch::nn::Module& module, bool decay);
 
 }  // namespace flame::vision
