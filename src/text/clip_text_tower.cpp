@@ -27,20 +27,10 @@ ClipTextTowerImpl::ClipTextTowerImpl(const ClipTextConfig& config, int64_t vocab
   text_projection = register_parameter("text_projection", torch::empty({width, config.embed_dim}));
 
   torch::NoGradGuard no_grad;
-  const double attn_std = std::pow(static_cast<double>(width), -0.5);
-  const double proj_std = attn_std * std::pow(2.0 * static_cast<double>(config.layers), -0.5);
-  const double fc_std = std::pow(2.0 * static_cast<double>(width), -0.5);
   token_embedding->weight.normal_(0.0, 0.02);
   positional_embedding.normal_(0.0, 0.01);
-  for (size_t i = 0; i < resblocks->size(); ++i) {
-    const auto block = resblocks->ptr<ResidualAttentionBlockImpl>(i);
-    block->attn->in_proj_weight.normal_(0.0, attn_std);
-    block->attn->out_proj->weight.normal_(0.0, proj_std);
-    block->attn->out_proj->bias.zero_();
-    block->mlp->c_fc->weight.normal_(0.0, fc_std);
-    block->mlp->c_proj->weight.normal_(0.0, proj_std);
-  }
-  text_projection.normal_(0.0, attn_std);
+  vision::init_residual_blocks(resblocks, width);
+  text_projection.normal_(0.0, std::pow(static_cast<double>(width), -0.5));
 }
 
 int64_t ClipTextTowerImpl::parameter_count() const {

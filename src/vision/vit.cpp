@@ -158,13 +158,19 @@ VisionTransformerImpl::VisionTransformerImpl(const VitConfig& config) : config_(
 
   torch::NoGradGuard no_grad;
   const double scale = std::pow(static_cast<double>(width), -0.5);
-  const double proj_std = scale * std::pow(2.0 * static_cast<double>(config.layers), -0.5);
-  const double fc_std = std::pow(2.0 * static_cast<double>(width), -0.5);
   class_embedding.normal_(0.0, scale);
   positional_embedding.normal_(0.0, scale);
-  for (size_t i = 0; i < resblocks->size(); ++i) {
-    const auto block = resblocks->ptr<ResidualAttentionBlockImpl>(i);
-    block->attn->in_proj_weight.normal_(0.0, scale);
+  init_residual_blocks(resblocks, width);
+}
+
+void init_residual_blocks(torch::nn::ModuleList& blocks, int64_t width) {
+  torch::NoGradGuard no_grad;
+  const double attn_std = std::pow(static_cast<double>(width), -0.5);
+  const double proj_std = attn_std * std::pow(2.0 * static_cast<double>(blocks->size()), -0.5);
+  const double fc_std = std::pow(2.0 * static_cast<double>(width), -0.5);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    const auto block = blocks->ptr<ResidualAttentionBlockImpl>(i);
+    block->attn->in_proj_weight.normal_(0.0, attn_std);
     block->attn->out_proj->weight.normal_(0.0, proj_std);
     block->attn->out_proj->bias.zero_();
     block->mlp->c_fc->weight.normal_(0.0, fc_std);

@@ -71,6 +71,12 @@ class ResidualAttentionBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResidualAttentionBlock);
 
+// OpenCLIP's init of a stack of `blocks` (ResidualAttentionBlocks of `width`),
+// shared by the ViT and the text tower: in_proj N(0, width^-0.5), out_proj and
+// c_proj N(0, width^-0.5 (2 layers)^-0.5), c_fc N(0, (2 width)^-0.5), out_proj
+// bias zero; block by block, in that order (the RNG draws are part of the seed).
+void init_residual_blocks(torch::nn::ModuleList& blocks, int64_t width);
+
 // OpenCLIP's build_causal_mask: [T, T] fp32, 0 on and below the diagonal and
 // -inf above it, so token t attends to tokens 0..t only.
 torch::Tensor causal_mask(int64_t tokens, const torch::Device& device = torch::kCPU);
