@@ -468,3 +468,49 @@ TEST(CaptionSource, ShardingIsAStablePartition) {
 
 }  // namespace
 }  // namespace flame::data
+
+namespace flame::data {
+namespace {
+
+// Streaming parts: for any N, the parts' records are disjoint, each part keeps
+// input order, and together they are exactly what one in-memory read gives,
+// problems included (a keyless problem lands in exactly one part).
+TEST(CaptionSourceStream, PartsAreDisjointAndCoverTheInputOnce) {
+  const auto dir = test::fresh_temp_dir();
+  std::string jsonl;
+  for (int i = 0; i < 300; ++i) {
+    if (i % 37 == 0) jsonl += "{not json\n";
+    if (i % 41 == 0) jsonl += fmt::format("{{\"key\": \"k{}\", \"long\": \"\"}}\n", i);  // empty: dropped
+    jsonl += fmt::format("{{\"key\": \"k{}\", \"long\": \"caption {}\"}}\n", i % 290, i);  // 10 duplicates
+  }
+  std::ofstream(dir / "in.jsonl", std::ios::binary) << jsonl;
+  const std::vector<std::string> inputs = {(dir / "in.jsonl").string()};
+  const CaptionInput all = read_captions(inputs);
+  ASSERT_EQ(all.records.size(), 290u);
+  ASSERT_GT(all.problems.size(), 20u);
+  const auto record_text = [](const CaptionRecord& r) { return r.key + "=" + r.fields.at("long") + "@" + r.source; };
+  const auto problem_text = [](const InputProblem& p) { return p.key + "|" + p.source + "|" + p.reason; };
+  for (int parts = 1; parts <= 5; ++parts) {
+    std::multiset<std::string> records, problems;
+    for (int part = 0; part < parts; ++part) {
+      std::vector<std::string> order;
+      CaptionSink sink;
+      sink.record = [&](CaptionRecord&& r) { order.push_back(record_text(r)); };
+      sink.problem = [&](InputProblem&& p) { problems.insert(problem_text(p)); };
+      sink.selects = [&](const std::string& key) { return in_part(key, parts, part); };
+      stream_captions(inputs, {}, sink);
+      std::vector<std::string> expected;
+      for (const auto& r : shard_records(all.records, parts, part)) expected.push_back(record_text(r));
+      EXPECT_EQ(order, expected) << part << " of " << parts;
+      records.insert(order.begin(), order.end());
+    }
+    std::multiset<std::string> all_records, all_problems;
+    for (const auto& r : all.records) all_records.insert(record_text(r));
+    for (const auto& p : all.problems) all_problems.insert(problem_text(p));
+    EXPECT_EQ(records, all_records) << parts;
+    EXPECT_EQ(problems, all_problems) << parts;
+  }
+}
+
+}  // namespace
+}  // namespace flame::data

@@ -490,3 +490,63 @@ TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
 
 }  // namespace
 }  // namespace flame::text
+
+namespace flame::text {
+namespace {
+
+TEST(EmbeddingStoreInt8, QuantizesSymmetricallyWithOneScalePerVector) {
+  // Worked by hand: scale = max|x| / 127; q = round(x / scale).
+  const torch::Tensor x = torch::tensor({0.5f, -0.2f, 0.1f, 0.0f}).view({1, 1, 4});
+  const QuantizedEmbeddings q = quantize_int8(x);
+  EXPECT_NEAR(q.scales.item<float>(), 0.5f / 127, 1e-9);
+  EXPECT_TRUE(torch::equal(q.values.view({4}), torch::tensor({127, -51, 25, 0}, torch::kInt8)));  // -50.8, 25.4
+  EXPECT_TRUE(torch::allclose(dequantize_int8(q.values, q.scales).view({4}),
+                              torch::tensor({0.5f, -51 * 0.5f / 127, 25 * 0.5f / 127, 0.0f})));
+}
+
+TEST(EmbeddingStoreInt8, RoundTripKeepsCosineAbove0999AndReadsLikePython) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity("short", 3, 576, "int8");
+  const Strings keys = make_keys(40);
+  write_store(dir, id, keys, 16);
+  const EmbeddingStore store = EmbeddingStore::open(dir);
+  ASSERT_EQ(store.size(), 40);
+  EXPECT_EQ(store.manifest()["dtype"], "int8");
+  std::vector<int64_t> order(40);
+  for (int64_t i = 0; i < 40; ++i) order[static_cast<size_t>(i)] = 39 - i;
+  const torch::Tensor restored = store.gather(order);  // [40, 3, 576] f32
+  const torch::Tensor original = embeddings_of(slice(keys, 0, 40), 3, 576).flip(0);
+  const torch::Tensor cosine = (restored * original).sum(-1) / restored.norm(2, -1);
+  EXPECT_GE(cosine.min().item<double>(), 0.999);
+  EXPECT_TRUE(torch::equal(store.get(keys[5]), restored[34]));
+
+  // The documented Python reading: embeddings.float() * scales[..., None].
+  llm::SafetensorsFile shard(dir / "shard-00000.safetensors");
+  EXPECT_EQ(shard.info("embeddings").dtype, llm::DType::I8);
+  EXPECT_EQ(shard.info("scales").shape, (std::vector<int64_t>{16, 3}));
+  const auto* values = reinterpret_cast<const int8_t*>(shard.data(shard.info("embeddings")));
+  const auto* scales = reinterpret_cast<const float*>(shard.data(shard.info("scales")));
+  EXPECT_FLOAT_EQ(static_cast<float>(values[576 + 7]) * scales[1], store.get(keys[0])[1][7].item<float>());
+}
+
+TEST(EmbeddingStoreInt8, AShardWithoutScalesIsNamed) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity("short", 3, 8, "int8");
+  write_store(dir, id, make_keys(4), 4);
+  const fs::path path = dir / "shard-00000.safetensors";
+  llm::SafetensorsWriter writer;
+  {
+    const llm::SafetensorsFile shard(path);
+    const llm::TensorInfo& info = shard.info("embeddings");
+    writer.add("embeddings", info.dtype, info.shape,
+               std::string(reinterpret_cast<const char*>(shard.data(info)), info.byte_size()));
+    writer.set_metadata(shard.header().metadata);
+  }
+  writer.write(path);
+  const std::string error = error_of([&] { EmbeddingStore::open(dir); });
+  EXPECT_TRUE(contains(error, "shard-00000.safetensors")) << error;
+  EXPECT_TRUE(contains(error, "'scales'")) << error;
+}
+
+}  // namespace
+}  // namespace flame::text

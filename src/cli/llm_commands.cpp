@@ -1,5 +1,6 @@
 // flame llm ...: inspect and run the frozen LLM, and generate test checkpoints.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.h"
 #include "llm/config.h"
@@ -20,13 +21,15 @@ void add_make_random(CLI::App& llm) {
                                  "(config.json + safetensors + tokenizer files)");
   cmd->add_option("--arch", opts->arch, "llama, qwen2 or mistral (default: the preset's; tiny: llama)")
       ->check(CLI::IsMember({"llama", "qwen2", "mistral"}));
-  cmd->add_option("--preset", opts->preset, "tiny, smollm2-135m or qwen2.5-0.5b")
-      ->capture_default_str()
-      ->check(CLI::IsMember(llm::random_checkpoint_presets()));
+  cmd->add_option("--preset", opts->preset,
+                  fmt::format("{} (configs/llm), or a config.json path",
+                              fmt::join(llm::random_checkpoint_presets(), ", ")))
+      ->capture_default_str();
   cmd->add_option("--tokenizer", opts->tokenizer_dir, "directory with tokenizer.json to copy")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--seed", opts->seed, "random seed")->capture_default_str();
-  cmd->add_option("--dtype", opts->dtype, "bf16, f16 or f32")->capture_default_str()
+  cmd->add_option("--dtype", opts->dtype, "bf16, f16 or f32")
+      ->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
   cmd->add_option("--shard-size", *shard_size, "split weights into shards of at most this size, e.g. 100MB");
   cmd->add_option("--layers", opts->num_layers, "override num_hidden_layers (benchmarks)");
@@ -35,15 +38,17 @@ void add_make_random(CLI::App& llm) {
     if (!shard_size->empty()) opts->shard_bytes = parse_byte_size(*shard_size);
     llm::make_random_checkpoint(*opts, *out_dir);
     const auto config = llm::load_llm_config(*out_dir);
-    fmt::print("wrote {} ({} {}, {} parameters, {})\n", *out_dir, config.architecture_name,
-               opts->preset, config.parameter_count(), opts->dtype);
+    fmt::print("wrote {} ({} {}, {} parameters, {})\n", *out_dir, config.architecture_name, opts->preset,
+               config.parameter_count(), opts->dtype);
   });
 }
 
 void add_info(CLI::App& llm) {
   auto dir = std::make_shared<std::string>();
   auto* cmd = llm.add_subcommand("info", "Show a checkpoint's architecture, sizes, parameters and dtypes");
-  cmd->add_option("DIR", *dir, "Hugging Face checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("DIR", *dir, "Hugging Face checkpoint directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->callback([dir] {
     const auto c = llm::load_llm_config(*dir);
     const llm::WeightFiles weights(*dir);
@@ -57,7 +62,8 @@ void add_info(CLI::App& llm) {
       stored += info.numel();
     }
     std::string dtypes;
-    for (const auto& [d, n] : dtype_counts) dtypes += fmt::format("{}{} ({} params)", dtypes.empty() ? "" : ", ", d, n);
+    for (const auto& [d, n] : dtype_counts)
+      dtypes += fmt::format("{}{} ({} params)", dtypes.empty() ? "" : ", ", d, n);
     fmt::print("checkpoint      {}\n", *dir);
     fmt::print("architecture    {} ({})\n", c.architecture_name, c.model_type);
     fmt::print("layers          {}\n", c.num_hidden_layers);
@@ -76,7 +82,8 @@ void add_info(CLI::App& llm) {
 }  // namespace
 
 void add_llm_commands(CLI::App& app) {
-  auto* llm = app.add_subcommand("llm", "Frozen LLM: inspect, tokenize, embed, generate, make test checkpoints");
+  auto* llm =
+      app.add_subcommand("llm", "Frozen LLM: inspect, tokenize, embed, generate, make test checkpoints");
   llm->require_subcommand(1);
   add_info(*llm);
   add_make_random(*llm);

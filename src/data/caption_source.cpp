@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <unordered_map>
 
 #include "data/brace_expand.h"
@@ -24,67 +25,84 @@ namespace {
 
 using nlohmann::json;
 
-// Applies the checks shared by all formats to each record read, and keeps the
-// usable ones: invalid or empty fields are removed, then records lacking
-// required fields or repeating an earlier key are dropped.
+// Applies the checks shared by all formats to each record read, and passes
+// the usable ones on: invalid or empty fields are removed, then records lacking
+// required fields or repeating an earlier key are dropped. Records (and
+// problems) whose key the sink does not select are skipped before any
+// bookkeeping, so a part of a scale-out job remembers only its own keys.
 class Collector {
  public:
-  Collector(const CaptionSourceOptions& options, CaptionInput* out) : options_(options), out_(out) {}
+  Collector(const CaptionSourceOptions& options, const CaptionSink& sink) : options_(options), sink_(sink) {}
 
   // Problems quote input bytes (keys, paths, cells); they are made valid UTF-8
   // so they can be logged and written as JSON.
   void problem(const std::string& key, const std::string& source, const std::string& reason, bool dropped) {
-    out_->problems.push_back(InputProblem{replace_invalid_utf8(key), replace_invalid_utf8(source),
-                                          replace_invalid_utf8(reason), dropped});
+    if (!selected(key)) return;
+    sink_.problem(InputProblem{replace_invalid_utf8(key), replace_invalid_utf8(source),
+                               replace_invalid_utf8(reason), dropped});
   }
 
   // One problem per defective record, its reasons joined, so problems can be
   // counted per key.
   void add(CaptionRecord record) {
+    if (!selected(record.key)) return;
     // Keys end up in JSON (store shards, logs), which must be UTF-8.
     if (!is_valid_utf8(record.key)) {
       problem(record.key, record.source, "key is not valid UTF-8", true);
       return;
     }
+    std::vector<std::string> reasons = clean_fields(&record);
+    const bool usable = usable_record(record, &reasons);
+    if (!reasons.empty())
+      problem(record.key, record.source, fmt::format("{}", fmt::join(reasons, "; ")), !usable);
+    if (usable) sink_.record(std::move(record));
+  }
+
+ private:
+  bool selected(const std::string& key) const { return !sink_.selects || sink_.selects(key); }
+
+  // Removes invalid and empty fields, returning why.
+  static std::vector<std::string> clean_fields(CaptionRecord* record) {
     std::vector<std::string> reasons;
-    for (auto it = record.fields.begin(); it != record.fields.end();) {
+    for (auto it = record->fields.begin(); it != record->fields.end();) {
       size_t bad = 0;
       if (!is_valid_utf8(it->second, &bad)) {
         reasons.push_back(fmt::format("field '{}' is not valid UTF-8 (byte {})", it->first, bad));
-        it = record.fields.erase(it);
+        it = record->fields.erase(it);
       } else if (trim(it->second).empty()) {
         reasons.push_back(fmt::format("field '{}' is empty", it->first));
-        it = record.fields.erase(it);
+        it = record->fields.erase(it);
       } else {
         ++it;
       }
     }
+    return reasons;
+  }
+
+  bool usable_record(const CaptionRecord& record, std::vector<std::string>* reasons) {
     bool usable = true;
     for (const auto& field : options_.required_fields) {
       if (record.fields.count(field) == 0) {
-        reasons.push_back(fmt::format("missing field '{}'", field));
+        reasons->push_back(fmt::format("missing field '{}'", field));
         usable = false;
       }
     }
     if (usable && record.fields.empty()) {
-      reasons.push_back("no non-empty text field");
+      reasons->push_back("no non-empty text field");
       usable = false;
     }
     if (usable) {
       const auto [it, inserted] = first_source_.emplace(record.key, record.source);
       if (!inserted) {
-        reasons.push_back(fmt::format("duplicate key (first seen at {})", it->second));
+        reasons->push_back(fmt::format("duplicate key (first seen at {})", it->second));
         usable = false;
       }
     }
-    if (!reasons.empty())
-      problem(record.key, record.source, fmt::format("{}", fmt::join(reasons, "; ")), !usable);
-    if (usable) out_->records.push_back(std::move(record));
+    return usable;
   }
 
- private:
   const CaptionSourceOptions& options_;
-  CaptionInput* out_;
+  const CaptionSink& sink_;
   std::unordered_map<std::string, std::string> first_source_;  // key -> where it was first read
 };
 
@@ -334,25 +352,43 @@ int64_t CaptionInput::dropped_count() const {
   return std::count_if(problems.begin(), problems.end(), [](const InputProblem& p) { return p.dropped; });
 }
 
-CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options) {
+std::vector<std::string> check_caption_inputs(const std::vector<std::string>& inputs,
+                                              const CaptionSourceOptions& options) {
   std::vector<std::string> paths;
   for (const auto& input : inputs)
     for (auto& path : expand_braces(input)) paths.push_back(std::move(path));
-  // Fail before reading anything when an input is absent: a job should not
-  // spend hours on the first shards and then stop.
   for (const auto& path : paths) {
     if (!std::filesystem::is_regular_file(path))
       fail("caption input '{}' does not exist or is not a file", path);
     detect_format(path, options);
   }
-  CaptionInput input;
-  Collector collector(options, &input);
-  for (const auto& path : paths) {
-    const std::string format = detect_format(path, options);
-    if (format == "jsonl") read_jsonl(path, options, &collector);
-    if (format == "tsv") read_tsv(path, options, &collector);
-    if (format == "tar") read_tar(path, &collector);
+  return paths;
+}
+
+void stream_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options,
+                     const CaptionSink& sink) {
+  // Fail before reading anything when an input is absent: a job should not
+  // spend hours on the first shards and then stop.
+  const std::vector<std::string> paths = check_caption_inputs(inputs, options);
+  Collector collector(options, sink);
+  try {
+    for (const auto& path : paths) {
+      const std::string format = detect_format(path, options);
+      if (format == "jsonl") read_jsonl(path, options, &collector);
+      if (format == "tsv") read_tsv(path, options, &collector);
+      if (format == "tar") read_tar(path, &collector);
+    }
+  } catch (const StopStreaming&) {
+    // the sink has what it wanted
   }
+}
+
+CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options) {
+  CaptionInput input;
+  CaptionSink sink;
+  sink.record = [&](CaptionRecord&& r) { input.records.push_back(std::move(r)); };
+  sink.problem = [&](InputProblem&& p) { input.problems.push_back(std::move(p)); };
+  stream_captions(inputs, options, sink);
   return input;
 }
 
@@ -380,11 +416,13 @@ std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& recor
   }
   std::vector<CaptionRecord> out;
   for (const auto& record : records) {
-    if (key_hash(record.key) % static_cast<uint64_t>(num_shards) == static_cast<uint64_t>(shard_index)) {
-      out.push_back(record);
-    }
+    if (in_part(record.key, num_shards, shard_index)) out.push_back(record);
   }
   return out;
+}
+
+bool in_part(const std::string& key, int part_count, int part_index) {
+  return key_hash(key) % static_cast<uint64_t>(part_count) == static_cast<uint64_t>(part_index);
 }
 
 }  // namespace flame::data

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -59,7 +60,32 @@ struct CaptionInput {
   int64_t dropped_count() const;
 };
 
-// Reads every record of the inputs. Each input may use brace patterns
+// Where stream_captions delivers: every usable record and every problem, in
+// input order. `selects` (optional) keeps only the keys it returns true for
+// (a scale-out part: in_part below); problems without a key count as key "".
+// `record` may throw StopStreaming to end the stream early (e.g. --limit).
+struct CaptionSink {
+  std::function<void(CaptionRecord&&)> record;
+  std::function<void(InputProblem&&)> problem;
+  std::function<bool(const std::string& key)> selects;
+};
+
+// Reads the inputs as streams, one record at a time: memory holds the keys of
+// the selected records (to refuse duplicates) but never the records read
+// before, except that TSV with tsv_join groups one file's rows by key. Same
+// records, problems and order as read_captions (restricted to `selects`).
+// Throws as read_captions.
+void stream_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options,
+                     const CaptionSink& sink);
+struct StopStreaming {};
+
+// The inputs' paths, brace patterns expanded; throws flame::Error naming the
+// first that is missing, not a file, or of unknown format (stream_captions
+// checks this before reading anything).
+std::vector<std::string> check_caption_inputs(const std::vector<std::string>& inputs,
+                                              const CaptionSourceOptions& options);
+
+// Reads every record of the inputs into memory (small inputs: eval, tests). Each input may use brace patterns
 // ("data-{0000..0099}.tar"). Throws flame::Error naming the file when an input
 // is missing, unreadable, or of unknown format; everything else is a problem.
 CaptionInput read_captions(const std::vector<std::string>& inputs, const CaptionSourceOptions& options = {});
@@ -75,5 +101,8 @@ uint64_t key_hash(const std::string& key);
 // computes the same partition whatever order it read the inputs in.
 std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
                                          int shard_index);
+
+// Whether `key` belongs to part `part_index` of `part_count` (the split of shard_records).
+bool in_part(const std::string& key, int part_count, int part_index);
 
 }  // namespace flame::data

@@ -6,6 +6,7 @@
 
 #include "llm/config.h"
 #include "llm/weights.h"
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -15,95 +16,68 @@ namespace {
 
 using nlohmann::ordered_json;
 
-// config.json of HuggingFaceTB/SmolLM2-135M.
-ordered_json smollm2_135m() {
-  return ordered_json{{"architectures", {"LlamaForCausalLM"}},
-                      {"attention_bias", false},
-                      {"attention_dropout", 0.0},
-                      {"bos_token_id", 0},
-                      {"eos_token_id", 0},
-                      {"hidden_act", "silu"},
-                      {"hidden_size", 576},
-                      {"initializer_range", 0.041666666666666664},
-                      {"intermediate_size", 1536},
-                      {"is_llama_config", true},
-                      {"max_position_embeddings", 8192},
-                      {"model_type", "llama"},
-                      {"num_attention_heads", 9},
-                      {"num_hidden_layers", 30},
-                      {"num_key_value_heads", 3},
-                      {"pretraining_tp", 1},
-                      {"rms_norm_eps", 1e-05},
-                      {"rope_interleaved", false},
-                      {"rope_scaling", nullptr},
-                      {"rope_theta", 100000},
-                      {"tie_word_embeddings", true},
-                      {"torch_dtype", "bfloat16"},
-                      {"transformers_version", "4.40.1"},
-                      {"use_cache", true},
-                      {"vocab_size", 49152}};
-}
-
-// config.json of Qwen/Qwen2.5-0.5B.
-ordered_json qwen25_05b() {
-  return ordered_json{{"architectures", {"Qwen2ForCausalLM"}},
-                      {"attention_dropout", 0.0},
-                      {"bos_token_id", 151643},
-                      {"eos_token_id", 151643},
-                      {"hidden_act", "silu"},
-                      {"hidden_size", 896},
-                      {"initializer_range", 0.02},
-                      {"intermediate_size", 4864},
-                      {"max_position_embeddings", 32768},
-                      {"max_window_layers", 24},
-                      {"model_type", "qwen2"},
-                      {"num_attention_heads", 14},
-                      {"num_hidden_layers", 24},
-                      {"num_key_value_heads", 2},
-                      {"rms_norm_eps", 1e-06},
-                      {"rope_theta", 1000000.0},
-                      {"sliding_window", 32768},
-                      {"tie_word_embeddings", true},
-                      {"torch_dtype", "bfloat16"},
-                      {"transformers_version", "4.40.1"},
-                      {"use_cache", true},
-                      {"use_sliding_window", false},
-                      {"vocab_size", 151936}};
-}
-
 // Tiny shapes for tests: each family keeps its distinguishing features
 // (Qwen2: q/k/v biases, untied head; Mistral: explicit head_dim != hidden/heads).
 ordered_json tiny(const std::string& arch, int64_t vocab_size) {
   if (arch == "llama") {
-    return ordered_json{{"architectures", {"LlamaForCausalLM"}}, {"attention_bias", false},
-                        {"bos_token_id", 1}, {"eos_token_id", 2}, {"hidden_act", "silu"},
-                        {"hidden_size", 64}, {"intermediate_size", 128},
-                        {"max_position_embeddings", 2048}, {"model_type", "llama"},
-                        {"num_attention_heads", 4}, {"num_hidden_layers", 3},
-                        {"num_key_value_heads", 2}, {"rms_norm_eps", 1e-05}, {"rope_scaling", nullptr},
-                        {"rope_theta", 10000.0}, {"tie_word_embeddings", true},
-                        {"torch_dtype", "float32"}, {"vocab_size", vocab_size}};
+    return ordered_json{{"architectures", {"LlamaForCausalLM"}},
+                        {"attention_bias", false},
+                        {"bos_token_id", 1},
+                        {"eos_token_id", 2},
+                        {"hidden_act", "silu"},
+                        {"hidden_size", 64},
+                        {"intermediate_size", 128},
+                        {"max_position_embeddings", 2048},
+                        {"model_type", "llama"},
+                        {"num_attention_heads", 4},
+                        {"num_hidden_layers", 3},
+                        {"num_key_value_heads", 2},
+                        {"rms_norm_eps", 1e-05},
+                        {"rope_scaling", nullptr},
+                        {"rope_theta", 10000.0},
+                        {"tie_word_embeddings", true},
+                        {"torch_dtype", "float32"},
+                        {"vocab_size", vocab_size}};
   }
   if (arch == "qwen2") {
-    return ordered_json{{"architectures", {"Qwen2ForCausalLM"}}, {"bos_token_id", 1},
-                        {"eos_token_id", 2}, {"hidden_act", "silu"}, {"hidden_size", 64},
-                        {"intermediate_size", 160}, {"max_position_embeddings", 4096},
-                        {"max_window_layers", 2}, {"model_type", "qwen2"},
-                        {"num_attention_heads", 4}, {"num_hidden_layers", 2},
-                        {"num_key_value_heads", 1}, {"rms_norm_eps", 1e-06},
-                        {"rope_theta", 1000000.0}, {"sliding_window", 4096},
-                        {"tie_word_embeddings", false}, {"torch_dtype", "float32"},
-                        {"use_sliding_window", false}, {"vocab_size", vocab_size}};
+    return ordered_json{{"architectures", {"Qwen2ForCausalLM"}},
+                        {"bos_token_id", 1},
+                        {"eos_token_id", 2},
+                        {"hidden_act", "silu"},
+                        {"hidden_size", 64},
+                        {"intermediate_size", 160},
+                        {"max_position_embeddings", 4096},
+                        {"max_window_layers", 2},
+                        {"model_type", "qwen2"},
+                        {"num_attention_heads", 4},
+                        {"num_hidden_layers", 2},
+                        {"num_key_value_heads", 1},
+                        {"rms_norm_eps", 1e-06},
+                        {"rope_theta", 1000000.0},
+                        {"sliding_window", 4096},
+                        {"tie_word_embeddings", false},
+                        {"torch_dtype", "float32"},
+                        {"use_sliding_window", false},
+                        {"vocab_size", vocab_size}};
   }
   if (arch == "mistral") {
-    return ordered_json{{"architectures", {"MistralForCausalLM"}}, {"bos_token_id", 1},
-                        {"eos_token_id", 2}, {"head_dim", 24}, {"hidden_act", "silu"},
-                        {"hidden_size", 64}, {"intermediate_size", 128},
-                        {"max_position_embeddings", 4096}, {"model_type", "mistral"},
-                        {"num_attention_heads", 4}, {"num_hidden_layers", 2},
-                        {"num_key_value_heads", 2}, {"rms_norm_eps", 1e-05},
-                        {"rope_theta", 1000000.0}, {"sliding_window", nullptr},
-                        {"tie_word_embeddings", false}, {"torch_dtype", "float32"},
+    return ordered_json{{"architectures", {"MistralForCausalLM"}},
+                        {"bos_token_id", 1},
+                        {"eos_token_id", 2},
+                        {"head_dim", 24},
+                        {"hidden_act", "silu"},
+                        {"hidden_size", 64},
+                        {"intermediate_size", 128},
+                        {"max_position_embeddings", 4096},
+                        {"model_type", "mistral"},
+                        {"num_attention_heads", 4},
+                        {"num_hidden_layers", 2},
+                        {"num_key_value_heads", 2},
+                        {"rms_norm_eps", 1e-05},
+                        {"rope_theta", 1000000.0},
+                        {"sliding_window", nullptr},
+                        {"tie_word_embeddings", false},
+                        {"torch_dtype", "float32"},
                         {"vocab_size", vocab_size}};
   }
   fail("unknown --arch '{}' (use llama, qwen2 or mistral)", arch);
@@ -116,9 +90,36 @@ std::string torch_dtype_json_name(const std::string& dtype) {
   return "float32";
 }
 
+// A real model's config.json: a preset in configs/llm/ (or any config.json
+// path), kept field for field so the shapes are exactly the real model's.
+ordered_json real_model_config(const std::string& preset, const std::string& arch,
+                               int64_t tokenizer_vocab_size) {
+  const std::filesystem::path path = find_preset(preset, config_dir("llm"), "LLM preset");
+  ordered_json config;
+  try {
+    config = ordered_json::parse(read_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON ({})", path.string(), e.what());
+  }
+  if (!config.is_object()) fail("{}: expected a config.json object", path.string());
+  const std::string own = config.value("model_type", "");
+  if (!arch.empty() && arch != own) {
+    fail("preset '{}' is a {} model; --arch {} does not match (omit --arch)", preset, own, arch);
+  }
+  const int64_t vocab = config.value("vocab_size", int64_t{0});
+  if (tokenizer_vocab_size > vocab + 1) {
+    fail("the tokenizer has {} tokens, more than the preset's vocab_size {}", tokenizer_vocab_size, vocab);
+  }
+  return config;
+}
+
 }  // namespace
 
-std::vector<std::string> random_checkpoint_presets() { return {"tiny", "smollm2-135m", "qwen2.5-0.5b"}; }
+std::vector<std::string> random_checkpoint_presets() {
+  std::vector<std::string> names = {"tiny"};
+  for (const std::string& name : list_presets(config_dir("llm"))) names.push_back(name);
+  return names;
+}
 
 int64_t tokenizer_json_vocab_size(const std::filesystem::path& tokenizer_json) {
   const auto j = read_json_file(tokenizer_json);
@@ -138,22 +139,13 @@ int64_t tokenizer_json_vocab_size(const std::filesystem::path& tokenizer_json) {
   return max_id + 1;
 }
 
-nlohmann::ordered_json random_checkpoint_config(const RandomCheckpointOptions& o, int64_t tokenizer_vocab_size) {
+nlohmann::ordered_json random_checkpoint_config(const RandomCheckpointOptions& o,
+                                                int64_t tokenizer_vocab_size) {
   ordered_json config;
   if (o.preset == "tiny") {
     config = tiny(o.arch.empty() ? "llama" : o.arch, tokenizer_vocab_size > 0 ? tokenizer_vocab_size : 256);
-  } else if (o.preset == "smollm2-135m" || o.preset == "qwen2.5-0.5b") {
-    config = o.preset == "smollm2-135m" ? smollm2_135m() : qwen25_05b();
-    const std::string own = o.preset == "smollm2-135m" ? "llama" : "qwen2";
-    if (!o.arch.empty() && o.arch != own) {
-      fail("preset '{}' is a {} model; --arch {} does not match (omit --arch)", o.preset, own, o.arch);
-    }
-    if (tokenizer_vocab_size > config["vocab_size"].get<int64_t>() + 1) {
-      fail("the tokenizer has {} tokens, more than the preset's vocab_size {}", tokenizer_vocab_size,
-           config["vocab_size"].get<int64_t>());
-    }
   } else {
-    fail("unknown --preset '{}' (use tiny, smollm2-135m or qwen2.5-0.5b)", o.preset);
+    config = real_model_config(o.preset, o.arch, tokenizer_vocab_size);
   }
   if (o.num_layers > 0) config["num_hidden_layers"] = o.num_layers;
   config["torch_dtype"] = torch_dtype_json_name(o.dtype);
@@ -180,9 +172,11 @@ void make_random_checkpoint(const RandomCheckpointOptions& o, const std::filesys
   auto norm = [&](int64_t n) { return (1.0 + 0.1 * at::randn({n}, gen, torch::kFloat32)).to(dtype); };
   auto bias = [&](int64_t n) { return (0.1 * at::randn({n}, gen, torch::kFloat32)).to(dtype); };
 
-  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
+                kv = c.num_key_value_heads * c.head_dim;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  tensors.emplace_back("model.embed_tokens.weight", at::randn({c.vocab_size, h}, gen, torch::kFloat32).to(dtype));
+  tensors.emplace_back("model.embed_tokens.weight",
+                       at::randn({c.vocab_size, h}, gen, torch::kFloat32).to(dtype));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
     tensors.emplace_back(p + "input_layernorm.weight", norm(h));

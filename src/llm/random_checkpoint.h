@@ -16,7 +16,7 @@ namespace flame::llm {
 
 struct RandomCheckpointOptions {
   std::string arch;    // "llama" | "qwen2" | "mistral"; empty = the preset's own
-  std::string preset = "tiny";  // "tiny" | "smollm2-135m" | "qwen2.5-0.5b"
+  std::string preset = "tiny";  // "tiny", a preset in configs/llm/ or a config.json path
   std::filesystem::path tokenizer_dir;  // copied into the output; may be empty
   uint64_t seed = 0;
   std::string dtype = "bf16";  // "bf16" | "f16" | "f32"
@@ -24,6 +24,7 @@ struct RandomCheckpointOptions {
   int64_t num_layers = 0;      // 0 = the preset's; lets benchmarks shrink depth
 };
 
+// "tiny" and the real models' config.json files in configs/llm/.
 std::vector<std::string> random_checkpoint_presets();
 
 // The config.json that `options` describes. For `tiny`, vocab_size covers the

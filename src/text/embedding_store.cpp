@@ -225,6 +225,7 @@ EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
     }
     store.shard_paths_.push_back(path);
     store.shard_embeddings_.push_back(shard.embeddings());
+    store.shard_scales_.push_back(shard.scales());
   }
   if (store.size() != count) {
     fail("{}: the shards hold {} embeddings, the manifest says count {}", source, store.size(), count);
@@ -258,6 +259,7 @@ std::pair<size_t, int64_t> EmbeddingStore::locate(int64_t index) const {
 
 torch::Tensor EmbeddingStore::get(int64_t index) const {
   const auto [shard, row] = locate(index);
+  if (identity_.quantized()) return dequantize_int8(shard_embeddings_[shard][row], shard_scales_[shard][row]);
   return shard_embeddings_[shard][row];
 }
 
@@ -279,7 +281,10 @@ torch::Tensor EmbeddingStore::gather(const std::vector<int64_t>& indices, torch:
   }
   for (size_t s = 0; s < shard_embeddings_.size(); ++s) {
     if (positions[s].empty()) continue;
-    const auto selected = shard_embeddings_[s].index_select(0, torch::tensor(rows[s], torch::kLong));
+    const torch::Tensor shard_rows = torch::tensor(rows[s], torch::kLong);
+    torch::Tensor selected = shard_embeddings_[s].index_select(0, shard_rows);
+    if (identity_.quantized())
+      selected = dequantize_int8(selected, shard_scales_[s].index_select(0, shard_rows));
     out.index_copy_(0, torch::tensor(positions[s], torch::kLong), selected.to(dtype));
   }
   return out;

@@ -89,7 +89,7 @@ class EmbeddingStore {
   std::optional<int64_t> index_of(const std::string& key) const;
   const std::string& key(int64_t index) const;
   // [K, D] in the stored dtype: a view into the memory map (read-only: never
-  // write into it; .clone() it first).
+  // write into it; .clone() it first). int8 stores: a dequantised f32 copy.
   torch::Tensor get(int64_t index) const;
   // Throws flame::Error naming the key and the store when the key is absent.
   torch::Tensor get(const std::string& key) const;
@@ -107,6 +107,7 @@ class EmbeddingStore {
   StorePart part_;
   std::vector<fs::path> shard_paths_;
   std::vector<torch::Tensor> shard_embeddings_;  // [n_s, K, D] over the maps
+  std::vector<torch::Tensor> shard_scales_;      // int8 stores: [n_s, K] f32 over the maps
   std::vector<int64_t> shard_begin_;             // first store index of each shard
   std::vector<std::string> keys_;
   std::unordered_map<std::string, int64_t> index_;

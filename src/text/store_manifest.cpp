@@ -32,7 +32,9 @@ T get_field(const json& object, const char* name, const std::string& source) {
 void StoreIdentity::validate(const std::string& source) const {
   if (!llm.is_object()) fail("{}: 'llm' must be an object", source);
   if (prompt_set_name.empty()) fail("{}: the prompt set has no name", source);
-  if (dtype != "f16" && dtype != "bf16") fail("{}: dtype '{}' is not f16 or bf16", source, dtype);
+  if (dtype != "f16" && dtype != "bf16" && dtype != "int8") {
+    fail("{}: dtype '{}' is not f16, bf16 or int8", source, dtype);
+  }
   if (num_facets < 1) fail("{}: num_facets is {}, must be at least 1", source, num_facets);
   if (dim < 1) fail("{}: dim is {}, must be at least 1", source, dim);
   if (static_cast<int64_t>(facets.size()) != num_facets) {
@@ -41,6 +43,7 @@ void StoreIdentity::validate(const std::string& source) const {
 }
 
 torch::ScalarType StoreIdentity::torch_dtype() const {
+  if (dtype == "int8") return torch::kInt8;
   return dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
 }
 

@@ -22,6 +22,7 @@ inline constexpr const char* kStoreFormat = "flame-embedding-store";
 inline constexpr int kStoreVersion = 1;
 inline constexpr const char* kManifestFile = "manifest.json";
 inline constexpr const char* kEmbeddingsTensor = "embeddings";
+inline constexpr const char* kScalesTensor = "scales";  // int8 stores: [n, K] f32
 
 struct StoreIdentity {
   // {"name", "architecture", "config_sha256", "weights_checksum"}; compared as a whole.
@@ -30,14 +31,16 @@ struct StoreIdentity {
   std::string prompt_set_sha256;
   std::vector<std::string> facets;  // one name per facet, num_facets of them
   int layer = -1;                   // the LLM layer the vectors were taken from
-  std::string dtype = "f16";        // storage dtype: "f16" or "bf16"
+  std::string dtype = "f16";        // storage dtype: "f16", "bf16" or "int8" (+ a scale per vector)
   int64_t num_facets = 0;           // K
   int64_t dim = 0;                  // D
   bool normalized = false;          // every [D] vector has unit L2 norm
 
   // Throws flame::Error naming `source` and the field when a value is invalid.
   void validate(const std::string& source) const;
+  // The dtype of the stored "embeddings" tensor (kInt8 for int8 stores).
   torch::ScalarType torch_dtype() const;
+  bool quantized() const { return dtype == "int8"; }
 };
 
 // The identity fields of a manifest: format, version, llm, prompt_set, layer,

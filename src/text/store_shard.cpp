@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include "data/utf8.h"
@@ -16,8 +19,9 @@ namespace {
 
 using nlohmann::json;
 
-// Unit-norm vectors stored in f16/bf16 keep their norm within ~1e-2.
+// Unit-norm vectors stored in f16/bf16/int8 keep their norm within ~1e-2.
 constexpr double kNormTolerance = 2e-2;
+constexpr double kMinInt8Cosine = 0.999;
 
 const std::string& metadata_field(const llm::SafetensorsFile& file, const std::string& name) {
   const auto& metadata = file.header().metadata;
@@ -33,10 +37,81 @@ json parse_metadata_json(const llm::SafetensorsFile& file, const std::string& na
   return value;
 }
 
+// A NaN or an f16 overflow would poison training much later; catch it here.
+void check_finite(const std::string& source, const StoreIdentity& identity,
+                  const std::vector<std::string>& keys, const torch::Tensor& as_float) {
+  if (as_float.numel() == 0) return;
+  const torch::Tensor bad_rows = (~torch::isfinite(as_float)).flatten(1).any(1);
+  if (bad_rows.any().item<bool>()) {
+    const int64_t row = bad_rows.nonzero()[0][0].item<int64_t>();
+    fail("{}: embedding of key '{}' has NaN or infinite values (as {})", source, keys[row], identity.dtype);
+  }
+}
+
+void check_unit_norm(const std::string& source, const StoreIdentity& identity,
+                     const std::vector<std::string>& keys, const torch::Tensor& as_float) {
+  if (as_float.numel() == 0) return;
+  const torch::Tensor norms = as_float.norm(2, -1).flatten();  // [n * K]
+  const int64_t worst = (norms - 1).abs().argmax().item<int64_t>();
+  const double norm = norms[worst].item<double>();
+  if (std::abs(norm - 1) > kNormTolerance) {
+    fail("{}: the store is marked normalized, but facet '{}' of key '{}' has L2 norm {:.4f}", source,
+         identity.facets[worst % identity.num_facets], keys[worst / identity.num_facets], norm);
+  }
+}
+
+// int8 keeps cosine >= 0.999 unless a vector is dominated by a few outlier
+// dimensions (its scale then coarsens all others): say so, naming the vector.
+void warn_if_lossy(const std::string& source, const StoreIdentity& identity,
+                   const std::vector<std::string>& keys, const torch::Tensor& original,
+                   const torch::Tensor& restored) {
+  if (original.numel() == 0) return;
+  const torch::Tensor cosine =
+      torch::nn::functional::cosine_similarity(original, restored,
+                                               torch::nn::functional::CosineSimilarityFuncOptions().dim(-1))
+          .flatten();
+  const int64_t worst = cosine.argmin().item<int64_t>();
+  const double value = cosine[worst].item<double>();
+  if (value < kMinInt8Cosine) {
+    spdlog::warn(
+        "{}: int8 keeps cosine {:.5f} < {} for facet '{}' of key '{}' (outlier dimensions); "
+        "use --store-dtype f16 for this model",
+        source, value, kMinInt8Cosine, identity.facets[worst % identity.num_facets],
+        keys[worst / identity.num_facets]);
+  }
+}
+
+void check_scales(const llm::SafetensorsFile& file, const std::string& source,
+                  const std::vector<int64_t>& shape) {
+  if (!file.contains(kScalesTensor)) fail("{}: an int8 shard needs the tensor '{}'", source, kScalesTensor);
+  const llm::TensorInfo& info = file.info(kScalesTensor);
+  if (info.dtype != llm::DType::F32 || info.shape != shape) {
+    fail("{}: '{}' must be F32 of shape [{}], not {} [{}]", source, kScalesTensor, fmt::join(shape, ", "),
+         llm::dtype_name(info.dtype), fmt::join(info.shape, ", "));
+  }
+}
+
 }  // namespace
+
+QuantizedEmbeddings quantize_int8(const torch::Tensor& embeddings) {
+  const torch::Tensor x = embeddings.to(torch::kFloat32);
+  // Symmetric, one scale per [D] vector: x ~= q * scale with q in -127..127.
+  const torch::Tensor scales = (x.abs().amax(-1) / 127.0).clamp_min(std::numeric_limits<float>::min());
+  const torch::Tensor values = (x / scales.unsqueeze(-1)).round().clamp(-127, 127).to(torch::kInt8);
+  return {values.contiguous(), scales.contiguous()};
+}
+
+torch::Tensor dequantize_int8(const torch::Tensor& values, const torch::Tensor& scales) {
+  return values.to(torch::kFloat32) * scales.to(torch::kFloat32).unsqueeze(-1);
+}
 
 torch::Tensor StoreShard::embeddings() const {
   return llm::mapped_tensor(*file, file->info(kEmbeddingsTensor));
+}
+
+torch::Tensor StoreShard::scales() const {
+  if (!identity.quantized()) return {};
+  return llm::mapped_tensor(*file, file->info(kScalesTensor));
 }
 
 StoreShard open_store_shard(const fs::path& path) {
@@ -67,7 +142,7 @@ StoreShard open_store_shard(const fs::path& path) {
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
   const llm::TensorInfo& info = shard.file->info(kEmbeddingsTensor);
-  const llm::DType expected_dtype = shard.identity.dtype == "bf16" ? llm::DType::BF16 : llm::DType::F16;
+  const llm::DType expected_dtype = llm::from_torch_dtype(shard.identity.torch_dtype());
   if (info.dtype != expected_dtype) {
     fail("{}: '{}' is {}, but the shard's identity says {}", source, kEmbeddingsTensor,
          llm::dtype_name(info.dtype), shard.identity.dtype);
@@ -78,6 +153,8 @@ StoreShard open_store_shard(const fs::path& path) {
          fmt::join(info.shape, ", "), fmt::join(expected_shape, ", "), shard.rows(),
          shard.identity.num_facets, shard.identity.dim);
   }
+  if (shard.identity.quantized())
+    check_scales(*shard.file, source, {shard.rows(), shard.identity.num_facets});
   return shard;
 }
 
@@ -101,28 +178,26 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
     if (!seen.insert(key).second) fail("{}: key '{}' appears twice", source, key);
   }
 
-  const torch::Tensor stored = embeddings.detach().to(torch::kCPU, identity.torch_dtype()).contiguous();
-  // A NaN or an f16 overflow would poison training much later; catch it here.
-  if (n > 0) {
-    const torch::Tensor as_float = stored.to(torch::kFloat32);
-    const torch::Tensor bad_rows = (~torch::isfinite(as_float)).flatten(1).any(1);
-    if (bad_rows.any().item<bool>()) {
-      const int64_t row = bad_rows.nonzero()[0][0].item<int64_t>();
-      fail("{}: embedding of key '{}' has NaN or infinite values (as {})", source, keys[row], identity.dtype);
-    }
-    if (identity.normalized) {
-      const torch::Tensor norms = as_float.norm(2, -1).flatten();  // [n * K]
-      const int64_t worst = (norms - 1).abs().argmax().item<int64_t>();
-      const double norm = norms[worst].item<double>();
-      if (std::abs(norm - 1) > kNormTolerance) {
-        fail("{}: the store is marked normalized, but facet '{}' of key '{}' has L2 norm {:.4f}", source,
-             identity.facets[worst % identity.num_facets], keys[worst / identity.num_facets], norm);
-      }
-    }
+  torch::Tensor stored, scales, as_float;
+  if (identity.quantized()) {
+    as_float = embeddings.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    check_finite(source, identity, keys, as_float);  // before quantizing: NaN has no int8 code
+    const QuantizedEmbeddings q = quantize_int8(as_float);
+    stored = q.values;
+    scales = q.scales;
+    const torch::Tensor restored = dequantize_int8(q.values, q.scales);
+    warn_if_lossy(source, identity, keys, as_float, restored);
+    as_float = restored;
+  } else {
+    stored = embeddings.detach().to(torch::kCPU, identity.torch_dtype()).contiguous();
+    as_float = stored.to(torch::kFloat32);
+    check_finite(source, identity, keys, as_float);  // an f16 overflow shows here
   }
+  if (identity.normalized) check_unit_norm(source, identity, keys, as_float);
 
   llm::SafetensorsWriter writer;
   llm::add_tensor(writer, kEmbeddingsTensor, stored);
+  if (scales.defined()) llm::add_tensor(writer, kScalesTensor, scales);
   writer.set_metadata({{"format", "pt"},
                        {"keys", json(keys).dump()},
                        {"identity", identity_to_json(identity).dump()},

@@ -1,5 +1,6 @@
 // One shard of an embedding store: a safetensors file holding the tensor
-// "embeddings" [n, K, D] (F16 or BF16) and, in its __metadata__, the n keys in
+// "embeddings" [n, K, D] (F16, BF16, or I8 with "scales" [n, K] F32 beside it:
+// vector = embeddings[r, k].float() * scales[r, k]) and, in its __metadata__, the n keys in
 // row order ("keys", a JSON array), the store identity ("identity", JSON) and
 // the part that computed it ("part", {"index": i, "count": n}). A shard is
 // self-describing, so a store can be checked and resumed without a manifest.
@@ -33,7 +34,19 @@ struct StoreShard {
   int64_t rows() const { return static_cast<int64_t>(keys.size()); }
   // [n, K, D] over the memory map (read-only: never write into it).
   torch::Tensor embeddings() const;
+  // int8 shards: [n, K] f32 over the map; undefined otherwise.
+  torch::Tensor scales() const;
 };
+
+// Symmetric int8 with one fp32 scale per [D] vector (scale = max|x| / 127),
+// dequantised as values * scale. Unit-norm LLM vectors keep cosine > 0.999
+// unless a few outlier dimensions dominate (the writer warns then).
+struct QuantizedEmbeddings {
+  torch::Tensor values;  // [..., D] int8
+  torch::Tensor scales;  // [...] f32
+};
+QuantizedEmbeddings quantize_int8(const torch::Tensor& embeddings);
+torch::Tensor dequantize_int8(const torch::Tensor& values, const torch::Tensor& scales);
 
 // Opens and validates a shard: a well-formed safetensors file whose
 // "embeddings" tensor has the identity's dtype, K and D, and one unique,
