@@ -6,9 +6,9 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "data/utf8.h"
 #include "llm/weights.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::text {
 
@@ -96,8 +96,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   std::unordered_set<std::string> seen;
   for (const auto& key : keys) {
     if (key.empty()) fail("{}: empty key", source);
-    if (!data::is_valid_utf8(key))
-      fail("{}: key '{}' is not valid UTF-8", source, data::replace_invalid_utf8(key));
+    if (!utf8::is_valid(key)) fail("{}: key '{}' is not valid UTF-8", source, utf8::sanitize(key));
     if (!seen.insert(key).second) fail("{}: key '{}' appears twice", source, key);
   }
 
