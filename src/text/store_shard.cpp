@@ -19,7 +19,7 @@ using nlohmann::json;
 // Unit-norm vectors stored in f16/bf16 keep their norm within ~1e-2.
 constexpr double kNormTolerance = 2e-2;
 
-const std::string& metadata_field(const llm::SafetensorsFile& file, const std::string& name) {
+const std::string& metadata_field(const SafetensorsFile& file, const std::string& name) {
   const auto& metadata = file.header().metadata;
   const auto it = metadata.find(name);
   if (it == metadata.end())
@@ -27,7 +27,7 @@ const std::string& metadata_field(const llm::SafetensorsFile& file, const std::s
   return it->second;
 }
 
-json parse_metadata_json(const llm::SafetensorsFile& file, const std::string& name) {
+json parse_metadata_json(const SafetensorsFile& file, const std::string& name) {
   const json value = json::parse(metadata_field(file, name), nullptr, false);
   if (value.is_discarded()) fail("{}: __metadata__ '{}' is not valid JSON", file.path().string(), name);
   return value;
@@ -41,7 +41,7 @@ torch::Tensor StoreShard::embeddings() const {
 
 StoreShard open_store_shard(const fs::path& path) {
   StoreShard shard;
-  shard.file = std::make_shared<llm::SafetensorsFile>(path);
+  shard.file = std::make_shared<SafetensorsFile>(path);
   const std::string source = path.string();
   shard.identity = identity_from_json(parse_metadata_json(*shard.file, "identity"), source + ": identity");
 
@@ -66,11 +66,11 @@ StoreShard open_store_shard(const fs::path& path) {
   }
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
-  const llm::TensorInfo& info = shard.file->info(kEmbeddingsTensor);
-  const llm::DType expected_dtype = shard.identity.dtype == "bf16" ? llm::DType::BF16 : llm::DType::F16;
+  const TensorInfo& info = shard.file->info(kEmbeddingsTensor);
+  const DType expected_dtype = shard.identity.dtype == "bf16" ? DType::BF16 : DType::F16;
   if (info.dtype != expected_dtype) {
     fail("{}: '{}' is {}, but the shard's identity says {}", source, kEmbeddingsTensor,
-         llm::dtype_name(info.dtype), shard.identity.dtype);
+         dtype_name(info.dtype), shard.identity.dtype);
   }
   const std::vector<int64_t> expected_shape = {shard.rows(), shard.identity.num_facets, shard.identity.dim};
   if (info.shape != expected_shape) {
@@ -120,7 +120,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
     }
   }
 
-  llm::SafetensorsWriter writer;
+  SafetensorsWriter writer;
   llm::add_tensor(writer, kEmbeddingsTensor, stored);
   writer.set_metadata({{"format", "pt"},
                        {"keys", json(keys).dump()},

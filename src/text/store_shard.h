@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "llm/safetensors.h"
+#include "util/safetensors.h"
 #include "text/store_manifest.h"
 
 namespace flame::text {
@@ -25,7 +25,7 @@ struct StorePart {
 };
 
 struct StoreShard {
-  std::shared_ptr<llm::SafetensorsFile> file;
+  std::shared_ptr<SafetensorsFile> file;
   std::vector<std::string> keys;
   StoreIdentity identity;
   StorePart part;

@@ -1,4 +1,4 @@
-#include "llm/safetensors.h"
+#include "util/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -9,7 +9,7 @@
 
 #include "util/error.h"
 
-namespace flame::llm {
+namespace flame {
 
 namespace {
 
@@ -222,4 +222,4 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
   rename_durable(tmp, path);
 }
 
-}  // namespace flame::llm
+}  // namespace flame

@@ -18,7 +18,7 @@
 
 #include "util/file.h"
 
-namespace flame::llm {
+namespace flame {
 
 enum class DType { Bool, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, F8_E4M3, F8_E5M2 };
 
@@ -100,4 +100,4 @@ class SafetensorsWriter {
   uint64_t total_bytes_ = 0;
 };
 
-}  // namespace flame::llm
+}  // namespace flame
