@@ -12,13 +12,13 @@
 #include <set>
 
 #include "data/caption_source.h"
-#include "util/safetensors.h"
 #include "test_helpers.h"
 #include "text/embedding_store.h"
 #include "text/joined_stores.h"
 #include "text/store_parts.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 
 namespace flame::text {
 namespace {

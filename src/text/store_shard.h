@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "util/safetensors.h"
 #include "text/store_manifest.h"
+#include "util/safetensors.h"
 
 namespace flame::text {
 

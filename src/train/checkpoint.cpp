@@ -9,10 +9,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "util/safetensors.h"
 #include "llm/weights.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 #include "vision/vit_config.h"
 
 namespace flame::train {

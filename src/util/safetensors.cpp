@@ -182,7 +182,6 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
   }
   if (name == "__metadata__") fail("safetensors writer: '__metadata__' is not a tensor name");
   if (entries_.count(name)) fail("safetensors writer: tensor '{}' added twice", name);
-  total_bytes_ += bytes.size();
   entries_.emplace(name, Entry{dtype, std::move(shape), std::move(bytes)});
 }
 

@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "util/safetensors.h"
 #include "util/error.h"
+#include "util/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
