@@ -159,6 +159,9 @@ TEST(Utf8, DecodesCodePoints) {
   EXPECT_EQ(utf8::char_length("\xE2\x82x", 0), 2u);
   EXPECT_EQ(utf8::char_length("\xF0\x9F\x98\x80", 0), 4u);
   EXPECT_EQ(utf8::char_length("\xFF", 0), 1u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 3), 1u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 3, 2), 2u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 0), 0u);
   EXPECT_EQ(utf8::encode({0x24, 0xE9, 0x20AC, 0x1F600}), "$\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
 }
 

@@ -306,8 +306,7 @@ bool is_word_char(uint32_t cp) {
 
 // The code point ending just before byte `pos` of valid UTF-8.
 uint32_t code_point_before(std::string_view text, size_t pos) {
-  size_t begin = pos - 1;
-  while (begin > 0 && (static_cast<uint8_t>(text[begin]) & 0xC0) == 0x80) --begin;
+  size_t begin = utf8::char_start(text, pos - 1);
   return next_code_point(text, &begin);
 }
 
@@ -395,9 +394,7 @@ struct AddedTokenMatcher {
       }
       if (token.lstrip) {
         while (start > text_start && unicode::is_whitespace(code_point_before(text, start))) {
-          size_t b = start - 1;
-          while (b > 0 && (static_cast<uint8_t>(text[b]) & 0xC0) == 0x80) --b;
-          start = b;
+          start = utf8::char_start(text, start - 1);
         }
       }
       if (token.rstrip) {
@@ -455,8 +452,7 @@ std::string apply_normalizer(const Normalizer& n, std::string_view text) {
       }
       if (n.strip_right) {
         while (end > begin && unicode::is_whitespace(code_point_before(text, end))) {
-          --end;
-          while (end > begin && (static_cast<uint8_t>(text[end]) & 0xC0) == 0x80) --end;
+          end = utf8::char_start(text, end - 1, begin);
         }
       }
       return std::string(text.substr(begin, end - begin));

@@ -56,6 +56,11 @@ size_t char_length(std::string_view text, size_t pos) {
   return m.matched > 0 ? m.matched : 1;
 }
 
+size_t char_start(std::string_view text, size_t pos, size_t floor) {
+  while (pos > floor && (static_cast<uint8_t>(text[pos]) & 0xC0) == 0x80) --pos;
+  return pos;
+}
+
 size_t find_invalid(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const size_t n = well_formed_length(text, i);

@@ -29,6 +29,10 @@ size_t well_formed_length(std::string_view text, size_t pos);
 // stands for one U+FFFD.
 size_t char_length(std::string_view text, size_t pos);
 
+// Start of the character holding byte `pos` of well-formed text: `pos` moved
+// back over continuation bytes, never below `floor`.
+size_t char_start(std::string_view text, size_t pos, size_t floor = 0);
+
 // Byte offset of the first ill-formed sequence; kValid if there is none.
 size_t find_invalid(std::string_view text);
 
