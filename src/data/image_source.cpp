@@ -59,7 +59,6 @@ int open_shard(const std::string& path, std::vector<int>& fds) {
 uint64_t shard_size(int fd, const std::string& path) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) fail("cannot stat image shard '{}': {}", path, std::strerror(errno));
-  refuse_compressed(fd, path);
   return static_cast<uint64_t>(info.st_size);
 }
 
@@ -171,7 +170,9 @@ void ImageSource::index_shards(const std::string& spec) {
     const int fd = open_shard(path, open_files->fds);
     files_.push_back(path);
     const auto file = static_cast<int32_t>(files_.size() - 1);
-    index_tar_members(fd, path, shard_size(fd, path), [&](const TarMemberLocation& member) {
+    const uint64_t bytes = shard_size(fd, path);
+    refuse_compressed(fd, path);
+    index_tar_members(fd, path, bytes, [&](const TarMemberLocation& member) {
       std::string key, ext;
       if (!split_member_path(member.path, &key, &ext) || key.empty() || key.back() == '/') return;
       if (is_other_image(ext) && unsupported++ == 0) unsupported_example = path + ":" + member.path;
