@@ -14,7 +14,6 @@
 
 #include "data/brace_expand.h"
 #include "data/caption_source.h"
-#include "data/utf8.h"
 #include "tar_writer.h"
 #include "test_helpers.h"
 #include "util/error.h"
@@ -26,7 +25,6 @@ namespace {
 using test::fresh_temp_dir;
 using test::write_tar;
 using Strings = std::vector<std::string>;
-
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -71,25 +69,6 @@ TEST(CaptionSource, BraceExpansion) {
   EXPECT_EQ(expand_braces("a{,b}"), Strings({"a", "ab"}));
   EXPECT_EQ(expand_braces("d-{0..99999}.tar").size(), 100000u);
   EXPECT_THROW(expand_braces("{0..99999999}"), Error);
-}
-
-TEST(CaptionSource, Utf8Validation) {
-  size_t bad = 99;
-  EXPECT_TRUE(is_valid_utf8("plain ascii"));
-  EXPECT_TRUE(is_valid_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));  // é € 😀
-  EXPECT_FALSE(is_valid_utf8("ab\xC3", &bad));                              // truncated sequence
-  EXPECT_EQ(bad, 2u);
-  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));          // overlong '/'
-  EXPECT_FALSE(is_valid_utf8("\xE0\x80\xAF"));      // overlong, 3 bytes
-  EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));      // surrogate U+D800
-  EXPECT_FALSE(is_valid_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
-  EXPECT_FALSE(is_valid_utf8("\xFF"));
-  EXPECT_FALSE(is_valid_utf8("x\x80y", &bad));  // lone continuation byte
-  EXPECT_EQ(bad, 1u);
-  EXPECT_EQ(replace_invalid_utf8("a\xFF"
-                                 "b"),
-            "a\xEF\xBF\xBD"
-            "b");
 }
 
 TEST(CaptionSource, ReadsJsonl) {

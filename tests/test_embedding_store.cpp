@@ -12,13 +12,13 @@
 #include <set>
 
 #include "data/caption_source.h"
-#include "llm/safetensors.h"
 #include "test_helpers.h"
 #include "text/embedding_store.h"
 #include "text/joined_stores.h"
 #include "text/store_parts.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 
 namespace flame::text {
 namespace {
@@ -157,10 +157,10 @@ TEST(EmbeddingStore, ShardsAreSafetensorsWithKeysMetadata) {
   const Strings keys = make_keys(6);
   write_store(dir, id, keys, 4);
 
-  llm::SafetensorsFile file(dir / "shard-00001.safetensors");
+  SafetensorsFile file(dir / "shard-00001.safetensors");
   ASSERT_EQ(file.tensors().size(), 1u);
-  const llm::TensorInfo& info = file.info("embeddings");
-  EXPECT_EQ(info.dtype, llm::DType::F16);
+  const TensorInfo& info = file.info("embeddings");
+  EXPECT_EQ(info.dtype, DType::F16);
   EXPECT_EQ(info.shape, (std::vector<int64_t>{2, 3, 8}));
   const auto& metadata = file.header().metadata;
   EXPECT_EQ(metadata.at("format"), "pt");

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "llm/safetensors.h"
+#include "util/safetensors.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
 #include "util/error.h"

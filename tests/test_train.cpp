@@ -230,8 +230,8 @@ TEST(Train, ResumeIsBitForBit) {
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
   // Optimizer moments too.
-  const llm::SafetensorsFile ma(dir / "full" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
-  const llm::SafetensorsFile mb(dir / "cut" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
+  const SafetensorsFile ma(dir / "full" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
+  const SafetensorsFile mb(dir / "cut" / "checkpoints" / "step-00000006" / "optimizer.safetensors");
   EXPECT_EQ(ma.header().metadata, mb.header().metadata);
   for (const auto& [name, info] : ma.tensors()) {
     EXPECT_TRUE(torch::equal(llm::mapped_tensor(ma, info), llm::mapped_tensor(mb, mb.info(name)))) << name;

@@ -1,13 +1,20 @@
-// Utilities: atomic writes, byte sizes, progress-line formatting, JSONL logs.
+// Utilities: atomic writes, byte sizes, progress-line formatting, JSONL logs,
+// UTF-8.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "test_helpers.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
 #include "util/strings.h"
+#include "util/utf8.h"
 
 namespace flame {
 namespace {
@@ -67,6 +74,111 @@ TEST(Util, JsonlWriterAppendsOneObjectPerLine) {
   ASSERT_EQ(lines.size(), 3u);  // two records and the final empty field
   EXPECT_EQ(nlohmann::json::parse(lines[0])["loss"], 2.5);
   EXPECT_EQ(nlohmann::json::parse(lines[1])["step"], 2);
+}
+
+TEST(Utf8, Validation) {
+  size_t bad = 99;
+  EXPECT_TRUE(utf8::is_valid("plain ascii"));
+  EXPECT_TRUE(utf8::is_valid("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));  // é € 😀
+  EXPECT_FALSE(utf8::is_valid("ab\xC3", &bad));                              // truncated sequence
+  EXPECT_EQ(bad, 2u);
+  EXPECT_FALSE(utf8::is_valid("\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(utf8::is_valid("\xE0\x80\xAF"));      // overlong, 3 bytes
+  EXPECT_FALSE(utf8::is_valid("\xED\xA0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(utf8::is_valid("\xF4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(utf8::is_valid("\xFF"));
+  EXPECT_FALSE(utf8::is_valid("x\x80y", &bad));  // lone continuation byte
+  EXPECT_EQ(bad, 1u);
+  EXPECT_EQ(utf8::sanitize("a\xFF"
+                           "b"),
+            "a\xEF\xBF\xBD"
+            "b");
+}
+
+std::string hex_of(const std::string& bytes) {
+  std::string out;
+  for (unsigned char c : bytes) out += fmt::format("{:02x}", c);
+  return out;
+}
+
+// The rule is Python's: these expected values are b.decode("utf-8",
+// "replace").encode() computed by Python 3 (each maximal subpart of an
+// ill-formed sequence becomes one U+FFFD; truncated sequences take one).
+TEST(Utf8, ReplacesEachMaximalSubpartAsPythonDoes) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a\xFF"
+       "b",
+       "a\xEF\xBF\xBD"
+       "b"},
+      {"\x80", "\xEF\xBF\xBD"},
+      {"\xC3", "\xEF\xBF\xBD"},
+      {"ab\xC3", "ab\xEF\xBF\xBD"},
+      {"\xE2\x82", "\xEF\xBF\xBD"},
+      {"\xE2\x82x", "\xEF\xBF\xBDx"},
+      {"\xF0\x9F\x98", "\xEF\xBF\xBD"},
+      {"\xF0\x9F\x98x", "\xEF\xBF\xBDx"},
+      {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xC1\xBF", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xE0\x9F\xBF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xED\x9F\xBF", "\xED\x9F\xBF"},
+      {"\xF0\x80\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xF0\x8F\xBF\xBF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xF4\x90\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xF5\x80\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xF8\x88\x80\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xFE\xFF", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\x80\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xE1\x80\xE2\xF0\x91\x92\xF1\xBF"
+       "A",
+       "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+       "A"},
+      {"\xF1\x80\x80\xE1\x80\xC2", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"caf\xE9", "caf\xEF\xBF\xBD"},
+      {"\xEF\xBF\xBD", "\xEF\xBF\xBD"},
+      {"\xF4\x8F\xBF\xBF", "\xF4\x8F\xBF\xBF"},
+      {"\xE0\xA0", "\xEF\xBF\xBD"},
+      {"\xED\xA0", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xF0\x90", "\xEF\xBF\xBD"},
+      {"\xF4\x90", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+  };
+  for (const auto& [bytes, expected] : cases) {
+    EXPECT_EQ(utf8::sanitize(bytes), expected) << hex_of(bytes);
+    // Decoding to code points follows the same rule.
+    EXPECT_EQ(utf8::encode(utf8::code_points(bytes)), expected) << hex_of(bytes);
+    EXPECT_EQ(utf8::is_valid(bytes), bytes == expected) << hex_of(bytes);
+  }
+}
+
+TEST(Utf8, DecodesCodePoints) {
+  // Python: [hex(ord(c)) for c in b"a\xe2\x82x\xf0\x9f\x98\x80".decode("utf-8", "replace")]
+  EXPECT_EQ(utf8::code_points("a\xE2\x82x\xF0\x9F\x98\x80"),
+            std::vector<uint32_t>({0x61, 0xFFFD, 0x78, 0x1F600}));
+  EXPECT_EQ(utf8::code_points("\xC0\xAF\xED\xA0\x80"), std::vector<uint32_t>(5, 0xFFFD));
+  EXPECT_EQ(utf8::char_length("\xE2\x82x", 0), 2u);
+  EXPECT_EQ(utf8::char_length("\xF0\x9F\x98\x80", 0), 4u);
+  EXPECT_EQ(utf8::char_length("\xFF", 0), 1u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 3), 1u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 3, 2), 2u);
+  EXPECT_EQ(utf8::char_start("a\xE2\x82\xAC", 0), 0u);
+  EXPECT_EQ(utf8::encode({0x24, 0xE9, 0x20AC, 0x1F600}), "$\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+}
+
+TEST(Utf8, DropsOnlyAnIncompleteTail) {
+  const auto dropped = [](std::string s) {
+    utf8::drop_incomplete_tail(s);
+    return s;
+  };
+  EXPECT_EQ(dropped("ab\xE2\x82"), "ab");
+  EXPECT_EQ(dropped("ab\xF0\x9F\x98"), "ab");
+  EXPECT_EQ(dropped("ab\xC3"), "ab");
+  EXPECT_EQ(dropped("ab\xE2\x82\xAC"), "ab\xE2\x82\xAC");  // complete
+  EXPECT_EQ(dropped("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
+  EXPECT_EQ(dropped("ab\x80"), "ab\x80");          // ill-formed, not cut short: kept
+  EXPECT_EQ(dropped("ab\xC0"), "ab\xC0");          // C0 starts no well-formed sequence
+  EXPECT_EQ(dropped("ab\xE0\x80"), "ab\xE0\x80");  // overlong, not incomplete
+  EXPECT_EQ(dropped(""), "");
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ void add_info(CLI::App& llm) {
     int64_t stored = 0;
     for (const auto& name : weights.names()) {
       const auto& info = weights.info(name);
-      dtype_counts[std::string(llm::dtype_name(info.dtype))] += info.numel();
+      dtype_counts[std::string(dtype_name(info.dtype))] += info.numel();
       bytes += info.byte_size();
       stored += info.numel();
     }

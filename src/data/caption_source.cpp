@@ -15,9 +15,9 @@
 
 #include "data/brace_expand.h"
 #include "data/tar_reader.h"
-#include "data/utf8.h"
 #include "util/error.h"
 #include "util/strings.h"
+#include "util/utf8.h"
 
 namespace flame::data {
 
@@ -38,8 +38,7 @@ class Collector {
   // so they can be logged and written as JSON.
   void problem(const std::string& key, const std::string& source, const std::string& reason, bool dropped) {
     if (!selected(key)) return;
-    sink_.problem(InputProblem{replace_invalid_utf8(key), replace_invalid_utf8(source),
-                               replace_invalid_utf8(reason), dropped});
+    sink_.problem(InputProblem{utf8::sanitize(key), utf8::sanitize(source), utf8::sanitize(reason), dropped});
   }
 
   // One problem per defective record, its reasons joined, so problems can be
@@ -47,7 +46,7 @@ class Collector {
   void add(CaptionRecord record) {
     if (!selected(record.key)) return;
     // Keys end up in JSON (store shards, logs), which must be UTF-8.
-    if (!is_valid_utf8(record.key)) {
+    if (!utf8::is_valid(record.key)) {
       problem(record.key, record.source, "key is not valid UTF-8", true);
       return;
     }
@@ -66,7 +65,7 @@ class Collector {
     std::vector<std::string> reasons;
     for (auto it = record->fields.begin(); it != record->fields.end();) {
       size_t bad = 0;
-      if (!is_valid_utf8(it->second, &bad)) {
+      if (!utf8::is_valid(it->second, &bad)) {
         reasons.push_back(fmt::format("field '{}' is not valid UTF-8 (byte {})", it->first, bad));
         it = record->fields.erase(it);
       } else if (trim(it->second).empty()) {
@@ -128,10 +127,10 @@ void read_jsonl(const std::string& path, const CaptionSourceOptions& options, Co
     if (trim(line).empty()) continue;
     const std::string source = fmt::format("{}:{}", path, number);
     size_t bad = 0;
-    const bool valid_utf8 = is_valid_utf8(line, &bad);
+    const bool valid_utf8 = utf8::is_valid(line, &bad);
     // The JSON parser refuses invalid UTF-8; parse a repaired copy so the
     // problem can still name the key.
-    const json value = json::parse(valid_utf8 ? line : replace_invalid_utf8(line), nullptr, false);
+    const json value = json::parse(valid_utf8 ? line : utf8::sanitize(line), nullptr, false);
     if (value.is_discarded()) {
       out->problem("", source, "not valid JSON", true);
       continue;
@@ -307,7 +306,7 @@ void read_tsv(const std::string& path, const CaptionSourceOptions& options, Coll
       }
     }
     size_t bad = 0;
-    if (!is_valid_utf8(text, &bad)) {
+    if (!utf8::is_valid(text, &bad)) {
       out->problem(key, source, fmt::format("caption is not valid UTF-8 (byte {}); row left out", bad),
                    false);
       continue;

@@ -6,9 +6,10 @@
 //      the images: key = the image name, as `flame embed` keys TSV captions.
 // An optional split file (one image name per line) keeps only those keys.
 //
-// Tar shards are indexed once at open (header blocks only, the image data is
-// not read) and members are then read with pread on one shared descriptor per
-// shard, so any number of loader threads can read at once.
+// Tar shards are indexed once at open (data::index_tar_members: header blocks
+// only, the image data is not read) and members are then read with pread on
+// one shared descriptor per shard, so any number of loader threads can read at
+// once.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +57,12 @@ class ImageSource {
 
  private:
   struct OpenFiles;  // the shards' descriptors, closed with the last copy
+  // The steps of open().
+  void read_table(const std::string& spec, const ImageSourceOptions& options);
+  void index_shards(const std::string& spec);
+  void keep_split(const std::string& split_file, const std::string& spec);
+  void size_table_images(const std::string& spec);
+
   std::vector<std::string> files_;
   std::vector<ImageRecord> records_;
   std::vector<std::string> member_names_;  // tar: the member path of each record

@@ -3,16 +3,15 @@
 // side and crops the centre; both resample bicubically with antialiasing (as
 // Pillow does) and normalise with the CLIP mean and std.
 //
-// All randomness comes from an explicit seed, drawn with portable integer
-// arithmetic, so a sample's augmentation is the same on every machine, in any
-// worker thread, and after a resume.
+// All randomness comes from an explicit seed, drawn with the portable helpers
+// of util/rng.h, so a sample's augmentation is the same on every machine, in
+// any worker thread, and after a resume.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <array>
 #include <cstdint>
-#include <random>
 
 namespace flame::data {
 
@@ -58,16 +57,5 @@ torch::Tensor resized_crop(const torch::Tensor& hwc_u8, const CropBox& box, int6
 // used only when options.train is set.
 torch::Tensor transform_image(const torch::Tensor& hwc_u8, const ImageTransformOptions& options,
                               uint64_t seed);
-
-// ---- Portable random draws (std distributions differ between standard
-// libraries; these do not). Shared with the loader's shuffle. ----
-
-// Mixes values into one well-spread 64-bit seed (SplitMix64 finalizer chain).
-uint64_t mix_seed(uint64_t a, uint64_t b);
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
-// Uniform in [0, n), unbiased (rejection sampling); n > 0.
-uint64_t random_below(std::mt19937_64& rng, uint64_t n);
-// Uniform in [0, 1) with 53 random bits.
-double random_unit(std::mt19937_64& rng);
 
 }  // namespace flame::data

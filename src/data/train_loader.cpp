@@ -8,6 +8,7 @@
 
 #include "data/image_decode.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 namespace flame::data {
 

@@ -2,8 +2,8 @@
 
 #include <queue>
 
-#include "llm/unicode.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::llm {
 
@@ -90,7 +90,7 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids
   size_t pos = 0;
   while (pos < piece.size()) {
     const size_t begin = pos;
-    pos += std::min(unicode::utf8_length(static_cast<uint8_t>(piece[pos])), piece.size() - pos);
+    pos += utf8::char_length(piece, pos);
     key.clear();
     if (begin != 0) key += options_.continuing_subword_prefix;
     key.append(piece.substr(begin, pos - begin));

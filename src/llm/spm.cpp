@@ -2,8 +2,8 @@
 
 #include <queue>
 
-#include "llm/unicode.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::llm {
 
@@ -43,7 +43,7 @@ void SpmModel::encode(std::string_view piece, std::vector<int32_t>& ids) const {
   std::vector<Symbol> symbols;
   symbols.reserve(piece.size());
   for (size_t pos = 0; pos < piece.size();) {
-    const size_t len = std::min(unicode::utf8_length(static_cast<uint8_t>(piece[pos])), piece.size() - pos);
+    const size_t len = utf8::char_length(piece, pos);
     const auto index = static_cast<int32_t>(symbols.size());
     symbols.push_back({pos, len, index - 1, index + 1});
     pos += len;

@@ -11,11 +11,12 @@
 #include "llm/unicode.h"
 #include "llm/unicode_regex.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::llm {
 
 namespace fs = std::filesystem;
-using unicode::next_code_point;
+using utf8::next_code_point;
 
 const char* const kGpt2SplitPattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -268,7 +269,7 @@ std::string bert_normalize(const Normalizer& n, std::string_view text) {
   while (pos < text.size()) {
     const uint32_t cp = next_code_point(text, &pos);
     if (n.clean_text) {
-      if (cp == 0 || cp == unicode::kReplacementCharacter || is_bert_control(cp)) continue;
+      if (cp == 0 || cp == utf8::kReplacementCharacter || is_bert_control(cp)) continue;
       if (is_bert_whitespace(cp)) {
         cps.push_back(' ');
         continue;
@@ -296,7 +297,7 @@ std::string bert_normalize(const Normalizer& n, std::string_view text) {
     for (uint32_t cp : cps) unicode::append_lowercase(cp, lower);
     cps.swap(lower);
   }
-  return unicode::to_utf8(cps);
+  return utf8::encode(cps);
 }
 
 bool is_word_char(uint32_t cp) {
@@ -305,8 +306,7 @@ bool is_word_char(uint32_t cp) {
 
 // The code point ending just before byte `pos` of valid UTF-8.
 uint32_t code_point_before(std::string_view text, size_t pos) {
-  size_t begin = pos - 1;
-  while (begin > 0 && (static_cast<uint8_t>(text[begin]) & 0xC0) == 0x80) --begin;
+  size_t begin = utf8::char_start(text, pos - 1);
   return next_code_point(text, &begin);
 }
 
@@ -394,9 +394,7 @@ struct AddedTokenMatcher {
       }
       if (token.lstrip) {
         while (start > text_start && unicode::is_whitespace(code_point_before(text, start))) {
-          size_t b = start - 1;
-          while (b > 0 && (static_cast<uint8_t>(text[b]) & 0xC0) == 0x80) --b;
-          start = b;
+          start = utf8::char_start(text, start - 1);
         }
       }
       if (token.rstrip) {
@@ -454,8 +452,7 @@ std::string apply_normalizer(const Normalizer& n, std::string_view text) {
       }
       if (n.strip_right) {
         while (end > begin && unicode::is_whitespace(code_point_before(text, end))) {
-          --end;
-          while (end > begin && (static_cast<uint8_t>(text[end]) & 0xC0) == 0x80) --end;
+          end = utf8::char_start(text, end - 1, begin);
         }
       }
       return std::string(text.substr(begin, end - begin));
@@ -465,7 +462,7 @@ std::string apply_normalizer(const Normalizer& n, std::string_view text) {
       size_t pos = 0;
       while (pos < text.size()) {
         const uint32_t cp = next_code_point(text, &pos);
-        if (!unicode::is_mark(cp)) unicode::append_utf8(out, cp);
+        if (!unicode::is_mark(cp)) utf8::append(out, cp);
       }
       return out;
     }
@@ -496,7 +493,7 @@ void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
       std::string bytes;
       for (const auto& t : tokens)
         if (!unicode::byte_level_to_bytes(t, &bytes)) bytes += t;  // not byte-level text: taken as is
-      tokens.assign(1, unicode::to_valid_utf8(bytes));
+      tokens.assign(1, utf8::sanitize(bytes));
       break;
     }
     case Kind::Metaspace:
@@ -513,7 +510,7 @@ void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
       std::string bytes;
       const auto flush = [&] {
         if (bytes.empty()) return;
-        if (unicode::find_invalid_utf8(bytes) == unicode::kValidUtf8) {
+        if (utf8::find_invalid(bytes) == utf8::kValid) {
           out.push_back(bytes);
         } else {
           for (size_t i = 0; i < bytes.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
@@ -541,10 +538,10 @@ void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
       break;
     }
     case Kind::Strip: {
-      const auto content = unicode::code_points(d.content);
+      const auto content = utf8::code_points(d.content);
       if (content.size() != 1) break;
       for (auto& t : tokens) {
-        auto cps = unicode::code_points(t);
+        auto cps = utf8::code_points(t);
         size_t begin = 0, end = cps.size();
         while (begin < d.strip_start && begin < end && cps[begin] == content[0]) ++begin;
         size_t stripped = 0;
@@ -552,7 +549,7 @@ void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
           --end;
           ++stripped;
         }
-        t = unicode::to_utf8(std::vector<uint32_t>(cps.begin() + begin, cps.begin() + end));
+        t = utf8::encode(std::vector<uint32_t>(cps.begin() + begin, cps.begin() + end));
       }
       break;
     }
@@ -670,8 +667,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& path) {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
-  const size_t bad = unicode::find_invalid_utf8(text);
-  if (bad != unicode::kValidUtf8) {
+  const size_t bad = utf8::find_invalid(text);
+  if (bad != utf8::kValid) {
     fail("{}: cannot tokenize text that is not valid UTF-8: byte {:#04x} at offset {}", source_,
          static_cast<uint8_t>(text[bad]), bad);
   }
@@ -753,7 +750,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
     chunk.push_back(pieces_[id]);
   }
   flush();
-  return unicode::to_valid_utf8(out);
+  return utf8::sanitize(out);
 }
 
 std::string Tokenizer::id_to_piece(int32_t id) const {

@@ -4,126 +4,11 @@
 #include <array>
 
 #include "llm/unicode_data.h"
+#include "util/utf8.h"
 
 namespace flame::llm::unicode {
 
 namespace ud = unicode_data;
-
-// --- UTF-8 ---
-
-size_t utf8_length(uint8_t lead) {
-  if (lead < 0x80) return 1;
-  if ((lead & 0xE0) == 0xC0) return 2;
-  if ((lead & 0xF0) == 0xE0) return 3;
-  if ((lead & 0xF8) == 0xF0) return 4;
-  return 1;
-}
-
-size_t find_invalid_utf8(std::string_view text) {
-  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;  // continuation byte, overlong 2-byte lead or > U+10FFFF lead
-    }
-    if (n - i < len) return i;
-    for (size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return i;
-    }
-    i += len;
-  }
-  return kValidUtf8;
-}
-
-uint32_t next_code_point(std::string_view text, size_t* pos) {
-  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
-  size_t i = *pos;
-  const uint8_t c = s[i];
-  const size_t len = std::min(utf8_length(c), text.size() - i);
-  uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
-  *pos = i + len;
-  return cp;
-}
-
-std::vector<uint32_t> code_points(std::string_view valid_utf8) {
-  std::vector<uint32_t> out;
-  out.reserve(valid_utf8.size());
-  size_t pos = 0;
-  while (pos < valid_utf8.size()) out.push_back(next_code_point(valid_utf8, &pos));
-  return out;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-std::string to_utf8(const std::vector<uint32_t>& cps) {
-  std::string out;
-  out.reserve(cps.size());
-  for (uint32_t cp : cps) append_utf8(out, cp);
-  return out;
-}
-
-std::string to_valid_utf8(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  while (!bytes.empty()) {
-    const size_t bad = find_invalid_utf8(bytes);
-    if (bad == kValidUtf8) {
-      out.append(bytes);
-      break;
-    }
-    out.append(bytes.substr(0, bad));
-    append_utf8(out, kReplacementCharacter);
-    // Skip the maximal prefix of a valid sequence (at least one byte), as from_utf8_lossy does.
-    const auto* s = reinterpret_cast<const uint8_t*>(bytes.data());
-    size_t skip = 1;
-    const size_t len = utf8_length(s[bad]);
-    while (skip < len && bad + skip < bytes.size() && (s[bad + skip] & 0xC0) == 0x80 &&
-           find_invalid_utf8(bytes.substr(bad, skip + 1)) != 0) {
-      ++skip;
-    }
-    bytes.remove_prefix(bad + skip);
-  }
-  return out;
-}
 
 // --- Properties ---
 
@@ -285,8 +170,8 @@ void append_lowercase(uint32_t cp, std::vector<uint32_t>& out) {
 std::string lowercase(std::string_view valid_utf8) {
   std::vector<uint32_t> out;
   size_t pos = 0;
-  while (pos < valid_utf8.size()) append_lowercase(next_code_point(valid_utf8, &pos), out);
-  return to_utf8(out);
+  while (pos < valid_utf8.size()) append_lowercase(utf8::next_code_point(valid_utf8, &pos), out);
+  return utf8::encode(out);
 }
 
 std::vector<uint32_t> normalize(const std::vector<uint32_t>& cps, NormalForm form) {
@@ -318,7 +203,7 @@ std::string normalize(std::string_view valid_utf8, NormalForm form) {
     }
   }
   if (ascii) return std::string(valid_utf8);
-  return to_utf8(normalize(code_points(valid_utf8), form));
+  return utf8::encode(normalize(utf8::code_points(valid_utf8), form));
 }
 
 // --- Byte-level alphabet ---
@@ -336,7 +221,7 @@ struct ByteLevelTables {
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       byte_to_cp[b] = printable ? static_cast<uint32_t>(b) : next++;
-      append_utf8(byte_to_utf8[b], byte_to_cp[b]);
+      utf8::append(byte_to_utf8[b], byte_to_cp[b]);
       cp_to_byte[byte_to_cp[b]] = static_cast<int16_t>(b);
     }
   }
@@ -371,7 +256,7 @@ bool byte_level_to_bytes(std::string_view text, std::string* out) {
   std::string bytes;
   bytes.reserve(text.size());
   while (pos < text.size()) {
-    const int b = code_point_to_byte(next_code_point(text, &pos));
+    const int b = code_point_to_byte(utf8::next_code_point(text, &pos));
     if (b < 0) return false;
     bytes += static_cast<char>(b);
   }

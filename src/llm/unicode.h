@@ -1,7 +1,7 @@
-// Unicode helpers for the tokenizers, without ICU: UTF-8 coding, general
-// categories, full lowercasing, the four normalization forms (tables in
-// unicode_data.cpp, generated from the Unicode Character Database), and the
-// GPT-2 byte-level alphabet.
+// Unicode helpers for the tokenizers, without ICU: general categories, full
+// lowercasing, the four normalization forms (tables in unicode_data.cpp,
+// generated from the Unicode Character Database), and the GPT-2 byte-level
+// alphabet. UTF-8 coding itself is util/utf8.h.
 #pragma once
 
 #include <cstddef>
@@ -46,23 +46,6 @@ enum class Category : uint8_t {
   Co
 };
 
-constexpr uint32_t kReplacementCharacter = 0xFFFD;
-constexpr size_t kValidUtf8 = static_cast<size_t>(-1);
-
-// --- UTF-8 ---
-// Byte offset of the first invalid UTF-8 sequence (bad lead or continuation
-// byte, truncation, overlong form, surrogate, > U+10FFFF); kValidUtf8 if none.
-size_t find_invalid_utf8(std::string_view text);
-// Length of the sequence that starts with `lead` (1 for an invalid lead byte).
-size_t utf8_length(uint8_t lead);
-// Decodes the code point at *pos of valid UTF-8 and advances *pos.
-uint32_t next_code_point(std::string_view text, size_t* pos);
-std::vector<uint32_t> code_points(std::string_view valid_utf8);
-void append_utf8(std::string& out, uint32_t cp);
-std::string to_utf8(const std::vector<uint32_t>& cps);
-// Replaces each invalid sequence with U+FFFD (like Rust's from_utf8_lossy).
-std::string to_valid_utf8(std::string_view bytes);
-
 // --- Properties ---
 Category category(uint32_t cp);
 inline bool is_letter(uint32_t cp) {
@@ -80,10 +63,6 @@ inline bool is_number(uint32_t cp) {
 inline bool is_punctuation(uint32_t cp) {
   auto c = category(cp);
   return c >= Category::Pc && c <= Category::Po;
-}
-inline bool is_symbol(uint32_t cp) {
-  auto c = category(cp);
-  return c >= Category::Sm && c <= Category::So;
 }
 // Cc, Cf, Cs, Co or unassigned (Rust's char::is_other).
 inline bool is_other(uint32_t cp) {

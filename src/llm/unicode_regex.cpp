@@ -3,8 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "llm/unicode.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::llm {
 
@@ -64,7 +64,7 @@ std::vector<std::pair<size_t, size_t>> UnicodeRegex::find_all(std::string_view t
     if (begin == end) {
       if (begin != last_end) matches.emplace_back(begin, end);
       if (end >= text.size()) break;
-      start = end + unicode::utf8_length(static_cast<uint8_t>(text[end]));
+      start = end + utf8::char_length(text, end);
     } else {
       matches.emplace_back(begin, end);
       start = end;

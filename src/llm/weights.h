@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "llm/safetensors.h"
+#include "util/safetensors.h"
 
 namespace flame::llm {
 

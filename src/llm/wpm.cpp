@@ -1,6 +1,7 @@
 #include "llm/wpm.h"
 
 #include "llm/unicode.h"
+#include "util/utf8.h"
 
 namespace flame::llm {
 
@@ -30,7 +31,7 @@ void WordPieceModel::encode(std::string_view word, std::vector<int32_t>& ids) co
     const std::string& prefix = start == 0 ? word_prefix_ : continuing_prefix_;
     // Longest match first; candidates end on character boundaries.
     size_t end = std::min(word.size(), start + max_piece_bytes_);
-    while (end < word.size() && (static_cast<uint8_t>(word[end]) & 0xC0) == 0x80) --end;
+    if (end < word.size()) end = utf8::char_start(word, end);
     bool found = false;
     while (end > start) {
       key.assign(prefix);
@@ -41,9 +42,7 @@ void WordPieceModel::encode(std::string_view word, std::vector<int32_t>& ids) co
         found = true;
         break;
       }
-      do {
-        --end;
-      } while (end > start && (static_cast<uint8_t>(word[end]) & 0xC0) == 0x80);
+      end = utf8::char_start(word, end - 1, start);
     }
     if (!found) {
       ids.resize(first);

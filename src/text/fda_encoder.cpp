@@ -6,26 +6,13 @@
 #include "llm/tokenizer.h"
 #include "llm/transformer.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::text {
 
 namespace {
 
 llm::TokenIds to_token_ids(const std::vector<int32_t>& ids) { return llm::TokenIds(ids.begin(), ids.end()); }
-
-// Drops an incomplete UTF-8 sequence at the end (a token cut may split a character).
-void drop_partial_utf8_tail(std::string& s) {
-  size_t i = s.size();
-  int continuation = 0;
-  while (i > 0 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80 && continuation < 3) {
-    --i;
-    ++continuation;
-  }
-  if (i == 0) return;
-  const auto lead = static_cast<unsigned char>(s[i - 1]);
-  const int need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
-  if (lead >= 0x80 && continuation < need) s.resize(i - 1);
-}
 
 }  // namespace
 
@@ -77,7 +64,7 @@ TokenizedCaption FacetEncoder::tokenize(std::string_view caption) const {
   int64_t keep = static_cast<int64_t>(caption_ids.size()) - (static_cast<int64_t>(out.prefix.size()) - limit);
   while (keep > 0) {
     std::string cut = tokenizer_.decode(std::vector<int32_t>(caption_ids.begin(), caption_ids.begin() + keep));
-    drop_partial_utf8_tail(cut);
+    utf8::drop_incomplete_tail(cut);  // a token cut may split a character
     out.prefix = to_token_ids(tokenizer_.encode(prompts_.prefix(cut)));
     const int64_t over = static_cast<int64_t>(out.prefix.size()) - limit;
     if (over <= 0) {

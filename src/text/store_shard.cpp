@@ -9,9 +9,9 @@
 #include <limits>
 #include <unordered_set>
 
-#include "data/utf8.h"
 #include "llm/weights.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace flame::text {
 
@@ -23,7 +23,7 @@ using nlohmann::json;
 constexpr double kNormTolerance = 2e-2;
 constexpr double kMinInt8Cosine = 0.999;
 
-const std::string& metadata_field(const llm::SafetensorsFile& file, const std::string& name) {
+const std::string& metadata_field(const SafetensorsFile& file, const std::string& name) {
   const auto& metadata = file.header().metadata;
   const auto it = metadata.find(name);
   if (it == metadata.end())
@@ -31,7 +31,7 @@ const std::string& metadata_field(const llm::SafetensorsFile& file, const std::s
   return it->second;
 }
 
-json parse_metadata_json(const llm::SafetensorsFile& file, const std::string& name) {
+json parse_metadata_json(const SafetensorsFile& file, const std::string& name) {
   const json value = json::parse(metadata_field(file, name), nullptr, false);
   if (value.is_discarded()) fail("{}: __metadata__ '{}' is not valid JSON", file.path().string(), name);
   return value;
@@ -81,13 +81,13 @@ void warn_if_lossy(const std::string& source, const StoreIdentity& identity,
   }
 }
 
-void check_scales(const llm::SafetensorsFile& file, const std::string& source,
+void check_scales(const SafetensorsFile& file, const std::string& source,
                   const std::vector<int64_t>& shape) {
   if (!file.contains(kScalesTensor)) fail("{}: an int8 shard needs the tensor '{}'", source, kScalesTensor);
-  const llm::TensorInfo& info = file.info(kScalesTensor);
-  if (info.dtype != llm::DType::F32 || info.shape != shape) {
+  const TensorInfo& info = file.info(kScalesTensor);
+  if (info.dtype != DType::F32 || info.shape != shape) {
     fail("{}: '{}' must be F32 of shape [{}], not {} [{}]", source, kScalesTensor, fmt::join(shape, ", "),
-         llm::dtype_name(info.dtype), fmt::join(info.shape, ", "));
+         dtype_name(info.dtype), fmt::join(info.shape, ", "));
   }
 }
 
@@ -116,7 +116,7 @@ torch::Tensor StoreShard::scales() const {
 
 StoreShard open_store_shard(const fs::path& path) {
   StoreShard shard;
-  shard.file = std::make_shared<llm::SafetensorsFile>(path);
+  shard.file = std::make_shared<SafetensorsFile>(path);
   const std::string source = path.string();
   shard.identity = identity_from_json(parse_metadata_json(*shard.file, "identity"), source + ": identity");
 
@@ -141,11 +141,11 @@ StoreShard open_store_shard(const fs::path& path) {
   }
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
-  const llm::TensorInfo& info = shard.file->info(kEmbeddingsTensor);
-  const llm::DType expected_dtype = llm::from_torch_dtype(shard.identity.torch_dtype());
+  const TensorInfo& info = shard.file->info(kEmbeddingsTensor);
+  const DType expected_dtype = llm::from_torch_dtype(shard.identity.torch_dtype());
   if (info.dtype != expected_dtype) {
     fail("{}: '{}' is {}, but the shard's identity says {}", source, kEmbeddingsTensor,
-         llm::dtype_name(info.dtype), shard.identity.dtype);
+         dtype_name(info.dtype), shard.identity.dtype);
   }
   const std::vector<int64_t> expected_shape = {shard.rows(), shard.identity.num_facets, shard.identity.dim};
   if (info.shape != expected_shape) {
@@ -173,8 +173,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   std::unordered_set<std::string> seen;
   for (const auto& key : keys) {
     if (key.empty()) fail("{}: empty key", source);
-    if (!data::is_valid_utf8(key))
-      fail("{}: key '{}' is not valid UTF-8", source, data::replace_invalid_utf8(key));
+    if (!utf8::is_valid(key)) fail("{}: key '{}' is not valid UTF-8", source, utf8::sanitize(key));
     if (!seen.insert(key).second) fail("{}: key '{}' appears twice", source, key);
   }
 
@@ -195,7 +194,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   }
   if (identity.normalized) check_unit_norm(source, identity, keys, as_float);
 
-  llm::SafetensorsWriter writer;
+  SafetensorsWriter writer;
   llm::add_tensor(writer, kEmbeddingsTensor, stored);
   if (scales.defined()) llm::add_tensor(writer, kScalesTensor, scales);
   writer.set_metadata({{"format", "pt"},

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "llm/safetensors.h"
 #include "text/store_manifest.h"
+#include "util/safetensors.h"
 
 namespace flame::text {
 
@@ -26,7 +26,7 @@ struct StorePart {
 };
 
 struct StoreShard {
-  std::shared_ptr<llm::SafetensorsFile> file;
+  std::shared_ptr<SafetensorsFile> file;
   std::vector<std::string> keys;
   StoreIdentity identity;
   StorePart part;

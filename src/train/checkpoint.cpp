@@ -9,10 +9,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "llm/safetensors.h"
 #include "llm/weights.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 #include "vision/vit_config.h"
 
 namespace flame::train {
@@ -38,7 +38,7 @@ StateKey state_key(const torch::Tensor& p) {
   return to_state_key(p.unsafeGetTensorImpl(), static_cast<StateKey*>(nullptr));
 }
 
-torch::Tensor read_tensor(const llm::SafetensorsFile& file, const std::string& name) {
+torch::Tensor read_tensor(const SafetensorsFile& file, const std::string& name) {
   return llm::mapped_tensor(file, file.info(name)).clone();
 }
 
@@ -55,7 +55,7 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn:
   fs::create_directories(tmp);
 
   std::vector<std::pair<std::string, torch::Tensor>> weights;
-  llm::SafetensorsWriter moments;
+  SafetensorsWriter moments;
   std::map<std::string, std::string> steps;
   const auto& state = optimizer.state();
   for (const auto& item : model.named_parameters()) {
@@ -126,7 +126,7 @@ void load_checkpoint(const fs::path& dir, torch::nn::Module& model, torch::optim
       item.value().copy_(weights.get(item.key(), item.value().scalar_type(), item.value().device()));
   }
   if (optimizer == nullptr && !restore_rng) return;
-  const llm::SafetensorsFile moments(dir / "optimizer.safetensors");
+  const SafetensorsFile moments(dir / "optimizer.safetensors");
   if (optimizer != nullptr) {
     auto& state = optimizer->state();
     const auto& meta = moments.header().metadata;

@@ -1,5 +1,5 @@
-// File helpers: whole-file reads, atomic writes (temp file + fsync + rename),
-// read-only memory maps, and an append-only JSONL log.
+// File helpers: whole-file reads, positioned reads, atomic writes (temp file +
+// fsync + rename), read-only memory maps, and an append-only JSONL log.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -34,6 +34,12 @@ fs::path temp_path_for(const fs::path& path);
 
 // Renames `from` to `to` and fsyncs the directory, so the rename survives a crash.
 void rename_durable(const fs::path& from, const fs::path& to);
+
+// Reads `size` bytes at `offset` of an open descriptor with pread (no shared
+// file position, so threads may read one descriptor at once), retrying short
+// reads; returns how many bytes were there before the end of the file. Throws
+// flame::Error on a read error.
+size_t pread_full(int fd, char* out, size_t size, uint64_t offset);
 
 // A read-only memory map of a whole file. Move-only; unmaps on destruction.
 class MappedFile {

@@ -4,12 +4,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "llm/safetensors.h"
 #include "util/error.h"
+#include "util/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const auto header = flame::llm::parse_safetensors_header(data, size, "fuzz");
+    const auto header = flame::parse_safetensors_header(data, size, "fuzz");
     // A parsed header must describe bytes inside the input.
     for (const auto& [name, info] : header.tensors) {
       if (header.data_start + info.end > size) __builtin_trap();

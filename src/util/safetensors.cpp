@@ -1,4 +1,4 @@
-#include "llm/safetensors.h"
+#include "util/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -9,7 +9,7 @@
 
 #include "util/error.h"
 
-namespace flame::llm {
+namespace flame {
 
 namespace {
 
@@ -182,7 +182,6 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
   }
   if (name == "__metadata__") fail("safetensors writer: '__metadata__' is not a tensor name");
   if (entries_.count(name)) fail("safetensors writer: tensor '{}' added twice", name);
-  total_bytes_ += bytes.size();
   entries_.emplace(name, Entry{dtype, std::move(shape), std::move(bytes)});
 }
 
@@ -222,4 +221,4 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
   rename_durable(tmp, path);
 }
 
-}  // namespace flame::llm
+}  // namespace flame

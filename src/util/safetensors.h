@@ -18,7 +18,7 @@
 
 #include "util/file.h"
 
-namespace flame::llm {
+namespace flame {
 
 enum class DType { Bool, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, F8_E4M3, F8_E5M2 };
 
@@ -83,7 +83,6 @@ class SafetensorsWriter {
  public:
   void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::string bytes);
   void set_metadata(std::map<std::string, std::string> metadata) { metadata_ = std::move(metadata); }
-  uint64_t total_bytes() const { return total_bytes_; }
   size_t size() const { return entries_.size(); }
   void write(const std::filesystem::path& path) const;
   // The header JSON text (unpadded), for tests and tools.
@@ -97,7 +96,6 @@ class SafetensorsWriter {
   };
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
-  uint64_t total_bytes_ = 0;
 };
 
-}  // namespace flame::llm
+}  // namespace flame
