@@ -130,7 +130,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
 
   // Data. FLAME: the stores fix the text side (K facets of dim D). CLIP: one
   // caption per key, tokenized per batch for the trained text tower.
-  const bool clip = o.text_tower == "clip";
+  const bool clip = o.text_tower == TextTower::kClip;
   std::shared_ptr<const text::JoinedStores> stores;
   std::shared_ptr<const data::CaptionTable> captions;
   std::shared_ptr<const data::PairedTexts> texts;
@@ -249,7 +249,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
     progress->set_extra_unit("img");
     progress->set_initial(step);
   }
-  const bool bf16 = o.precision == "bf16";
+  const bool bf16 = o.precision == Precision::kBf16;
   double images_done = 0, busy_seconds = 0, wait_seconds = 0;
   int64_t truncated_captions = 0;  // CLIP: this rank's captions cut to the text tower's context
   model.root->train();
@@ -286,7 +286,7 @@ TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& 
       const torch::Tensor all_images = dist.gather_rows(image);
       const torch::Tensor all_texts = dist.gather_rows(text);
       const torch::Tensor loss =
-          o.loss == "sigmoid"
+          o.loss == LossKind::kSigmoid
               ? multi_positive_sigmoid(all_images, all_texts, encoder->logit_scale_exp(), encoder->logit_bias)
               : multi_positive_infonce(all_images, all_texts, encoder->logit_scale_exp());
       const double value = loss.item<double>();
