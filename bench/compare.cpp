@@ -117,13 +117,13 @@ int main(int argc, char** argv) try {
   base.batch_size = batch;
   base.warmup_steps = 20;
   base.lr = 1e-3;
-  base.precision = "bf16";
+  base.precision = train::Precision::kBf16;
   base.save_every = steps;
   base.seed = seed;
   train::TrainOptions flame = base, clip = base;
   flame.text_stores = stores;
   flame.out = (work / "run-flame").string();
-  clip.text_tower = "clip";
+  clip.text_tower = train::TextTower::kClip;
   clip.clip_text = clip_text;
   clip.captions = {captions};
   clip.caption_join = true;  // the descriptions FLAME embedded
@@ -140,7 +140,7 @@ int main(int argc, char** argv) try {
   const text::ClipTextConfig clip_config = text::load_clip_text_config(clip_text);
   for (const train::TrainOptions* o : {&flame, &clip}) {
     Row row;
-    const bool is_clip = o->text_tower == "clip";
+    const bool is_clip = o->text_tower == train::TextTower::kClip;
     row.name = is_clip ? "CLIP baseline" : "FLAME";
     row.text_side = is_clip ? fmt::format("{} trained ({} tokens)", clip_text, clip_config.context_length)
                             : fmt::format("frozen LLM {} (hidden {}), K = 1 + 3 + 7",

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "test_helpers.h"
+#include "util/file.h"
 
 namespace flame::test {
 namespace {
@@ -68,7 +69,8 @@ TEST(Cli, ClipBaselineTrainsAndEvaluates) {
                                (dir / "run").string() + " --steps 2 --batch-size 4 --workers 1");
   ASSERT_EQ(trained.status, 0) << trained.output;
   EXPECT_NE(trained.output.find("of the 8 captions trained on"), std::string::npos) << trained.output;
-  EXPECT_NE(trained.output.find("were cut to the text tower's 77 tokens"), std::string::npos) << trained.output;
+  EXPECT_NE(trained.output.find("were cut to the text tower's 77 tokens"), std::string::npos)
+      << trained.output;
   EXPECT_NE(trained.output.find("\"truncated_captions\":"), std::string::npos) << trained.output;
   const auto evaluated =
       run_cli("eval --model " + (dir / "run").string() +
@@ -93,6 +95,28 @@ TEST(Cli, BadInputGivesAClearErrorAndExitCode) {
   EXPECT_NE(level.output.find("unknown log level 'loud'"), std::string::npos) << level.output;
   const auto missing = run_cli("llm");
   EXPECT_NE(missing.status, 0);
+}
+
+// train's choices are parsed once, where they are read: a bad name fails
+// before any work, naming the option (or config field) and the names allowed.
+TEST(Cli, TrainRefusesAnUnknownChoice) {
+  const auto dir = fresh_temp_dir();
+  const auto tower = run_cli("train --text-tower bert --images x.tsv --out " + (dir / "run").string());
+  EXPECT_EQ(tower.status, 1);
+  EXPECT_NE(tower.output.find("flame: error: train: --text-tower must be llm or clip, not 'bert'"),
+            std::string::npos)
+      << tower.output;
+  const auto precision = run_cli("train --precision fp16 --images x.tsv --out " + (dir / "run").string());
+  EXPECT_EQ(precision.status, 1);
+  EXPECT_NE(precision.output.find("--precision must be fp32 or bf16, not 'fp16'"), std::string::npos)
+      << precision.output;
+  write_file_atomic(dir / "config.json", R"({"loss": "hinge"})");
+  const auto config = run_cli("train --config " + (dir / "config.json").string());
+  EXPECT_EQ(config.status, 1);
+  EXPECT_NE(config.output.find("train options: field 'loss' must be infonce or sigmoid, not 'hinge'"),
+            std::string::npos)
+      << config.output;
+  EXPECT_FALSE(fs::exists(dir / "run"));
 }
 
 }  // namespace

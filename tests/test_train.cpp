@@ -119,9 +119,15 @@ TEST(TrainOptions, JsonRoundTripAndErrors) {
   o.model = "vit-s-16";
   o.text_stores = {"a", "b"};
   o.seed = 9;
-  o.precision = "bf16";
+  o.precision = train::Precision::kBf16;
+  o.loss = train::LossKind::kSigmoid;
   nlohmann::json j;
   train::to_json(j, o);
+  // Choices are stored by name, as before they were enums: old configs and
+  // checkpoints still read.
+  EXPECT_EQ(j.at("precision"), "bf16");
+  EXPECT_EQ(j.at("loss"), "sigmoid");
+  EXPECT_EQ(j.at("text_tower"), "llm");
   train::TrainOptions back;
   train::from_json(j, back);
   nlohmann::json j2;
@@ -153,8 +159,16 @@ TEST(TrainOptions, JsonRoundTripAndErrors) {
     EXPECT_NE(std::string(e.what()).find("multiple of ranks x accumulation steps (2 x 4)"), std::string::npos)
         << e.what();
   }
-  v.loss = "hinge";
-  EXPECT_THROW(train::validate(v, 1), Error);
+  // A bad choice fails where it is read, naming the field and the names allowed.
+  EXPECT_TRUE(contains(error_of([&] {
+                         train::from_json({{"loss", "hinge"}}, v);
+                       }),
+                       "train options: field 'loss' must be infonce or sigmoid, not 'hinge'"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         train::from_json({{"precision", "fp16"}}, v);
+                       }),
+                       "field 'precision' must be fp32 or bf16, not 'fp16'"));
+  EXPECT_THROW(train::from_json({{"loss", 1}}, v), Error);
 }
 
 TEST(Train, LossDecreasesAndLogsEveryStep) {
@@ -303,7 +317,7 @@ TEST(TrainOptions, TextTowerChoosesItsInputs) {
   train::TrainOptions v;
   v.images = "x.tsv";
   v.out = "o";
-  v.text_tower = "clip";
+  v.text_tower = train::TextTower::kClip;
   EXPECT_TRUE(
       contains(error_of([&] { train::validate(v, 1); }), "--text-tower clip needs captions (--captions)"));
   v.captions = {"c.tsv"};
@@ -311,10 +325,12 @@ TEST(TrainOptions, TextTowerChoosesItsInputs) {
   v.text_stores = {"s"};
   EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }),
                        "--texts (embedding stores) is for --text-tower llm"));
-  v.text_tower = "llm";
+  v.text_tower = train::TextTower::kLlm;
   EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }), "--captions is for --text-tower clip"));
-  v.text_tower = "bert";
-  EXPECT_TRUE(contains(error_of([&] { train::validate(v, 1); }), "must be llm or clip, not 'bert'"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         train::from_json({{"text_tower", "bert"}}, v);
+                       }),
+                       "must be llm or clip, not 'bert'"));
   // A FLAME run's resume identity has no CLIP fields (older checkpoints still
   // resume); a CLIP run's has its own and no stores.
   train::TrainOptions flame;
@@ -323,7 +339,7 @@ TEST(TrainOptions, TextTowerChoosesItsInputs) {
   EXPECT_FALSE(a.contains("text_tower") || a.contains("captions") || a.contains("clip_text"));
   EXPECT_TRUE(a.contains("text_stores"));
   train::TrainOptions clip;
-  clip.text_tower = "clip";
+  clip.text_tower = train::TextTower::kClip;
   clip.captions = {"c.tsv"};
   const nlohmann::json b = train::resume_identity(clip);
   EXPECT_EQ(b.at("text_tower"), "clip");
@@ -336,7 +352,7 @@ TEST(TrainOptions, TextTowerChoosesItsInputs) {
 train::TrainOptions clip_options(const TrainData& data, const fs::path& out) {
   train::TrainOptions o = tiny_options(data, out);
   o.text_stores.clear();
-  o.text_tower = "clip";
+  o.text_tower = train::TextTower::kClip;
   o.clip_text = "clip-text-micro";
   o.captions = {(test::shared_dir() / "data" / "flickr8k" / "captions.tsv").string()};
   o.caption_join = true;

@@ -1,4 +1,5 @@
-// flame train: the image encoder against stored facet embeddings.
+// flame train: the image encoder against stored facet embeddings (FLAME), or
+// the CLIP baseline.
 #include <fmt/format.h>
 
 #include "cli/commands.h"
@@ -7,6 +8,22 @@
 #include "util/file.h"
 
 namespace flame::cli {
+
+namespace {
+
+// An option naming one value of a choice (train/train_options.h), parsed into
+// `value` here, once; a bad name fails naming the option and the names allowed.
+template <typename E>
+CLI::Option* add_choice(CLI::App& cmd, const std::string& flag, E& value, const std::string& help) {
+  return cmd
+      .add_option_function<std::string>(
+          flag,
+          [&value, flag](const std::string& name) { value = train::parse_choice<E>(name, "train: " + flag); },
+          help)
+      ->default_str(train::to_string(value));
+}
+
+}  // namespace
 
 void add_train_command(CLI::App& app) {
   auto o = std::make_shared<train::TrainOptions>();
@@ -26,10 +43,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--split", o->split_file, "keep only the image names listed in this file");
   cmd->add_option("--texts", o->text_stores,
                   "embedding store(s), joined by key: their facets are the positives");
-  cmd->add_option("--text-tower", o->text_tower,
-                  "llm (FLAME: frozen LLM embeddings, --texts) or clip (baseline: "
-                  "a text tower trained on --captions)")
-      ->capture_default_str();
+  add_choice(*cmd, "--text-tower", o->text_tower,
+             "llm (FLAME: frozen LLM embeddings, --texts) or clip (baseline: "
+             "a text tower trained on --captions)");
   cmd->add_option("--clip-text", o->clip_text,
                   "clip: text tower preset (configs/models/clip-text) or JSON file")
       ->capture_default_str();
@@ -39,7 +55,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--caption-join", o->caption_join, "clip: join TSV rows sharing a key (as embed --tsv-join)");
   cmd->add_option("--out", o->out, "run directory (checkpoints, train-log.jsonl, summary.json)");
   cmd->add_flag("--resume", *resume, "continue from the latest checkpoint in --out, if any");
-  cmd->add_option("--loss", o->loss, "infonce or sigmoid")->capture_default_str();
+  add_choice(*cmd, "--loss", o->loss, "infonce or sigmoid");
   cmd->add_option("--batch-size", o->batch_size, "global batch (all ranks and accumulation steps)")
       ->capture_default_str();
   cmd->add_option("--accum-steps", o->accum_steps, "micro-batches per optimizer step")->capture_default_str();
@@ -53,7 +69,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--beta2", o->beta2)->capture_default_str();
   cmd->add_option("--eps", o->eps)->capture_default_str();
   cmd->add_option("--grad-clip", o->grad_clip, "max gradient norm (0 = off)")->capture_default_str();
-  cmd->add_option("--precision", o->precision, "fp32 or bf16 (autocast)")->capture_default_str();
+  add_choice(*cmd, "--precision", o->precision, "fp32 or bf16 (autocast)");
   cmd->add_option("--save-every", o->save_every, "steps between checkpoints")->capture_default_str();
   cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "newest checkpoints kept")
       ->capture_default_str();

@@ -1,12 +1,39 @@
 #include "train/train_options.h"
 
-#include <set>
+#include <cstddef>
 
 #include "util/error.h"
 
 namespace flame::train {
 
 namespace {
+
+template <typename E>
+struct Named {
+  const char* name;
+  E value;
+};
+constexpr Named<TextTower> kTextTowers[] = {{"llm", TextTower::kLlm}, {"clip", TextTower::kClip}};
+constexpr Named<Precision> kPrecisions[] = {{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}};
+constexpr Named<LossKind> kLosses[] = {{"infonce", LossKind::kInfonce}, {"sigmoid", LossKind::kSigmoid}};
+
+template <typename E, size_t N>
+const char* name_of(const Named<E> (&names)[N], E value) {
+  for (const auto& n : names) {
+    if (n.value == value) return n.name;
+  }
+  fail("train options: no name for value {}", static_cast<int>(value));
+}
+
+template <typename E, size_t N>
+E value_of(const Named<E> (&names)[N], const std::string& name, const std::string& field) {
+  std::string allowed;
+  for (size_t i = 0; i < N; ++i) {
+    if (names[i].name == name) return names[i].value;
+    allowed += (i == 0 ? "" : i + 1 == N ? " or " : ", ") + std::string(names[i].name);
+  }
+  fail("{} must be {}, not '{}'", field, allowed, name);
+}
 
 template <typename T>
 void read_field(const nlohmann::json& in, const char* name, T& value) {
@@ -18,21 +45,51 @@ void read_field(const nlohmann::json& in, const char* name, T& value) {
   }
 }
 
+template <typename E>
+void read_choice(const nlohmann::json& in, const char* name, E& value) {
+  std::string text = to_string(value);
+  read_field(in, name, text);
+  value = parse_choice<E>(text, fmt::format("train options: field '{}'", name));
+}
+
 }  // namespace
+
+const char* to_string(TextTower value) {
+  return name_of(kTextTowers, value);
+}
+const char* to_string(Precision value) {
+  return name_of(kPrecisions, value);
+}
+const char* to_string(LossKind value) {
+  return name_of(kLosses, value);
+}
+
+template <>
+TextTower parse_choice<TextTower>(const std::string& name, const std::string& field) {
+  return value_of(kTextTowers, name, field);
+}
+template <>
+Precision parse_choice<Precision>(const std::string& name, const std::string& field) {
+  return value_of(kPrecisions, name, field);
+}
+template <>
+LossKind parse_choice<LossKind>(const std::string& name, const std::string& field) {
+  return value_of(kLosses, name, field);
+}
 
 void to_json(nlohmann::json& out, const TrainOptions& o) {
   out = {{"model", o.model},
          {"images", o.images},
          {"image_dir", o.image_dir},
          {"split_file", o.split_file},
-         {"text_tower", o.text_tower},
+         {"text_tower", to_string(o.text_tower)},
          {"text_stores", o.text_stores},
          {"clip_text", o.clip_text},
          {"captions", o.captions},
          {"caption_field", o.caption_field},
          {"caption_join", o.caption_join},
          {"out", o.out},
-         {"loss", o.loss},
+         {"loss", to_string(o.loss)},
          {"batch_size", o.batch_size},
          {"accum_steps", o.accum_steps},
          {"steps", o.steps},
@@ -44,7 +101,7 @@ void to_json(nlohmann::json& out, const TrainOptions& o) {
          {"beta2", o.beta2},
          {"eps", o.eps},
          {"grad_clip", o.grad_clip},
-         {"precision", o.precision},
+         {"precision", to_string(o.precision)},
          {"save_every", o.save_every},
          {"keep_checkpoints", o.keep_checkpoints},
          {"seed", o.seed},
@@ -65,14 +122,14 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "images", o.images);
   read_field(in, "image_dir", o.image_dir);
   read_field(in, "split_file", o.split_file);
-  read_field(in, "text_tower", o.text_tower);
+  read_choice(in, "text_tower", o.text_tower);
   read_field(in, "text_stores", o.text_stores);
   read_field(in, "clip_text", o.clip_text);
   read_field(in, "captions", o.captions);
   read_field(in, "caption_field", o.caption_field);
   read_field(in, "caption_join", o.caption_join);
   read_field(in, "out", o.out);
-  read_field(in, "loss", o.loss);
+  read_choice(in, "loss", o.loss);
   read_field(in, "batch_size", o.batch_size);
   read_field(in, "accum_steps", o.accum_steps);
   read_field(in, "steps", o.steps);
@@ -84,7 +141,7 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "beta2", o.beta2);
   read_field(in, "eps", o.eps);
   read_field(in, "grad_clip", o.grad_clip);
-  read_field(in, "precision", o.precision);
+  read_choice(in, "precision", o.precision);
   read_field(in, "save_every", o.save_every);
   read_field(in, "keep_checkpoints", o.keep_checkpoints);
   read_field(in, "seed", o.seed);
@@ -96,22 +153,15 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
 
 void validate(const TrainOptions& o, int world_size) {
   if (o.images.empty()) fail("train: no images given (--images)");
-  if (o.text_tower == "llm") {
+  if (o.text_tower == TextTower::kLlm) {
     if (o.text_stores.empty()) fail("train: no embedding store given (--texts)");
     if (!o.captions.empty())
       fail("train: --captions is for --text-tower clip; FLAME reads embedding stores (--texts)");
-  } else if (o.text_tower == "clip") {
+  } else {
     if (o.captions.empty()) fail("train: --text-tower clip needs captions (--captions)");
     if (!o.text_stores.empty()) fail("train: --texts (embedding stores) is for --text-tower llm, not clip");
-  } else {
-    fail("train: --text-tower must be llm or clip, not '{}'", o.text_tower);
   }
   if (o.out.empty()) fail("train: no run directory given (--out)");
-  if (o.loss != "infonce" && o.loss != "sigmoid")
-    fail("train: --loss must be infonce or sigmoid, not '{}'", o.loss);
-  if (o.precision != "fp32" && o.precision != "bf16") {
-    fail("train: --precision must be fp32 or bf16, not '{}'", o.precision);
-  }
   if (o.steps <= 0) fail("train: --steps must be positive, not {}", o.steps);
   if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
   const int64_t parts = o.accum_steps * world_size;
@@ -144,7 +194,7 @@ nlohmann::json resume_identity(const TrainOptions& o) {
   }
   // Only the text side's own fields; a FLAME run's identity is the one runs
   // had before the CLIP baseline existed, so their checkpoints still resume.
-  if (o.text_tower == "llm") {
+  if (o.text_tower == TextTower::kLlm) {
     for (const char* clip_only : {"text_tower", "clip_text", "captions", "caption_field", "caption_join"})
       j.erase(clip_only);
   } else {

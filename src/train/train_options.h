@@ -10,6 +10,27 @@
 
 namespace flame::train {
 
+// The choices among named values. Parsed once from their names (the CLI, a
+// JSON config, a checkpoint's config.json), which are also what to_json stores.
+enum class TextTower { kLlm, kClip };        // "llm" (FLAME) or "clip" (the CLIP baseline)
+enum class Precision { kFp32, kBf16 };       // "fp32" or "bf16" (autocast)
+enum class LossKind { kInfonce, kSigmoid };  // "infonce" or "sigmoid"
+
+const char* to_string(TextTower value);
+const char* to_string(Precision value);
+const char* to_string(LossKind value);
+// The value named `name`; throws flame::Error "<field> must be llm or clip,
+// not '<name>'" (the allowed names of E). `field` says where the name came
+// from, e.g. "train: --text-tower" or "train options: field 'text_tower'".
+template <typename E>
+E parse_choice(const std::string& name, const std::string& field);
+template <>
+TextTower parse_choice<TextTower>(const std::string& name, const std::string& field);
+template <>
+Precision parse_choice<Precision>(const std::string& name, const std::string& field);
+template <>
+LossKind parse_choice<LossKind>(const std::string& name, const std::string& field);
+
 struct TrainOptions {
   // Model: a preset in configs/models/ or a JSON file (vision/vit_config.h).
   std::string model = "vit-ti-8-64";
@@ -23,7 +44,7 @@ struct TrainOptions {
   // on one caption per image, read from `captions` (TSV / JSONL / tar, keyed
   // as the images) and truncated to the tower's context; caption_join joins
   // TSV rows sharing a key, as `flame embed --tsv-join`.
-  std::string text_tower = "llm";
+  TextTower text_tower = TextTower::kLlm;
   std::vector<std::string> text_stores;
   std::string clip_text = "clip-text-b";
   std::vector<std::string> captions;
@@ -31,33 +52,34 @@ struct TrainOptions {
   bool caption_join = false;
   std::string out;  // run directory: checkpoints/, train-log.jsonl, summary.json
 
-  std::string loss = "infonce";  // "infonce" (multi-positive) or "sigmoid"
-  int64_t batch_size = 32;       // global: all ranks and accumulation steps together
-  int64_t accum_steps = 1;       // micro-batches per optimizer step (each its own contrastive batch)
-  int64_t steps = 100;           // optimizer steps in total
+  LossKind loss = LossKind::kInfonce;  // multi-positive InfoNCE or sigmoid
+  int64_t batch_size = 32;             // global: all ranks and accumulation steps together
+  int64_t accum_steps = 1;             // micro-batches per optimizer step (each its own contrastive batch)
+  int64_t steps = 100;                 // optimizer steps in total
   double lr = 5e-4;
   double min_lr = 0.0;        // the cosine decays to this
   int64_t warmup_steps = 10;  // linear warm-up from 0
   double weight_decay = 0.2;  // on weight matrices only (vision::weight_decay_group)
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
-  double grad_clip = 1.0;          // max global L2 norm; 0 = off
-  std::string precision = "fp32";  // "fp32" or "bf16" (autocast: matmuls and convs in bf16)
-  int64_t save_every = 100;        // steps between checkpoints (and at the end)
-  int64_t keep_checkpoints = 2;    // newest checkpoints kept
-  uint64_t seed = 0;               // initialisation, data order, augmentation, patch dropout
-  int workers = 2;                 // loader threads
+  double grad_clip = 1.0;                  // max global L2 norm; 0 = off
+  Precision precision = Precision::kFp32;  // bf16: autocast, matmuls and convs in bf16
+  int64_t save_every = 100;                // steps between checkpoints (and at the end)
+  int64_t keep_checkpoints = 2;            // newest checkpoints kept
+  uint64_t seed = 0;                       // initialisation, data order, augmentation, patch dropout
+  int workers = 2;                         // loader threads
   int prefetch_batches = 2;
   double max_skip_fraction = 0.01;  // unreadable images tolerated before the run stops
   std::string device = "cpu";       // "cpu" or "cuda[:i]"
 };
 
 void to_json(nlohmann::json& out, const TrainOptions& options);
-// Throws flame::Error naming the field when one has the wrong type; unknown
-// fields are refused (a typo would otherwise be silently ignored).
+// Throws flame::Error naming the field when one has the wrong type or an
+// unknown choice; unknown fields are refused (a typo would otherwise be
+// silently ignored).
 void from_json(const nlohmann::json& in, TrainOptions& options);
 
 // Checks values and their combinations (batch divisible by ranks x accumulation
-// steps, known loss and precision, ...); `world_size` ranks.
+// steps, the text tower's inputs, ...); `world_size` ranks.
 void validate(const TrainOptions& options, int world_size);
 
 // The fields two runs must share for one to resume the other: all but the

@@ -1,5 +1,6 @@
 #include "train/trained_model.h"
 
+#include "train/train_options.h"
 #include "util/error.h"
 
 namespace flame::train {
@@ -35,7 +36,7 @@ nlohmann::json model_config_json(const TrainedModel& model) {
                       {"text_dim", model.image->text_dim()},
                       {"image_projection", vision::to_string(model.image->projection())}};
   if (model.is_clip()) {
-    j["text_tower"] = "clip";
+    j["text_tower"] = to_string(TextTower::kClip);
     j["clip_text"] = text::to_json(model.text->config());
     j["vocab_size"] = model.text->vocab_size();
   }
@@ -45,9 +46,9 @@ nlohmann::json model_config_json(const TrainedModel& model) {
 TrainedModel model_from_config(const nlohmann::json& config, const std::string& source) {
   if (!config.contains("vit") || !config.contains("text_dim")) fail("{}: lacks 'vit' or 'text_dim'", source);
   const vision::VitConfig vit = vision::vit_config_from_json(config["vit"], source);
-  const std::string tower = config.value("text_tower", "llm");
-  if (tower == "llm") return make_flame_model(vit, config["text_dim"].get<int64_t>());
-  if (tower != "clip") fail("{}: text_tower must be llm or clip, not '{}'", source, tower);
+  const TextTower tower =
+      parse_choice<TextTower>(config.value("text_tower", "llm"), fmt::format("{}: text_tower", source));
+  if (tower == TextTower::kLlm) return make_flame_model(vit, config["text_dim"].get<int64_t>());
   if (!config.contains("clip_text") || !config.contains("vocab_size")) {
     fail("{}: a CLIP checkpoint needs 'clip_text' and 'vocab_size'", source);
   }

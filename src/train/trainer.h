@@ -1,19 +1,25 @@
 // `flame train`: the image encoder learns to match the stored facet embeddings
 // (FLAME), or, with text_tower "clip", an image and a text tower are trained
 // together from scratch on the same images and captions (the CLIP baseline).
+// What differs between the two is a TrainTask (train/task.h): the text side,
+// the model, the features and loss of a batch, the parameter groups. The loop
+// in trainer.cpp never asks which one it runs.
 //
-// One optimizer step, top to bottom (see trainer.cpp):
+// One optimizer step, top to bottom (train_step in trainer.cpp):
 //   for each of accum_steps micro-batches:
 //     batch  = loader.next()                      images + the K facet embeddings of each
 //                                                 (CLIP: + the caption rows)
-//     image  = normalize(encoder(images).pooled)  [b, D] on this rank
-//     text   = normalize(batch.texts)             [b, K, D]; CLIP: the text tower on the
+//     loss   = task.loss(model, batch):
+//       image = normalize(encoder(images).pooled) [b, D] on this rank
+//       text  = normalize(task's text features)   [b, K, D]; CLIP: the text tower on the
 //                                                 tokenized captions, [b, 1, D]
-//     all    = gather(image), gather(text)        [B, D], [B, K, D] over all ranks
-//     loss   = multi-positive InfoNCE or sigmoid over the whole batch / accum_steps
-//     loss.backward()                             gradients reach this rank's images only
-//   all-reduce (sum) the gradients, clip, AdamW step with the cosine lr, clamp the logit scale
-//   log a JSONL line; every save_every steps, a checkpoint.
+//       all   = gather(image), gather(text)       [B, D], [B, K, D] over all ranks
+//       multi-positive InfoNCE or sigmoid over the whole batch
+//     (loss / accum_steps).backward()             gradients reach this rank's rows only
+//     a non-finite loss stops the run
+//   all-reduce (sum) the gradients, clip (a non-finite norm stops the run), AdamW step
+//   with the cosine lr, clamp the logit scale
+//   log a JSONL line; every save_every steps, a checkpoint (train/checkpoint.h).
 #pragma once
 
 #include <nlohmann/json.hpp>
