@@ -373,14 +373,12 @@ uint64_t key_hash(const std::string& key) {
   return hash;
 }
 
-std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
-                                         int shard_index) {
-  if (num_shards < 1 || shard_index < 0 || shard_index >= num_shards) {
-    fail("invalid shard {} of {}: need 0 <= index < count", shard_index, num_shards);
-  }
+std::vector<CaptionRecord> part_records(const std::vector<CaptionRecord>& records,
+                                        const PartSelection& part) {
+  part.validate("part_records");
   std::vector<CaptionRecord> out;
   for (const auto& record : records) {
-    if (key_hash(record.key) % static_cast<uint64_t>(num_shards) == static_cast<uint64_t>(shard_index)) {
+    if (key_hash(record.key) % static_cast<uint64_t>(part.count) == static_cast<uint64_t>(part.index)) {
       out.push_back(record);
     }
   }

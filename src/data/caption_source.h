@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "util/part_selection.h"
+
 namespace flame::data {
 
 struct CaptionRecord {
@@ -70,10 +72,9 @@ void log_problem_examples(const std::vector<InputProblem>& problems, size_t coun
 // FNV-1a 64 of the key's bytes: stable across machines, builds and runs.
 uint64_t key_hash(const std::string& key);
 
-// The records with key_hash(key) % num_shards == shard_index, in input order.
-// The split depends only on the keys, so every machine of a scale-out job
-// computes the same partition whatever order it read the inputs in.
-std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
-                                         int shard_index);
+// The records of scale-out part `part`: key_hash(key) % count == index, in
+// input order. The split depends only on the keys, so every machine of a
+// scale-out job computes the same partition whatever order it read the inputs in.
+std::vector<CaptionRecord> part_records(const std::vector<CaptionRecord>& records, const PartSelection& part);
 
 }  // namespace flame::data
