@@ -426,23 +426,23 @@ TEST(CaptionSource, ShardingIsAStablePartition) {
   std::set<std::string> all;
   size_t total = 0;
   for (int s = 0; s < n; ++s) {
-    const auto shard = shard_records(records, n, s);
+    const auto shard = part_records(records, {s, n});
     const Strings keys = keys_of(shard);
     EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end())) << "input order is kept";
     EXPECT_GT(shard.size(), 2000u / n / 2) << "roughly balanced";
     total += shard.size();
     all.insert(keys.begin(), keys.end());
     // The same keys whatever the input order.
-    Strings from_shuffled = keys_of(shard_records(shuffled, n, s));
+    Strings from_shuffled = keys_of(part_records(shuffled, {s, n}));
     std::sort(from_shuffled.begin(), from_shuffled.end());
     EXPECT_EQ(from_shuffled, keys);
     for (const auto& key : keys) EXPECT_EQ(key_hash(key) % n, static_cast<uint64_t>(s));
   }
   EXPECT_EQ(total, records.size()) << "disjoint";
   EXPECT_EQ(all.size(), records.size()) << "union is everything";
-  EXPECT_EQ(shard_records(records, 1, 0).size(), records.size());
-  EXPECT_THROW(shard_records(records, 3, 3), Error);
-  EXPECT_THROW(shard_records(records, 0, 0), Error);
+  EXPECT_EQ(part_records(records, {0, 1}).size(), records.size());
+  EXPECT_THROW(part_records(records, {3, 3}), Error);
+  EXPECT_THROW(part_records(records, {0, 0}), Error);
 }
 
 }  // namespace
@@ -476,10 +476,10 @@ TEST(CaptionSourceStream, PartsAreDisjointAndCoverTheInputOnce) {
       CaptionSink sink;
       sink.record = [&](CaptionRecord&& r) { order.push_back(record_text(r)); };
       sink.problem = [&](InputProblem&& p) { problems.insert(problem_text(p)); };
-      sink.selects = [&](const std::string& key) { return in_part(key, parts, part); };
+      sink.selects = [&](const std::string& key) { return in_part(key, PartSelection{part, parts}); };
       stream_captions(inputs, {}, sink);
       std::vector<std::string> expected;
-      for (const auto& r : shard_records(all.records, parts, part)) expected.push_back(record_text(r));
+      for (const auto& r : part_records(all.records, PartSelection{part, parts})) expected.push_back(record_text(r));
       EXPECT_EQ(order, expected) << part << " of " << parts;
       records.insert(order.begin(), order.end());
     }

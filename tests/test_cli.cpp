@@ -1,6 +1,8 @@
 // The flame executable: help, version, exit codes and error messages.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cstdio>
 #include <string>
@@ -117,6 +119,117 @@ TEST(Cli, TrainRefusesAnUnknownChoice) {
             std::string::npos)
       << config.output;
   EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// flame embed's scale-out flags are --num-parts/--part-index; the old
+// --num-shards/--shard-index still work for one release, warning once each,
+// and a part out of range is refused with one message wherever it comes from.
+TEST(Cli, EmbedPartFlagsAndTheirDeprecatedAliases) {
+  const auto dir = fresh_temp_dir();
+  std::string captions;
+  for (int i = 0; i < 6; ++i)
+    captions += fmt::format(R"({{"key":"k{}","long":"A dog number {}."}})", i, i) + "\n";
+  write_file_atomic(dir / "captions.jsonl", captions);
+  const std::string embed = "embed --llm " + tiny_checkpoint("llama", "f32").string() + " --input " +
+                            (dir / "captions.jsonl").string() + " --dtype f32 --threads 1 --out ";
+
+  const auto old_flags = run_cli(embed + (dir / "old").string() + " --num-shards 2 --shard-index 1");
+  ASSERT_EQ(old_flags.status, 0) << old_flags.output;
+  EXPECT_EQ(count_of(old_flags.output, "--num-shards is deprecated and will be removed: use --num-parts"), 1u)
+      << old_flags.output;
+  EXPECT_EQ(count_of(old_flags.output, "--shard-index is deprecated and will be removed: use --part-index"),
+            1u)
+      << old_flags.output;
+  const auto new_flags = run_cli(embed + (dir / "new").string() + " --num-parts 2 --part-index 1");
+  ASSERT_EQ(new_flags.status, 0) << new_flags.output;
+  EXPECT_EQ(new_flags.output.find("deprecated"), std::string::npos) << new_flags.output;
+  const auto old_manifest = read_json_file(dir / "old" / "manifest.json");
+  const auto new_manifest = read_json_file(dir / "new" / "manifest.json");
+  EXPECT_EQ(old_manifest["part"], nlohmann::json({{"index", 1}, {"count", 2}}));
+  EXPECT_EQ(old_manifest["part"], new_manifest["part"]);
+  EXPECT_EQ(old_manifest["count"], new_manifest["count"]);
+  EXPECT_NE(run_cli(embed + (dir / "both").string() + " --num-parts 2 --num-shards 2").status, 0);
+
+  const std::string invalid = "invalid part 2 of 2: need 0 <= index < count";
+  for (const char* flags : {" --num-parts 2 --part-index 2", " --num-shards 2 --shard-index 2"}) {
+    const auto r = run_cli(embed + (dir / "bad").string() + flags);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("flame: error: --part-index/--num-parts: " + invalid), std::string::npos)
+        << r.output;
+  }
+  auto manifest = new_manifest;
+  manifest["part"]["index"] = 2;
+  write_json_file_atomic(dir / "new" / "manifest.json", manifest);
+  const auto verified = run_cli("embed verify " + (dir / "new").string());
+  EXPECT_EQ(verified.status, 1);
+  EXPECT_NE(verified.output.find("manifest.json: " + invalid), std::string::npos) << verified.output;
+  const auto merged =
+      run_cli("embed merge --out " + (dir / "merged").string() + " " + (dir / "new").string());
+  EXPECT_EQ(merged.status, 1);
+  EXPECT_NE(merged.output.find("manifest.json: " + invalid), std::string::npos) << merged.output;
+}
+
+// Every command that loads the LLM says which --device / --dtype value it
+// cannot use, and what it can.
+TEST(Cli, BadDeviceOrDtypeNamesTheValue) {
+  const auto dir = fresh_temp_dir();
+  const std::string llm = tiny_checkpoint("llama", "f32").string();
+  write_file_atomic(dir / "captions.jsonl", R"({"key":"k","long":"A dog."})"
+                                            "\n");
+  write_file_atomic(dir / "image.jpg", "not read: the device is checked first");
+  const std::vector<std::string> commands = {
+      "llm embed " + llm + " hello", "llm generate " + llm + " hello",
+      "embed --llm " + llm + " --input " + (dir / "captions.jsonl").string() + " --out " +
+          (dir / "store").string(),
+      "eval --model " + dir.string() + " --benchmark cifar10",
+      "interpret --model " + dir.string() + " --llm " + llm + " " + (dir / "image.jpg").string()};
+  for (const auto& command : commands) {
+    const auto device = run_cli(command + " --device gpu0");
+    EXPECT_EQ(device.status, 1) << command << "\n" << device.output;
+    EXPECT_NE(device.output.find("flame: error: unknown --device 'gpu0' (use cpu or cuda[:N])"),
+              std::string::npos)
+        << command << "\n"
+        << device.output;
+  }
+  for (size_t i = 0; i < 3; ++i) {  // the commands that read --dtype before anything else can fail
+    const auto dtype = run_cli(commands[i] + " --dtype f64");
+    EXPECT_EQ(dtype.status, 1) << commands[i] << "\n" << dtype.output;
+    EXPECT_NE(dtype.output.find("flame: error: unknown --dtype 'f64' (use bf16, f16 or f32)"),
+              std::string::npos)
+        << commands[i] << "\n"
+        << dtype.output;
+  }
+}
+
+// --prompts and --benchmark take a preset name or a file by one rule: a value
+// that names an existing file, contains '/' or ends in .json is a path.
+TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
+  const auto dir = fresh_temp_dir();
+  const std::string embed =
+      "embed --llm " + dir.string() + " --input none.jsonl --out " + (dir / "store").string() + " --prompts ";
+  const std::string eval = "eval --model " + dir.string() + " --benchmark ";
+  const auto prompts = run_cli(embed + "./mine.json");
+  EXPECT_NE(prompts.output.find("flame: error: prompt set config './mine.json' does not exist"),
+            std::string::npos)
+      << prompts.output;
+  const auto benchmark = run_cli(eval + "./mine.json");
+  EXPECT_NE(benchmark.output.find("flame: error: benchmark config './mine.json' does not exist"),
+            std::string::npos)
+      << benchmark.output;
+  const auto prompt_name = run_cli(embed + "mine");
+  EXPECT_NE(prompt_name.output.find("unknown prompt set 'mine'"), std::string::npos) << prompt_name.output;
+  EXPECT_NE(prompt_name.output.find("presets: long, raw, short"), std::string::npos) << prompt_name.output;
+  const auto benchmark_name = run_cli(eval + "mine");
+  EXPECT_NE(benchmark_name.output.find("unknown benchmark 'mine'"), std::string::npos)
+      << benchmark_name.output;
+  EXPECT_NE(benchmark_name.output.find("presets: cifar10, flickr8k"), std::string::npos)
+      << benchmark_name.output;
 }
 
 }  // namespace

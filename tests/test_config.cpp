@@ -6,6 +6,7 @@
 #include "llm/random_checkpoint.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
+#include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -13,8 +14,12 @@ namespace flame::llm {
 namespace {
 
 nlohmann::json minimal_llama() {
-  return {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},       {"intermediate_size", 128},
-          {"num_hidden_layers", 2},                {"num_attention_heads", 4}, {"max_position_embeddings", 128},
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"hidden_size", 64},
+          {"intermediate_size", 128},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"max_position_embeddings", 128},
           {"vocab_size", 100}};
 }
 
@@ -39,8 +44,11 @@ TEST(LlmConfig, DefaultsFollowHuggingFace) {
 
 TEST(LlmConfig, ReadsRopeScalingAndQwenBiases) {
   auto j = minimal_llama();
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
   auto c = parse_llm_config(j, "x");
   EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Llama3);
   EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 8.0);
@@ -112,11 +120,46 @@ TEST(RandomCheckpoint, WritesAValidCheckpointWithTokenizerAndSeededWeights) {
   EXPECT_EQ(read_json_file(dir / "a" / "config.json")["torch_dtype"], "bfloat16");
   WeightFiles a(dir / "a"), b(dir / "b"), other(dir / "c");
   const int64_t per_layer = 9;  // norms 2, q k v o, gate up down
-  EXPECT_EQ(static_cast<int64_t>(a.names().size()), 2 + 1 + c.num_hidden_layers * per_layer);  // + lm_head (untied)
+  EXPECT_EQ(static_cast<int64_t>(a.names().size()),
+            2 + 1 + c.num_hidden_layers * per_layer);  // + lm_head (untied)
   const auto wa = a.get("model.layers.1.self_attn.q_proj.weight", torch::kFloat32, torch::kCPU, {96, 64});
-  EXPECT_TRUE(torch::equal(wa, b.get("model.layers.1.self_attn.q_proj.weight", torch::kFloat32, torch::kCPU)));
-  EXPECT_FALSE(torch::equal(wa, other.get("model.layers.1.self_attn.q_proj.weight", torch::kFloat32, torch::kCPU)));
+  EXPECT_TRUE(
+      torch::equal(wa, b.get("model.layers.1.self_attn.q_proj.weight", torch::kFloat32, torch::kCPU)));
+  EXPECT_FALSE(
+      torch::equal(wa, other.get("model.layers.1.self_attn.q_proj.weight", torch::kFloat32, torch::kCPU)));
   EXPECT_EQ(a.info("lm_head.weight").dtype, DType::BF16);
+}
+
+// find_preset, the rule behind --model, --clip-text, --prompts and
+// --benchmark: a value that names an existing file, contains '/' or ends in
+// .json is a path (relative to the working directory); else a preset name.
+TEST(ConfigFiles, OneRuleForPresetNamesAndPaths) {
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(dir / "presets" / "alpha.json", "{}");
+  write_file_atomic(dir / "work" / "mine.json", "{}");
+  write_file_atomic(dir / "work" / "alpha", "{}");
+  const ConfigKind kind{dir / "presets", "benchmark", "benchmark"};
+  const auto error_of = [&](const std::string& value) {
+    try {
+      find_preset(value, kind);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(find_preset("alpha", kind), dir / "presets" / "alpha.json");
+  struct RestoreCwd {
+    fs::path cwd = fs::current_path();
+    ~RestoreCwd() { fs::current_path(cwd); }
+  } restore;
+  fs::current_path(dir / "work");
+  EXPECT_EQ(find_preset("./mine.json", kind), fs::path("./mine.json"));
+  EXPECT_EQ(find_preset("mine.json", kind), fs::path("mine.json"));
+  EXPECT_EQ(find_preset("alpha", kind), fs::path("alpha")) << "an existing file is a path";
+  EXPECT_EQ(error_of("./absent"), "benchmark config './absent' does not exist");
+  EXPECT_EQ(error_of("absent.json"), "benchmark config 'absent.json' does not exist");
+  EXPECT_EQ(error_of("beta"), "unknown benchmark 'beta' (no file '" +
+                                  (dir / "presets" / "beta.json").string() + "'; presets: alpha)");
 }
 
 }  // namespace

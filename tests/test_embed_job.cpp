@@ -22,7 +22,8 @@
 namespace flame::text {
 namespace {
 
-const std::vector<std::string> kWords = {"dog", "cat", "child", "bicycle", "beach", "mountain", "red", "running"};
+const std::vector<std::string> kWords = {"dog",   "cat",      "child", "bicycle",
+                                         "beach", "mountain", "red",   "running"};
 
 std::string caption(int i) {
   std::string s = "A";
@@ -33,12 +34,16 @@ std::string caption(int i) {
 fs::path write_jsonl(const fs::path& dir, int n, bool with_problems) {
   std::string text;
   for (int i = 0; i < n; ++i) {
-    text += nlohmann::json{{"key", "k" + std::to_string(i)}, {"long", caption(i)}, {"raw", "x"}}.dump() + "\n";
+    text +=
+        nlohmann::json{{"key", "k" + std::to_string(i)}, {"long", caption(i)}, {"raw", "x"}}.dump() + "\n";
   }
   if (with_problems) {
-    text += R"({"key":"empty","long":""})" "\n";
-    text += R"({"key":"nolong","raw":"only raw"})" "\n";
-    text += R"({"key":"k3","long":"a duplicate key"})" "\n";
+    text += R"({"key":"empty","long":""})"
+            "\n";
+    text += R"({"key":"nolong","raw":"only raw"})"
+            "\n";
+    text += R"({"key":"k3","long":"a duplicate key"})"
+            "\n";
   }
   write_file_atomic(dir / "captions.jsonl", text);
   return dir / "captions.jsonl";
@@ -70,7 +75,8 @@ TEST(EmbedJob, StoresTheEncoderOutputAndReportsBadInput) {
   EXPECT_EQ(summary.embedded, 10);
   EXPECT_GE(summary.problems, 3);
   const auto problems = read_file(dir / "store" / "problems.jsonl");
-  for (const char* key : {"\"empty\"", "\"nolong\"", "\"k3\""}) EXPECT_NE(problems.find(key), std::string::npos) << key;
+  for (const char* key : {"\"empty\"", "\"nolong\"", "\"k3\""})
+    EXPECT_NE(problems.find(key), std::string::npos) << key;
 
   const auto store = EmbeddingStore::open(dir / "store");
   ASSERT_EQ(store.size(), 10);
@@ -102,7 +108,8 @@ TEST(EmbedJob, KilledRunResumesToTheSameStore) {
   for (int i = 0; i < 400; ++i) {
     int shards = 0;
     if (fs::exists(dir / "killed")) {
-      for (const auto& e : fs::directory_iterator(dir / "killed")) shards += e.path().extension() == ".safetensors";
+      for (const auto& e : fs::directory_iterator(dir / "killed"))
+        shards += e.path().extension() == ".safetensors";
     }
     if (shards >= 5) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -130,8 +137,7 @@ TEST(EmbedJob, PartsMergeIntoTheSingleProcessStore) {
   std::vector<fs::path> parts;
   for (int i = 0; i < 3; ++i) {
     auto o = job(input, dir / ("part" + std::to_string(i)));
-    o.num_shards = 3;
-    o.shard_index = i;
+    o.part = {i, 3};
     run_embed_job(o);
     parts.push_back(o.out);
   }
@@ -141,7 +147,22 @@ TEST(EmbedJob, PartsMergeIntoTheSingleProcessStore) {
   const auto whole = contents(dir / "whole");
   const auto merged = contents(dir / "merged");
   ASSERT_EQ(merged.size(), whole.size());
-  for (const auto& [key, value] : whole) EXPECT_TRUE(torch::allclose(merged.at(key), value, 1e-3, 1e-3)) << key;
+  for (const auto& [key, value] : whole)
+    EXPECT_TRUE(torch::allclose(merged.at(key), value, 1e-3, 1e-3)) << key;
+}
+
+TEST(EmbedJob, RefusesAPartOutOfRange) {
+  const auto dir = test::fresh_temp_dir();
+  auto o = job(write_jsonl(dir, 3, false), dir / "store");
+  o.part = {3, 3};
+  try {
+    run_embed_job(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--part-index/--num-parts: invalid part 3 of 3: need 0 <= index < count");
+  }
+  EXPECT_FALSE(fs::exists(dir / "store")) << "refused before anything is written";
 }
 
 TEST(EmbedJob, RefusesAStoreOfAnotherPromptSet) {

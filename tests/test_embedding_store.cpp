@@ -72,8 +72,8 @@ Strings slice(const Strings& keys, size_t begin, size_t end) {
 
 // Writes `keys` in shards of `shard_size`, as `flame embed` would, and finalizes.
 void write_store(const fs::path& dir, const StoreIdentity& id, const Strings& keys, size_t shard_size,
-                 int part_index = 0, int part_count = 1) {
-  EmbeddingStoreWriter writer(dir, id, part_index, part_count);
+                 PartSelection part = {}) {
+  EmbeddingStoreWriter writer(dir, id, part);
   for (size_t begin = 0, shard = 0; begin < keys.size(); begin += shard_size, ++shard) {
     const Strings shard_keys = slice(keys, begin, begin + shard_size);
     writer.write_shard(static_cast<int64_t>(shard), shard_keys,
@@ -81,7 +81,6 @@ void write_store(const fs::path& dir, const StoreIdentity& id, const Strings& ke
   }
   writer.finalize({{"test", ::testing::UnitTest::GetInstance()->current_test_info()->name()}});
 }
-
 
 TEST(EmbeddingStore, RoundTrip) {
   for (const std::string dtype : {"f16", "bf16"}) {
@@ -257,7 +256,9 @@ TEST(EmbeddingStore, RefusesAnotherIdentity) {
   other.dtype = "bf16";
   EXPECT_TRUE(
       contains(error_of([&] { EmbeddingStoreWriter(dir, other); }), "dtype 'f16', this job uses 'bf16'"));
-  EXPECT_TRUE(contains(error_of([&] { EmbeddingStoreWriter(dir, short_set, 1, 2); }),
+  EXPECT_TRUE(contains(error_of([&] {
+                         EmbeddingStoreWriter(dir, short_set, {1, 2});
+                       }),
                        "store was made as part 0 of 1, this job is part 1 of 2"));
 
   // Without a manifest (a crashed job), the shards tell the identity.
@@ -265,7 +266,7 @@ TEST(EmbeddingStore, RefusesAnotherIdentity) {
   message = error_of([&] { EmbeddingStoreWriter(dir, long_set); });
   EXPECT_TRUE(contains(message, "shard-00000.safetensors") && contains(message, "prompt set 'short'"))
       << message;
-  EXPECT_TRUE(contains(error_of([&] { EmbeddingStoreWriter(dir, short_set, 1, 2); }), "part 0 of 1"));
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStoreWriter(dir, short_set, {1, 2}); }), "part 0 of 1"));
   EmbeddingStoreWriter same(dir, short_set);  // the same identity reopens
   EXPECT_TRUE(same.has_shard(0));
 }
@@ -320,9 +321,9 @@ TEST(EmbeddingStore, MergedPartsEqualASingleProcessStore) {
   std::vector<fs::path> parts;
   for (int p = 0; p < 3; ++p) {
     Strings part_keys;
-    for (const auto& r : data::shard_records(records, 3, p)) part_keys.push_back(r.key);
+    for (const auto& r : data::part_records(records, {p, 3})) part_keys.push_back(r.key);
     parts.push_back(root / fmt::format("part{}", p));
-    write_store(parts.back(), id, part_keys, 8, p, 3);
+    write_store(parts.back(), id, part_keys, 8, {p, 3});
   }
   const StoreCheckReport report = verify_stores(parts, &all_keys);
   EXPECT_TRUE(report.ok()) << report.summary();
@@ -336,7 +337,7 @@ TEST(EmbeddingStore, MergedPartsEqualASingleProcessStore) {
   EXPECT_EQ(std::set<std::string>(merged.keys().begin(), merged.keys().end()),
             std::set<std::string>(all_keys.begin(), all_keys.end()));
   for (const auto& key : all_keys) EXPECT_TRUE(torch::equal(merged.get(key), single.get(key))) << key;
-  EXPECT_EQ(merged.part(), (StorePart{0, 1}));
+  EXPECT_EQ(merged.part(), (PartSelection{0, 1}));
   EXPECT_EQ(merged.keys().front(), EmbeddingStore::open(parts[0]).keys().front()) << "part order";
   EXPECT_EQ(merged.manifest()["job"]["merged_from"].size(), 3u);
   EXPECT_EQ(fs::hard_link_count(root / "merged" / "shard-00000.safetensors"), 2u)
@@ -354,9 +355,9 @@ TEST(EmbeddingStore, VerifyReportsProblems) {
   const Strings keys = make_keys(12);
   const auto root = fresh_temp_dir();
   const fs::path p0 = root / "p0", p1 = root / "p1", p2 = root / "p2";
-  write_store(p0, id, slice(keys, 0, 4), 3, 0, 3);
-  write_store(p1, id, slice(keys, 4, 8), 3, 1, 3);
-  write_store(p2, id, slice(keys, 8, 12), 3, 2, 3);
+  write_store(p0, id, slice(keys, 0, 4), 3, {0, 3});
+  write_store(p1, id, slice(keys, 4, 8), 3, {1, 3});
+  write_store(p2, id, slice(keys, 8, 12), 3, {2, 3});
   EXPECT_TRUE(verify_stores({p0, p1, p2}, &keys).ok());
 
   StoreCheckReport report = verify_stores({p0, p2});
@@ -379,7 +380,7 @@ TEST(EmbeddingStore, VerifyReportsProblems) {
 
   // Part 1 redone with keys overlapping part 0 (a bad split).
   const fs::path p1_overlap = root / "p1-overlap";
-  write_store(p1_overlap, id, slice(keys, 3, 8), 3, 1, 3);
+  write_store(p1_overlap, id, slice(keys, 3, 8), 3, {1, 3});
   report = verify_stores({p0, p1_overlap, p2});
   EXPECT_EQ(report.duplicate_keys, Strings({keys[3]}));
   EXPECT_FALSE(report.ok());
@@ -390,7 +391,7 @@ TEST(EmbeddingStore, VerifyReportsProblems) {
   const fs::path p2_other = root / "p2-other";
   StoreIdentity other = id;
   other.prompt_set_name = "short-v2";
-  write_store(p2_other, other, slice(keys, 8, 12), 3, 2, 3);
+  write_store(p2_other, other, slice(keys, 8, 12), 3, {2, 3});
   report = verify_stores({p0, p1, p2_other});
   ASSERT_EQ(report.errors.size(), 1u);
   EXPECT_TRUE(contains(report.errors[0], "prompt set 'short', " + p2_other.string() + " with 'short-v2'"))
@@ -398,10 +399,43 @@ TEST(EmbeddingStore, VerifyReportsProblems) {
 
   // A part of another split count.
   const fs::path p_of_2 = root / "p-of-2";
-  write_store(p_of_2, id, slice(keys, 8, 12), 3, 1, 2);
+  write_store(p_of_2, id, slice(keys, 8, 12), 3, {1, 2});
   report = verify_stores({p0, p1, p_of_2});
   EXPECT_FALSE(report.ok());
   EXPECT_TRUE(contains(report.summary(), "is part 1 of 2")) << report.summary();
+}
+
+// A part out of range reads the same wherever it comes from: the writer, the
+// record split, a manifest, a shard's metadata, verify and merge.
+TEST(EmbeddingStore, APartOutOfRangeIsRefusedWithOneMessage) {
+  const std::string invalid = "invalid part 2 of 2: need 0 <= index < count";
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity("short", 3, 8);
+  EXPECT_EQ(error_of([&] {
+              EmbeddingStoreWriter(dir / "w", id, {2, 2});
+            }),
+            (dir / "w").string() + ": " + invalid);
+  EXPECT_EQ(error_of([&] { data::part_records({}, {2, 2}); }), "part_records: " + invalid);
+  EXPECT_TRUE(contains(error_of([&] { data::part_records({}, {0, 0}); }), "invalid part 0 of 0"));
+
+  write_store(dir / "store", id, make_keys(4), 2, {1, 2});
+  auto manifest = read_json_file(dir / "store" / "manifest.json");
+  manifest["part"]["index"] = 2;
+  write_json_file_atomic(dir / "store" / "manifest.json", manifest);
+  const std::string manifest_error = (dir / "store" / "manifest.json").string() + ": " + invalid;
+  EXPECT_EQ(error_of([&] { EmbeddingStore::open(dir / "store"); }), manifest_error);
+  EXPECT_EQ(verify_stores({dir / "store"}).errors, Strings({manifest_error}));
+  EXPECT_TRUE(contains(error_of([&] { merge_stores({dir / "store"}, dir / "merged"); }), manifest_error));
+
+  // A shard whose metadata claims such a part.
+  const fs::path shard = dir / "shard" / shard_file_name(0);
+  write_store_shard(shard, id, {1, 2}, {"k"}, embeddings_of({"k"}, 3, 8));
+  std::string bytes = read_file(shard);
+  const std::string good = R"({\"count\":2,\"index\":1})", bad = R"({\"count\":2,\"index\":2})";
+  ASSERT_NE(bytes.find(good), std::string::npos);
+  bytes.replace(bytes.find(good), good.size(), bad);  // same length: the header stays valid
+  write_file_atomic(shard, bytes);
+  EXPECT_EQ(error_of([&] { open_store_shard(shard); }), shard.string() + ": __metadata__: " + invalid);
 }
 
 TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {

@@ -45,13 +45,15 @@ TEST(Prompts, CaptionCleanUp) {
 
 TEST(Prompts, CustomSetsAndTheirErrors) {
   const auto dir = test::fresh_temp_dir();
-  write_file_atomic(dir / "mine.json",
-                    R"({"name":"mine","prefix":"Caption: {caption} so,","facets":[{"name":"a","text":" one word:\""}]})");
+  write_file_atomic(
+      dir / "mine.json",
+      R"({"name":"mine","prefix":"Caption: {caption} so,","facets":[{"name":"a","text":" one word:\""}]})");
   const auto set = load_prompt_set((dir / "mine.json").string());
   EXPECT_EQ(set.name, "mine");
   EXPECT_EQ(set.head(), "Caption: ");
   EXPECT_EQ(set.tail(), " so,");
-  write_file_atomic(dir / "bad.json", R"({"name":"bad","prefix":"no slot","facets":[{"name":"a","text":"x"}]})");
+  write_file_atomic(dir / "bad.json",
+                    R"({"name":"bad","prefix":"no slot","facets":[{"name":"a","text":"x"}]})");
   try {
     load_prompt_set((dir / "bad.json").string());
     FAIL();
@@ -67,6 +69,29 @@ TEST(Prompts, CustomSetsAndTheirErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown prompt set 'medium'"), std::string::npos);
+  }
+}
+
+// --prompts follows the rule of every preset-or-file option (find_preset): a
+// value that names an existing file, contains '/' or ends in .json is a path.
+TEST(Prompts, NamesAndPathsFollowTheConfigRule) {
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(
+      dir / "mine",
+      R"({"name":"mine","prefix":"Caption: {caption} so,","facets":[{"name":"a","text":" one word:\""}]})");
+  EXPECT_EQ(load_prompt_set((dir / "mine").string()).name, "mine");  // a path without .json
+  const std::string missing = (dir / "nope.json").string();
+  try {
+    load_prompt_set(missing);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "prompt set config '" + missing + "' does not exist");
+  }
+  try {
+    load_prompt_set("medium");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("presets: long, raw, short"), std::string::npos) << e.what();
   }
 }
 

@@ -12,9 +12,7 @@
 #include "data/image_decode.h"
 #include "eval/interpret.h"
 #include "llm/config.h"
-#include "llm/tokenizer.h"
-#include "llm/transformer.h"
-#include "llm/weights.h"
+#include "llm/load_llm.h"
 #include "train/checkpoint.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -80,16 +78,7 @@ void add_interpret_command(CLI::App& app) {
   cmd->add_option("IMAGE", o->images, "JPEG or PNG images")->required()->check(CLI::ExistingFile);
   cmd->callback([o] {
     apply_threads(o->threads);
-    torch::Device device = torch::kCPU;
-    try {
-      device = torch::Device(o->device);
-    } catch (const c10::Error&) {
-      fail("unknown --device '{}' (use cpu or cuda[:N])", o->device);
-    }
-    if (device.is_cuda() && !torch::cuda::is_available()) {
-      fail("--device {}: CUDA is not available in this LibTorch build or machine", o->device);
-    }
-    const train::TrainedModel trained = train::load_trained_model(o->model, device);
+    const train::TrainedModel trained = train::load_trained_model(o->model, llm::parse_device(o->device));
     if (trained.is_clip()) {
       fail(
           "{} is a CLIP baseline: its image tower maps into a learned text space, not the LLM's, so there "
@@ -107,11 +96,7 @@ void add_interpret_command(CLI::App& app) {
           "it was trained against",
           o->model, encoder->text_dim(), o->llm, llm_config.hidden_size);
     }
-    llm::TransformerOptions options;
-    options.dtype = llm::parse_compute_dtype(o->dtype);
-    options.device = device;
-    const llm::Transformer model = llm::Transformer::load(o->llm, options);
-    const auto tokenizer = llm::Tokenizer::load(o->llm);
+    const auto [model, tokenizer] = llm::load_llm(o->llm, o->dtype, o->device);
 
     std::set<std::string> used;
     for (const std::string& path : o->images) {

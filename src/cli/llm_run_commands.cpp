@@ -7,9 +7,7 @@
 
 #include "cli/commands.h"
 #include "llm/generate.h"
-#include "llm/tokenizer.h"
-#include "llm/transformer.h"
-#include "llm/weights.h"
+#include "llm/load_llm.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -26,29 +24,23 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {
-  cmd.add_option("DIR", o.dir, "Hugging Face checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  cmd.add_option("DIR", o.dir, "Hugging Face checkpoint directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd.add_option("TEXT", o.text, "input text")->required();
   cmd.add_option("--dtype", o.dtype, "compute dtype: bf16, f16 or f32")->capture_default_str();
   cmd.add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   add_threads_option(cmd, &o.threads);
 }
 
-llm::Transformer load_model(const RunOptions& o) {
+llm::LoadedLlm load(const RunOptions& o) {
   apply_threads(o.threads);
-  llm::TransformerOptions options;
-  options.dtype = llm::parse_compute_dtype(o.dtype);
-  try {
-    options.device = torch::Device(o.device);
-  } catch (const c10::Error&) {
-    fail("unknown --device '{}' (use cpu or cuda[:N])", o.device);
-  }
-  if (options.device.is_cuda() && !torch::cuda::is_available()) {
-    fail("--device {}: CUDA is not available in this LibTorch build or machine", o.device);
-  }
-  return llm::Transformer::load(o.dir, options);
+  return llm::load_llm(o.dir, o.dtype, o.device);
 }
 
-std::vector<int64_t> to_int64(const std::vector<int32_t>& ids) { return {ids.begin(), ids.end()}; }
+std::vector<int64_t> to_int64(const std::vector<int32_t>& ids) {
+  return {ids.begin(), ids.end()};
+}
 
 void add_embed(CLI::App& llm) {
   auto o = std::make_shared<RunOptions>();
@@ -64,11 +56,11 @@ void add_embed(CLI::App& llm) {
   cmd->add_option("--show", *show, "how many leading values to print")->capture_default_str();
   cmd->add_option("--out", *out, "also write the vector and its metadata to this JSON file");
   cmd->callback([o, layer, out, show] {
-    const auto tokenizer = llm::Tokenizer::load(o->dir);
-    const auto model = load_model(*o);
+    const auto [model, tokenizer] = load(*o);
     const int64_t L = model.num_layers();
     const int64_t index = *layer < 0 ? L + 1 + *layer : *layer;
-    if (index < 0 || index > L) fail("--layer {} is out of range for {} layers (0..{} or -{}..-1)", *layer, L, L, L + 1);
+    if (index < 0 || index > L)
+      fail("--layer {} is out of range for {} layers (0..{} or -{}..-1)", *layer, L, L, L + 1);
     const auto ids = to_int64(tokenizer->encode(o->text));
     if (ids.empty()) fail("the text has no tokens");
     const auto start = std::chrono::steady_clock::now();
@@ -82,7 +74,8 @@ void add_embed(CLI::App& llm) {
                values.size(), o->dtype, o->device, seconds);
     fmt::print("norm  {:.6g}\n", norm);
     const auto n = static_cast<size_t>(std::clamp<int64_t>(*show, 0, static_cast<int64_t>(values.size())));
-    fmt::print("first [{:.6g}]\n", fmt::join(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(n), ", "));
+    fmt::print("first [{:.6g}]\n",
+               fmt::join(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(n), ", "));
     if (!out->empty()) {
       nlohmann::json j = {{"checkpoint", o->dir}, {"text", o->text},    {"token_ids", ids},
                           {"layer", index},       {"num_layers", L},    {"dtype", o->dtype},
@@ -96,12 +89,12 @@ void add_embed(CLI::App& llm) {
 void add_generate(CLI::App& llm) {
   auto o = std::make_shared<RunOptions>();
   auto n = std::make_shared<int64_t>(20);
-  auto* cmd = llm.add_subcommand("generate", "Greedy decoding with the KV cache (a smoke test of a checkpoint)");
+  auto* cmd =
+      llm.add_subcommand("generate", "Greedy decoding with the KV cache (a smoke test of a checkpoint)");
   add_run_options(*cmd, *o);
   cmd->add_option("-n,--max-new-tokens", *n, "tokens to generate")->capture_default_str();
   cmd->callback([o, n] {
-    const auto tokenizer = llm::Tokenizer::load(o->dir);
-    const auto model = load_model(*o);
+    const auto [model, tokenizer] = load(*o);
     const auto prompt = tokenizer->encode(o->text);
     if (prompt.empty()) fail("the prompt has no tokens");
     llm::GenerateOptions options;
@@ -115,9 +108,9 @@ void add_generate(CLI::App& llm) {
     std::vector<int32_t> all = prompt;
     all.insert(all.end(), ids.begin(), ids.end());
     fmt::print("{}\n", tokenizer->decode(all, /*skip_special_tokens=*/true));
-    fmt::print(stderr, "# {} prompt + {} generated tokens in {:.2f} s ({:.1f} tokens/s), ids: {}\n", prompt.size(),
-               ids.size(), seconds, seconds > 0 ? static_cast<double>(ids.size()) / seconds : 0.0,
-               fmt::join(ids, " "));
+    fmt::print(stderr, "# {} prompt + {} generated tokens in {:.2f} s ({:.1f} tokens/s), ids: {}\n",
+               prompt.size(), ids.size(), seconds,
+               seconds > 0 ? static_cast<double>(ids.size()) / seconds : 0.0, fmt::join(ids, " "));
   });
 }
 

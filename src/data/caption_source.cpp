@@ -408,20 +408,18 @@ uint64_t key_hash(const std::string& key) {
   return hash;
 }
 
-std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
-                                         int shard_index) {
-  if (num_shards < 1 || shard_index < 0 || shard_index >= num_shards) {
-    fail("invalid shard {} of {}: need 0 <= index < count", shard_index, num_shards);
-  }
+std::vector<CaptionRecord> part_records(const std::vector<CaptionRecord>& records,
+                                        const PartSelection& part) {
+  part.validate("part_records");
   std::vector<CaptionRecord> out;
   for (const auto& record : records) {
-    if (in_part(record.key, num_shards, shard_index)) out.push_back(record);
+    if (in_part(record.key, part)) out.push_back(record);
   }
   return out;
 }
 
-bool in_part(const std::string& key, int part_count, int part_index) {
-  return key_hash(key) % static_cast<uint64_t>(part_count) == static_cast<uint64_t>(part_index);
+bool in_part(const std::string& key, const PartSelection& part) {
+  return key_hash(key) % static_cast<uint64_t>(part.count) == static_cast<uint64_t>(part.index);
 }
 
 }  // namespace flame::data

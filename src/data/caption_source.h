@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "util/part_selection.h"
+
 namespace flame::data {
 
 struct CaptionRecord {
@@ -96,13 +98,12 @@ void log_problem_examples(const std::vector<InputProblem>& problems, size_t coun
 // FNV-1a 64 of the key's bytes: stable across machines, builds and runs.
 uint64_t key_hash(const std::string& key);
 
-// The records with key_hash(key) % num_shards == shard_index, in input order.
-// The split depends only on the keys, so every machine of a scale-out job
-// computes the same partition whatever order it read the inputs in.
-std::vector<CaptionRecord> shard_records(const std::vector<CaptionRecord>& records, int num_shards,
-                                         int shard_index);
+// The records of scale-out part `part`: key_hash(key) % count == index, in
+// input order. The split depends only on the keys, so every machine of a
+// scale-out job computes the same partition whatever order it read the inputs in.
+std::vector<CaptionRecord> part_records(const std::vector<CaptionRecord>& records, const PartSelection& part);
 
-// Whether `key` belongs to part `part_index` of `part_count` (the split of shard_records).
-bool in_part(const std::string& key, int part_count, int part_index);
+// Whether `key` belongs to `part` (the split of part_records).
+bool in_part(const std::string& key, const PartSelection& part);
 
 }  // namespace flame::data

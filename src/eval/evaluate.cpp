@@ -17,9 +17,7 @@
 #include "data/image_transform.h"
 #include "eval/linear_probe.h"
 #include "eval/metrics.h"
-#include "llm/tokenizer.h"
-#include "llm/transformer.h"
-#include "llm/weights.h"
+#include "llm/load_llm.h"
 #include "text/clip_tokenize.h"
 #include "text/fda_encoder.h"
 #include "text/prompts.h"
@@ -59,7 +57,9 @@ class Models {
   // `needs_text`: some task encodes texts. A FLAME model's LLM is loaded only
   // then (the linear probe needs none).
   Models(const EvalOptions& o, bool needs_text)
-      : device_(o.device), model_(train::load_trained_model(o.model, device_)), batch_size_(o.batch_size) {
+      : device_(llm::parse_device(o.device)),
+        model_(train::load_trained_model(o.model, device_)),
+        batch_size_(o.batch_size) {
     if (model_.is_clip()) {
       if (!o.llm.empty())
         spdlog::warn("{} is a CLIP baseline with its own text tower: --llm is not used", o.model);
@@ -69,9 +69,9 @@ class Models {
     if (!needs_text) return;
     if (o.llm.empty())
       fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
-    llm_ = std::make_unique<llm::Transformer>(
-        llm::Transformer::load(o.llm, {llm::parse_compute_dtype(o.dtype), device_}));
-    tokenizer_ = llm::Tokenizer::load(o.llm);
+    auto loaded = llm::load_llm(o.llm, o.dtype, o.device);
+    llm_ = std::make_unique<llm::Transformer>(std::move(loaded.model));
+    tokenizer_ = std::move(loaded.tokenizer);
     if (model_.image->text_dim() != llm_->config().hidden_size) {
       fail(
           "the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the "
@@ -322,13 +322,6 @@ nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std
           {"top1", r.test_top1}};
 }
 
-fs::path benchmark_path(const std::string& name_or_path) {
-  if (name_or_path.find('/') != std::string::npos || ends_with(name_or_path, ".json")) return name_or_path;
-  const fs::path p = config_dir("benchmarks") / (name_or_path + ".json");
-  if (!fs::exists(p)) fail("no benchmark '{}' ({} does not exist)", name_or_path, p.string());
-  return p;
-}
-
 std::string default_data_root() {
   return (shared_dir() / "data").string();
 }
@@ -350,7 +343,7 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   std::vector<nlohmann::json> tasks;
   std::set<std::string> names;
   for (const auto& b : o.benchmarks) {
-    const fs::path path = benchmark_path(b);
+    const fs::path path = find_preset(b, {config_dir("benchmarks"), "benchmark", "benchmark"});
     const nlohmann::json bench = read_json_file(path);
     if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
     for (const auto& t : bench["tasks"]) {

@@ -95,7 +95,8 @@ std::vector<std::string> list_clip_text_presets() {
 }
 
 ClipTextConfig load_clip_text_config(const std::string& name_or_path) {
-  const std::filesystem::path path = find_preset(name_or_path, clip_text_config_dir(), "text tower");
+  const std::filesystem::path path =
+      find_preset(name_or_path, {clip_text_config_dir(), "text tower", "text tower preset"});
   ClipTextConfig config = clip_text_config_from_json(read_json_file(path), path.string());
   if (config.name.empty()) config.name = path.stem().string();
   return config;

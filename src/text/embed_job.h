@@ -1,7 +1,8 @@
-// The offline embedding job behind `flame embed`: read captions, split them
-// for scale-out, encode each store shard with the FacetEncoder, and write it
-// atomically. A killed job restarted with the same arguments skips the shards
-// already on disk, so the final store equals an uninterrupted run's.
+// The offline embedding job behind `flame embed`: read captions, keep this
+// process's scale-out part, encode each store shard (file) with the
+// FacetEncoder, and write it atomically. A killed job restarted with the same
+// arguments skips the shards already on disk, so the final store equals an
+// uninterrupted run's.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 
 #include "data/caption_source.h"
 #include "text/fda_encoder.h"
+#include "util/part_selection.h"
 
 namespace flame::text {
 
@@ -27,21 +29,20 @@ struct EmbedJobOptions {
   std::string compute_dtype = "bf16";
   std::string store_dtype = "f16";  // f16 | bf16
   std::string device = "cpu";
-  int64_t shard_size = 1024;  // captions per store shard (the unit of resume)
-  int num_shards = 1;         // scale-out: this process writes part shard_index of num_shards
-  int shard_index = 0;
+  int64_t shard_size = 1024;  // captions per store shard file (the unit of resume)
+  PartSelection part;         // scale-out: this process writes part part.index of part.count
   int64_t limit = 0;          // embed only the first N records (0 = all), e.g. for a quick look
   bool progress = true;
 };
 
 struct EmbedJobSummary {
-  int64_t records = 0;          // records of this part
-  int64_t embedded = 0;         // encoded in this run
-  int64_t resumed = 0;          // found complete on disk
-  int64_t truncated = 0;        // captions cut to fit the context (this run)
-  int64_t problems = 0;         // input problems (see OUT/problems.jsonl)
-  int64_t dropped = 0;          // records left out because of a problem
-  int64_t tokens = 0;           // tokens processed by the LLM (this run)
+  int64_t records = 0;    // records of this part
+  int64_t embedded = 0;   // encoded in this run
+  int64_t resumed = 0;    // found complete on disk
+  int64_t truncated = 0;  // captions cut to fit the context (this run)
+  int64_t problems = 0;   // input problems (see OUT/problems.jsonl)
+  int64_t dropped = 0;    // records left out because of a problem
+  int64_t tokens = 0;     // tokens processed by the LLM (this run)
   double seconds = 0;
   std::filesystem::path store;  // the output directory
 };

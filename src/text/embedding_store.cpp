@@ -24,29 +24,18 @@ bool is_store_temp_file(const std::string& name) {
          (name.rfind(".shard-", 0) == 0 || name.rfind(std::string(".") + kManifestFile, 0) == 0);
 }
 
-StorePart parse_part(const json& manifest, const std::string& source) {
+// A manifest without "part" is a whole store (part 0 of 1).
+PartSelection parse_part(const json& manifest, const std::string& source) {
   const auto it = manifest.find("part");
-  if (it == manifest.end()) return StorePart{};
-  if (!it->is_object() || !it->contains("index") || !it->contains("count") ||
-      !(*it)["index"].is_number_integer() || !(*it)["count"].is_number_integer()) {
-    fail("{}: 'part' must be {{\"index\": i, \"count\": n}}", source);
-  }
-  StorePart part{(*it)["index"].get<int>(), (*it)["count"].get<int>()};
-  if (part.count < 1 || part.index < 0 || part.index >= part.count) {
-    fail("{}: invalid part {} of {}", source, part.index, part.count);
-  }
-  return part;
+  return it == manifest.end() ? PartSelection{} : PartSelection::from_json(*it, source);
 }
 
 }  // namespace
 
-EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity identity, int part_index,
-                                           int part_count)
-    : dir_(dir), identity_(std::move(identity)), part_{part_index, part_count} {
+EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity identity, PartSelection part)
+    : dir_(dir), identity_(std::move(identity)), part_(part) {
   identity_.validate(dir_.string());
-  if (part_count < 1 || part_index < 0 || part_index >= part_count) {
-    fail("{}: invalid part {} of {}: need 0 <= index < count", dir_.string(), part_index, part_count);
-  }
+  part_.validate(dir_.string());
   fs::create_directories(dir_);
   const fs::path lock_path = dir_ / ".lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -74,7 +63,7 @@ EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity id
       if (!differences.empty()) {
         fail("{}: {}", dir_.string(), describe_differences(differences, "store", "this job uses"));
       }
-      const StorePart existing_part = parse_part(manifest, manifest_path.string());
+      const PartSelection existing_part = parse_part(manifest, manifest_path.string());
       if (!(existing_part == part_)) {
         fail("{}: store was made as part {} of {}, this job is part {} of {}", dir_.string(),
              existing_part.index, existing_part.count, part_.index, part_.count);
@@ -164,7 +153,7 @@ json EmbeddingStoreWriter::finalize(json job_info) {
   }
   json manifest = identity_to_json(identity_);
   manifest["count"] = count;
-  manifest["part"] = {{"index", part_.index}, {"count", part_.count}};
+  manifest["part"] = part_.to_json();
   manifest["shards"] = std::move(shards);
   manifest["job"] = std::move(job_info);
   write_json_file_atomic(dir_ / kManifestFile, manifest);

@@ -33,7 +33,7 @@ class EmbeddingStoreWriter {
   // already in `dir` was made with another identity or part ("store was made
   // with prompt set 'short', this job uses 'long'"), or when a shard there is
   // corrupt.
-  EmbeddingStoreWriter(const fs::path& dir, StoreIdentity identity, int part_index = 0, int part_count = 1);
+  EmbeddingStoreWriter(const fs::path& dir, StoreIdentity identity, PartSelection part = {});
   ~EmbeddingStoreWriter();
   EmbeddingStoreWriter(const EmbeddingStoreWriter&) = delete;
   EmbeddingStoreWriter& operator=(const EmbeddingStoreWriter&) = delete;
@@ -62,7 +62,7 @@ class EmbeddingStoreWriter {
  private:
   fs::path dir_;
   StoreIdentity identity_;
-  StorePart part_;
+  PartSelection part_;
   int lock_fd_ = -1;
   std::vector<int64_t> shard_ids_;  // complete shards on disk, sorted
 };
@@ -78,7 +78,7 @@ class EmbeddingStore {
   const fs::path& dir() const { return dir_; }
   const nlohmann::json& manifest() const { return manifest_; }
   const StoreIdentity& identity() const { return identity_; }
-  const StorePart& part() const { return part_; }
+  const PartSelection& part() const { return part_; }
   int64_t size() const { return static_cast<int64_t>(keys_.size()); }
   int64_t num_facets() const { return identity_.num_facets; }
   int64_t dim() const { return identity_.dim; }
@@ -104,7 +104,7 @@ class EmbeddingStore {
   fs::path dir_;
   nlohmann::json manifest_;
   StoreIdentity identity_;
-  StorePart part_;
+  PartSelection part_;
   std::vector<fs::path> shard_paths_;
   std::vector<torch::Tensor> shard_embeddings_;  // [n_s, K, D] over the maps
   std::vector<torch::Tensor> shard_scales_;      // int8 stores: [n_s, K] f32 over the maps

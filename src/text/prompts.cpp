@@ -58,12 +58,8 @@ PromptSet parse_prompt_set(const nlohmann::json& j, const std::string& source, i
 }
 
 PromptSet load_prompt_set_at(const std::string& name_or_path, int depth) {
-  std::filesystem::path path = name_or_path;
-  if (!ends_with(name_or_path, ".json")) path = prompt_config_dir() / (name_or_path + ".json");
-  if (!std::filesystem::exists(path)) {
-    fail("unknown prompt set '{}' (no file '{}'; built-in sets: long, short, raw)", name_or_path,
-         path.string());
-  }
+  const std::filesystem::path path =
+      find_preset(name_or_path, {prompt_config_dir(), "prompt set", "prompt set"});
   return parse_prompt_set(read_json_file(path), path.string(), depth);
 }
 

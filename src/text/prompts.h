@@ -33,7 +33,8 @@ struct PromptSet {
 };
 
 // Loads a built-in set by name ("long", "short", "raw", from configs/prompts/)
-// or a JSON file path. A set may say {"extends": "long", "num_facets": 3}.
+// or a file, told apart by find_preset's rule (util/config_files.h). A set may
+// say {"extends": "long", "num_facets": 3}.
 PromptSet load_prompt_set(const std::string& name_or_path);
 
 // Directory of the built-in prompt sets: $FLAME_CONFIG_DIR/prompts, else the

@@ -138,7 +138,7 @@ void merge_stores(const std::vector<fs::path>& parts, const fs::path& out) {
   }
   json manifest = identity_to_json(stores.front().identity());
   manifest["count"] = report.count;
-  manifest["part"] = {{"index", 0}, {"count", 1}};
+  manifest["part"] = PartSelection{}.to_json();  // a whole store
   manifest["shards"] = std::move(shards);
   manifest["job"] = {{"merged_from", std::move(merged_from)}};
   write_json_file_atomic(out / kManifestFile, manifest);

@@ -120,12 +120,7 @@ StoreShard open_store_shard(const fs::path& path) {
   const std::string source = path.string();
   shard.identity = identity_from_json(parse_metadata_json(*shard.file, "identity"), source + ": identity");
 
-  const json part = parse_metadata_json(*shard.file, "part");
-  if (!part.is_object() || !part.contains("index") || !part.contains("count") ||
-      !part["index"].is_number_integer() || !part["count"].is_number_integer()) {
-    fail("{}: __metadata__ 'part' must be {{\"index\": i, \"count\": n}}", source);
-  }
-  shard.part = StorePart{part["index"].get<int>(), part["count"].get<int>()};
+  shard.part = PartSelection::from_json(parse_metadata_json(*shard.file, "part"), source + ": __metadata__");
 
   const json keys = parse_metadata_json(*shard.file, "keys");
   if (!keys.is_array()) fail("{}: __metadata__ 'keys' is not a JSON array", source);
@@ -158,7 +153,7 @@ StoreShard open_store_shard(const fs::path& path) {
   return shard;
 }
 
-void write_store_shard(const fs::path& path, const StoreIdentity& identity, const StorePart& part,
+void write_store_shard(const fs::path& path, const StoreIdentity& identity, const PartSelection& part,
                        const std::vector<std::string>& keys, const torch::Tensor& embeddings) {
   const std::string source = path.filename().string();
   const int64_t n = static_cast<int64_t>(keys.size());
@@ -200,7 +195,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   writer.set_metadata({{"format", "pt"},
                        {"keys", json(keys).dump()},
                        {"identity", identity_to_json(identity).dump()},
-                       {"part", json{{"index", part.index}, {"count", part.count}}.dump()}});
+                       {"part", part.to_json().dump()}});
   writer.write(path);
 }
 

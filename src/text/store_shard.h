@@ -16,20 +16,15 @@
 
 #include "text/store_manifest.h"
 #include "util/safetensors.h"
+#include "util/part_selection.h"
 
 namespace flame::text {
-
-struct StorePart {
-  int index = 0;
-  int count = 1;
-  bool operator==(const StorePart& o) const { return index == o.index && count == o.count; }
-};
 
 struct StoreShard {
   std::shared_ptr<SafetensorsFile> file;
   std::vector<std::string> keys;
   StoreIdentity identity;
-  StorePart part;
+  PartSelection part;
 
   int64_t rows() const { return static_cast<int64_t>(keys.size()); }
   // [n, K, D] over the memory map (read-only: never write into it).
@@ -57,7 +52,7 @@ StoreShard open_store_shard(const fs::path& path);
 // Writes a shard atomically (temp file + rename): after a crash the file is
 // complete or absent. `embeddings` is [n, K, D] of any floating dtype on any
 // device; it is stored in the identity's dtype.
-void write_store_shard(const fs::path& path, const StoreIdentity& identity, const StorePart& part,
+void write_store_shard(const fs::path& path, const StoreIdentity& identity, const PartSelection& part,
                        const std::vector<std::string>& keys, const torch::Tensor& embeddings);
 
 }  // namespace flame::text

@@ -31,15 +31,15 @@ std::vector<std::string> list_presets(const std::filesystem::path& dir) {
   return names;
 }
 
-std::filesystem::path find_preset(const std::string& name_or_path, const std::filesystem::path& dir,
-                                  const std::string& what) {
-  const bool is_path = ends_with(name_or_path, ".json") || name_or_path.find('/') != std::string::npos;
+std::filesystem::path find_preset(const std::string& name_or_path, const ConfigKind& kind) {
+  const bool is_path = std::filesystem::is_regular_file(name_or_path) || ends_with(name_or_path, ".json") ||
+                       name_or_path.find('/') != std::string::npos;
   const std::filesystem::path path =
-      is_path ? std::filesystem::path(name_or_path) : dir / (name_or_path + ".json");
+      is_path ? std::filesystem::path(name_or_path) : kind.dir / (name_or_path + ".json");
   if (!std::filesystem::is_regular_file(path)) {
-    if (is_path) fail("{} config '{}' does not exist", what, path.string());
-    fail("unknown {} preset '{}' (no file '{}'; presets: {})", what, name_or_path, path.string(),
-         fmt::join(list_presets(dir), ", "));
+    if (is_path) fail("{} config '{}' does not exist", kind.noun, path.string());
+    fail("unknown {} '{}' (no file '{}'; presets: {})", kind.preset_noun, name_or_path, path.string(),
+         fmt::join(list_presets(kind.dir), ", "));
   }
   return path;
 }

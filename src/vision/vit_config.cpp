@@ -121,7 +121,7 @@ std::vector<std::string> list_vit_presets() {
 }
 
 VitConfig load_vit_config(const std::string& name_or_path) {
-  const std::filesystem::path path = find_preset(name_or_path, model_config_dir(), "model");
+  const std::filesystem::path path = find_preset(name_or_path, {model_config_dir(), "model", "model preset"});
   VitConfig config = vit_config_from_json(read_json_file(path), path.string());
   if (config.name.empty()) config.name = path.stem().string();
   return config;
