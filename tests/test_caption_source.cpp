@@ -459,7 +459,7 @@ TEST(CaptionSourceStream, PartsAreDisjointAndCoverTheInputOnce) {
   std::string jsonl;
   for (int i = 0; i < 300; ++i) {
     if (i % 37 == 0) jsonl += "{not json\n";
-    if (i % 41 == 0) jsonl += fmt::format("{{\"key\": \"k{}\", \"long\": \"\"}}\n", i);  // empty: dropped
+    if (i % 41 == 0) jsonl += fmt::format("{{\"key\": \"k{}\", \"long\": \"\"}}\n", i);    // empty: dropped
     jsonl += fmt::format("{{\"key\": \"k{}\", \"long\": \"caption {}\"}}\n", i % 290, i);  // 10 duplicates
   }
   std::ofstream(dir / "in.jsonl", std::ios::binary) << jsonl;
@@ -467,7 +467,9 @@ TEST(CaptionSourceStream, PartsAreDisjointAndCoverTheInputOnce) {
   const CaptionInput all = read_captions(inputs);
   ASSERT_EQ(all.records.size(), 290u);
   ASSERT_GT(all.problems.size(), 20u);
-  const auto record_text = [](const CaptionRecord& r) { return r.key + "=" + r.fields.at("long") + "@" + r.source; };
+  const auto record_text = [](const CaptionRecord& r) {
+    return r.key + "=" + r.fields.at("long") + "@" + r.source;
+  };
   const auto problem_text = [](const InputProblem& p) { return p.key + "|" + p.source + "|" + p.reason; };
   for (int parts = 1; parts <= 5; ++parts) {
     std::multiset<std::string> records, problems;
@@ -479,7 +481,8 @@ TEST(CaptionSourceStream, PartsAreDisjointAndCoverTheInputOnce) {
       sink.selects = [&](const std::string& key) { return in_part(key, PartSelection{part, parts}); };
       stream_captions(inputs, {}, sink);
       std::vector<std::string> expected;
-      for (const auto& r : part_records(all.records, PartSelection{part, parts})) expected.push_back(record_text(r));
+      for (const auto& r : part_records(all.records, PartSelection{part, parts}))
+        expected.push_back(record_text(r));
       EXPECT_EQ(order, expected) << part << " of " << parts;
       records.insert(order.begin(), order.end());
     }

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "test_helpers.h"
-#include "train/distributed.h"
+#include "util/distributed.h"
 #include "util/error.h"
 
 extern char** environ;

@@ -182,3 +182,80 @@ TEST(EmbedJob, RefusesAStoreOfAnotherPromptSet) {
 
 }  // namespace
 }  // namespace flame::text
+
+namespace flame::text {
+namespace {
+
+// Exit status and combined output of a shell command.
+std::pair<int, std::string> run_shell(const std::string& command, const fs::path& log) {
+  const int status = std::system((command + " > " + log.string() + " 2>&1").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+}
+
+std::string launched_embed(const fs::path& input, const fs::path& out) {
+  return std::string(FLAME_SOURCE_DIR) + "/scripts/launch --nproc 2 -- " + FLAME_CLI_PATH + " embed --llm " +
+         test::tiny_checkpoint("llama", "f32").string() + " --input " + input.string() +
+         " --dtype f32 --shard-size 4 --threads 1 --out " + out.string();
+}
+
+// torchrun-native: each rank embeds its part, rank 0 merges them into one
+// store at --out, which equals the single-process store; a relaunch resumes.
+TEST(EmbedJob, LaunchedRanksLeaveOneStoreEqualToOneProcess) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 13, false);
+  run_embed_job(job(input, dir / "whole"));
+  const auto [status, output] = run_shell(launched_embed(input, dir / "two"), dir / "launch.log");
+  ASSERT_EQ(status, 0) << output;
+  EXPECT_TRUE(fs::exists(dir / "two" / "parts" / "part-0000-of-0002" / "manifest.json"));
+  EXPECT_TRUE(fs::exists(dir / "two" / "parts" / "part-0001-of-0002" / "manifest.json"));
+  const auto whole = contents(dir / "whole");
+  auto two = contents(dir / "two");
+  ASSERT_EQ(two.size(), whole.size());
+  for (const auto& [key, value] : whole) {
+    ASSERT_TRUE(two.count(key)) << key;
+    EXPECT_TRUE(torch::allclose(two.at(key), value, 1e-3, 1e-3)) << key;  // other batches, same f16 store
+  }
+  EXPECT_EQ(EmbeddingStore::open(dir / "two").part(), PartSelection{});
+
+  // Relaunched: every shard is found on disk, and the merge is made again.
+  const auto [again, again_output] = run_shell(launched_embed(input, dir / "two"), dir / "relaunch.log");
+  ASSERT_EQ(again, 0) << again_output;
+  EXPECT_TRUE(test::contains(again_output, "0 caption(s) (")) << again_output;  // nothing embedded twice
+  two = contents(dir / "two");
+  for (const auto& [key, value] : whole) EXPECT_TRUE(torch::allclose(two.at(key), value, 1e-3, 1e-3)) << key;
+}
+
+TEST(EmbedJob, ALaunchedRankThatFailsStopsTheJobNamingTheCause) {
+  const auto dir = test::fresh_temp_dir();
+  const auto [status, output] =
+      run_shell(launched_embed(dir / "absent.jsonl", dir / "out"), dir / "launch.log");
+  EXPECT_NE(status, 0);
+  EXPECT_TRUE(test::contains(output, "absent.jsonl")) << output;
+  EXPECT_FALSE(fs::exists(dir / "out" / "manifest.json"));
+}
+
+// --limit stops reading once it has its records; a store of int8 vectors
+// reads back as the f32 encoder output to int8 precision.
+TEST(EmbedJob, LimitAndInt8Store) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 13, false);
+  auto f16 = job(input, dir / "f16");
+  f16.encoder.normalize = true;
+  run_embed_job(f16);
+  auto o = job(input, dir / "int8");
+  o.encoder.normalize = true;
+  o.store_dtype = "int8";
+  o.limit = 6;
+  const auto summary = run_embed_job(o);
+  EXPECT_EQ(summary.records, 6);
+  const auto reference = contents(dir / "f16");
+  const auto got = contents(dir / "int8");
+  ASSERT_EQ(got.size(), 6u);
+  for (const auto& [key, value] : got) {
+    const auto cosine = torch::cosine_similarity(value, reference.at(key), -1);
+    EXPECT_GT(cosine.min().item<double>(), 0.999) << key;
+  }
+}
+
+}  // namespace
+}  // namespace flame::text

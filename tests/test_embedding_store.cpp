@@ -509,12 +509,17 @@ TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
                        }),
                        "different dims"));
   StoreIdentity other_llm = make_identity("short", 3, 16);
-  other_llm.llm["name"] = "other-llm";
+  other_llm.llm["config_sha256"] = "0ther";
   write_store(root / "other-llm", other_llm, keys, 9);
-  EXPECT_TRUE(contains(error_of([&] {
-                         JoinedStores::open({root / "raw", root / "other-llm"});
-                       }),
-                       "different LLMs"));
+  const std::string other = error_of([&] { JoinedStores::open({root / "raw", root / "other-llm"}); });
+  EXPECT_TRUE(contains(other, "different LLMs") && contains(other, "LLM config_sha256 'c0ffee'") &&
+              contains(other, "'0ther'"))
+      << other;
+  // The same checkpoint copied to another folder is the same LLM.
+  StoreIdentity copied = make_identity("short", 3, 16);
+  copied.llm["name"] = "copy-of-tiny-llama";
+  write_store(root / "copied-llm", copied, keys, 9);
+  EXPECT_EQ(JoinedStores::open({root / "raw", root / "copied-llm"}).num_facets(), 4);
   Strings renamed = keys;
   renamed[5] = "renamed.jpg";
   write_store(root / "renamed", make_identity("short", 3, 16), renamed, 9);
@@ -533,7 +538,8 @@ TEST(EmbeddingStoreInt8, QuantizesSymmetricallyWithOneScalePerVector) {
   const torch::Tensor x = torch::tensor({0.5f, -0.2f, 0.1f, 0.0f}).view({1, 1, 4});
   const QuantizedEmbeddings q = quantize_int8(x);
   EXPECT_NEAR(q.scales.item<float>(), 0.5f / 127, 1e-9);
-  EXPECT_TRUE(torch::equal(q.values.view({4}), torch::tensor({127, -51, 25, 0}, torch::kInt8)));  // -50.8, 25.4
+  EXPECT_TRUE(
+      torch::equal(q.values.view({4}), torch::tensor({127, -51, 25, 0}, torch::kInt8)));  // -50.8, 25.4
   EXPECT_TRUE(torch::allclose(dequantize_int8(q.values, q.scales).view({4}),
                               torch::tensor({0.5f, -51 * 0.5f / 127, 25 * 0.5f / 127, 0.0f})));
 }

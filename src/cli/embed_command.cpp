@@ -5,7 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
-#include "text/embed_job.h"
+#include "text/embed_launch.h"
 #include "text/store_parts.h"
 #include "util/error.h"
 #include "util/strings.h"
@@ -100,9 +100,10 @@ void add_embed_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fda", "fda-cache", "naive"}));
   cmd->add_option("--dtype", o->compute_dtype, "compute dtype: bf16, f16 or f32")->capture_default_str();
-  cmd->add_option("--store-dtype", o->store_dtype, "stored dtype: f16 or bf16")
+  cmd->add_option("--store-dtype", o->store_dtype,
+                  "stored dtype: f16, bf16 or int8 (one scale per vector, half the size of f16)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f16", "bf16"}));
+      ->check(CLI::IsMember({"f16", "bf16", "int8"}));
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--shard-size", o->shard_size, "captions per store shard file (the unit of resume)")
       ->capture_default_str();
@@ -119,7 +120,7 @@ void add_embed_command(CLI::App& app) {
     apply_threads(*threads);
     o->encoder.mode = text::parse_encode_mode(*mode);
     o->source.tsv_key_columns = split(*key_columns, ',');
-    const auto s = text::run_embed_job(*o);
+    const auto s = text::run_embed(*o);
     fmt::print(
         "embedded {} caption(s) ({} resumed from disk) into {} in {:.1f} s: {:.1f} captions/s, {:.0f} "
         "tokens/s\n",

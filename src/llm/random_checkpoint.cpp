@@ -94,7 +94,7 @@ std::string torch_dtype_json_name(const std::string& dtype) {
 // path), kept field for field so the shapes are exactly the real model's.
 ordered_json real_model_config(const std::string& preset, const std::string& arch,
                                int64_t tokenizer_vocab_size) {
-  const std::filesystem::path path = find_preset(preset, config_dir("llm"), "LLM preset");
+  const std::filesystem::path path = find_preset(preset, {config_dir("llm"), "LLM config", "LLM preset"});
   ordered_json config;
   try {
     config = ordered_json::parse(read_file(path));

@@ -4,28 +4,20 @@
 
 #include <chrono>
 
-#include "llm/config.h"
+#include "llm/checkpoint_identity.h"
 #include "llm/load_llm.h"
-#include "llm/weights.h"
 #include "text/embedding_store.h"
 #include "util/error.h"
 #include "util/file.h"
-#include "util/hash.h"
 #include "util/progress.h"
 
 namespace flame::text {
 
 namespace {
 
-// The field to embed: the option, else the prompt set's name if the records
-// carry it, else the reader's caption field.
-std::string choose_field(const EmbedJobOptions& o, const PromptSet& prompts,
-                         const std::vector<data::CaptionRecord>& records) {
-  if (!o.field.empty()) return o.field;
-  for (const auto& r : records) {
-    if (r.fields.count(prompts.name)) return prompts.name;
-  }
-  return "caption";
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
 void write_problems(const std::filesystem::path& path, const std::vector<data::InputProblem>& problems) {
@@ -36,27 +28,6 @@ void write_problems(const std::filesystem::path& path, const std::vector<data::I
     text += "\n";
   }
   write_file_atomic(path, text);
-}
-
-// The records of this part that have text in `field`, in input order; the
-// others become (dropping) input problems. At most o.limit records when set.
-std::vector<data::CaptionRecord> usable_records(const EmbedJobOptions& o, const std::string& field,
-                                                data::CaptionInput& input) {
-  std::vector<data::CaptionRecord> usable;
-  for (auto& r : input.records) {
-    const auto it = r.fields.find(field);
-    if (it == r.fields.end() || it->second.empty()) {
-      input.problems.push_back(
-          {r.key, r.source,
-           it == r.fields.end() ? "missing field '" + field + "'" : "empty field '" + field + "'", true});
-      continue;
-    }
-    usable.push_back(std::move(r));
-  }
-  auto records = data::part_records(usable, o.part);
-  if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit)
-    records.resize(static_cast<size_t>(o.limit));
-  return records;
 }
 
 // Lists the input problems in OUT/problems.jsonl and logs the first few.
@@ -72,7 +43,7 @@ void report_problems(const EmbedJobOptions& o, const std::vector<data::InputProb
 StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
                              const FacetEncoder& encoder) {
   StoreIdentity identity;
-  identity.llm = llm_identity(o.llm_dir);
+  identity.llm = llm::checkpoint_identity(o.llm_dir).json;
   identity.prompt_set_name = prompts.name;
   identity.prompt_set_sha256 = prompts.sha256;
   for (const auto& f : prompts.facets) identity.facets.push_back(f.name);
@@ -84,118 +55,154 @@ StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
   return identity;
 }
 
-// What writing each store shard of a run needs.
+// A first pass over the inputs, keeping nothing but counts: how many records
+// this part embeds (for progress and ETA) and which field to embed (the
+// option, else the prompt set's name if any record carries it, else
+// "caption"). Reading captions costs little beside running the LLM on them.
+struct InputScan {
+  int64_t records = 0;
+  std::string field;
+};
+
+InputScan scan_inputs(const EmbedJobOptions& o, const PromptSet& prompts) {
+  InputScan scan;
+  bool has_prompt_field = false;
+  data::CaptionSink sink;
+  sink.selects = [&](const std::string& key) { return data::in_part(key, o.part); };
+  sink.problem = [](data::InputProblem&&) {};
+  sink.record = [&](data::CaptionRecord&& r) {
+    has_prompt_field = has_prompt_field || r.fields.count(prompts.name) != 0;
+    ++scan.records;
+  };
+  data::stream_captions(o.inputs, o.source, sink);
+  scan.field = !o.field.empty() ? o.field : (has_prompt_field ? prompts.name : "caption");
+  return scan;
+}
+
+// Everything the embedding of one run needs, shard after shard.
 struct ShardJob {
+  const EmbedJobOptions& options;
   const FacetEncoder& encoder;
-  const std::vector<data::CaptionRecord>& records;
-  const std::string& field;
   EmbeddingStoreWriter& writer;
   JsonlWriter& log;
   ProgressBar& bar;
+  EmbedJobSummary& summary;
 };
 
-// Encodes records [begin, end) and writes them as store shard `shard`.
-void embed_store_shard(const ShardJob& job, int64_t shard, int64_t begin, int64_t end,
-                       const std::vector<std::string>& keys, EmbedJobSummary* summary) {
-  const auto shard_start = std::chrono::steady_clock::now();
+// Store shard `shard`: skipped when a killed run already wrote it with these
+// keys, else tokenized, encoded and written atomically.
+void embed_store_shard(const ShardJob& job, int64_t shard, const std::vector<std::string>& keys,
+                       const std::vector<std::string>& texts) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  if (job.writer.has_shard(shard, &keys)) {
+    job.summary.resumed += n;
+    job.bar.set_initial(job.bar.done() + n);
+    return;
+  }
+  const auto start = Clock::now();
   std::vector<TokenizedCaption> tokenized;
   int64_t truncated = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    tokenized.push_back(job.encoder.tokenize(job.records[i].fields.at(job.field)));
+  for (int64_t i = 0; i < n; ++i) {
+    tokenized.push_back(job.encoder.tokenize(texts[static_cast<size_t>(i)]));
     if (tokenized.back().truncated) {
       ++truncated;
-      spdlog::debug("caption of '{}' truncated to fit {} tokens", job.records[i].key,
+      spdlog::debug("caption of '{}' truncated to fit {} tokens", keys[static_cast<size_t>(i)],
                     job.encoder.max_tokens());
     }
   }
   EncodeStats stats;
-  const auto embeddings = job.encoder.encode(tokenized, &stats);
-  job.writer.write_shard(shard, keys, embeddings);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - shard_start).count();
-  summary->embedded += end - begin;
-  summary->truncated += truncated;
-  summary->tokens += stats.tokens;
-  job.bar.advance(end - begin, stats.tokens);
+  job.writer.write_shard(shard, keys, job.encoder.encode(tokenized, &stats));
+  const double seconds = seconds_since(start);
+  job.summary.embedded += n;
+  job.summary.truncated += truncated;
+  job.summary.tokens += stats.tokens;
+  job.bar.advance(n, stats.tokens);
   job.log.write({{"event", "shard"},
                  {"shard", shard},
-                 {"captions", end - begin},
+                 {"captions", n},
                  {"tokens", stats.tokens},
                  {"padded_tokens", stats.padded_tokens},
                  {"truncated", truncated},
                  {"seconds", seconds},
-                 {"captions_per_s", (end - begin) / std::max(seconds, 1e-9)},
+                 {"captions_per_s", n / std::max(seconds, 1e-9)},
                  {"tokens_per_s", stats.tokens / std::max(seconds, 1e-9)}});
+}
+
+// The second pass: this part's records with text in `field`, streamed into
+// store shards of options.shard_size in input order (the same split on every
+// run, so a resumed run finds its shards), each embedded once it is full.
+// Returns the input problems, in the order found.
+std::vector<data::InputProblem> embed_inputs(const ShardJob& job, const std::string& field) {
+  const EmbedJobOptions& o = job.options;
+  std::vector<data::InputProblem> problems;
+  std::vector<std::string> keys, texts;
+  int64_t shard = 0, taken = 0;
+  const auto flush = [&] {
+    if (keys.empty()) return;
+    embed_store_shard(job, shard++, keys, texts);
+    keys.clear();
+    texts.clear();
+  };
+  data::CaptionSink sink;
+  sink.selects = [&](const std::string& key) { return data::in_part(key, o.part); };
+  sink.problem = [&](data::InputProblem&& p) { problems.push_back(std::move(p)); };
+  sink.record = [&](data::CaptionRecord&& r) {
+    if (o.limit > 0 && taken >= o.limit) throw data::StopStreaming{};
+    const auto it = r.fields.find(field);
+    if (it == r.fields.end()) {
+      problems.push_back({r.key, r.source, "missing field '" + field + "'", true});
+      return;
+    }
+    keys.push_back(std::move(r.key));
+    texts.push_back(std::move(it->second));
+    ++taken;
+    if (static_cast<int64_t>(keys.size()) == o.shard_size) flush();
+  };
+  data::stream_captions(o.inputs, o.source, sink);
+  flush();
+  job.summary.records = taken;
+  return problems;
 }
 
 }  // namespace
 
-nlohmann::json llm_identity(const std::filesystem::path& llm_dir) {
-  const auto config = llm::load_llm_config(llm_dir);
-  const llm::WeightFiles weights(llm_dir);
-  std::string per_file;
-  for (const auto& f : weights.files()) {
-    per_file += f->path().filename().string() + ":" + sha256_file_hex(f->path()) + "\n";
-  }
-  auto name = std::filesystem::weakly_canonical(llm_dir).filename().string();
-  return {{"name", name},
-          {"architecture", config.architecture_name},
-          {"config_sha256", sha256_file_hex(llm_dir / "config.json")},
-          {"weights_checksum", "sha256:" + sha256_hex(per_file)}};
-}
-
 EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   if (o.inputs.empty()) fail("no input given (--input)");
   o.part.validate(kPartFlags);
   if (o.shard_size < 1) fail("--shard-size must be at least 1");
   const PromptSet prompts = load_prompt_set(o.prompts);
-
-  // Inputs first: bad input is reported before the model is loaded.
-  data::CaptionInput input = data::read_captions(o.inputs, o.source);
-  const std::string field = choose_field(o, prompts, input.records);
-  const auto records = usable_records(o, field, input);
-
-  EmbedJobSummary summary;
-  summary.store = o.out;
-  summary.records = static_cast<int64_t>(records.size());
-  summary.problems = static_cast<int64_t>(input.problems.size());
-  for (const auto& p : input.problems) summary.dropped += p.dropped ? 1 : 0;
-  std::filesystem::create_directories(o.out);
-  report_problems(o, input.problems, summary.dropped);
+  // Inputs first: a missing or unknown input is reported before the model loads.
+  data::check_caption_inputs(o.inputs, o.source);
+  const InputScan scan = scan_inputs(o, prompts);
 
   const auto [model, tokenizer] = llm::load_llm(o.llm_dir, o.compute_dtype, o.device);
   const FacetEncoder encoder(model, *tokenizer, prompts, o.encoder);
+  std::filesystem::create_directories(o.out);
   EmbeddingStoreWriter writer(o.out, store_identity(o, prompts, encoder), o.part);
 
+  EmbedJobSummary summary;
+  summary.store = o.out;
   JsonlWriter log(o.out / "embed-log.jsonl");
-  const int64_t n = static_cast<int64_t>(records.size());
-  ProgressBar bar("embed " + prompts.name, n, "captions", o.progress ? stderr : nullptr);
+  const int64_t expected = o.limit > 0 ? std::min(o.limit, scan.records) : scan.records;
+  ProgressBar bar("embed " + prompts.name, expected, "captions", o.progress ? stderr : nullptr);
   bar.set_extra_unit("tok");
-  const ShardJob job{encoder, records, field, writer, log, bar};
-  const int64_t num_store_shards = (n + o.shard_size - 1) / o.shard_size;
-  for (int64_t shard = 0; shard < num_store_shards; ++shard) {
-    const int64_t begin = shard * o.shard_size, end = std::min(n, begin + o.shard_size);
-    std::vector<std::string> keys;
-    for (int64_t i = begin; i < end; ++i) keys.push_back(records[i].key);
-    if (writer.has_shard(shard, &keys)) {
-      summary.resumed += end - begin;
-      bar.set_initial(bar.done() + (end - begin));
-      continue;
-    }
-    embed_store_shard(job, shard, begin, end, keys, &summary);
-  }
+  const std::vector<data::InputProblem> problems =
+      embed_inputs({o, encoder, writer, log, bar, summary}, scan.field);
   bar.finish();
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::json job_info = {{"inputs", o.inputs},
-                             {"field", field},
-                             {"mode", to_string(o.encoder.mode)},
-                             {"compute_dtype", o.compute_dtype},
-                             {"max_tokens", encoder.max_tokens()},
-                             {"input_problems", summary.problems},
-                             {"dropped", summary.dropped},
-                             {"truncated_this_run", summary.truncated}};
-  writer.finalize(job_info);
+  summary.problems = static_cast<int64_t>(problems.size());
+  for (const auto& p : problems) summary.dropped += p.dropped ? 1 : 0;
+  report_problems(o, problems, summary.dropped);
+
+  summary.seconds = seconds_since(start);
+  writer.finalize({{"inputs", o.inputs},
+                   {"field", scan.field},
+                   {"mode", to_string(o.encoder.mode)},
+                   {"compute_dtype", o.compute_dtype},
+                   {"max_tokens", encoder.max_tokens()},
+                   {"input_problems", summary.problems},
+                   {"dropped", summary.dropped},
+                   {"truncated_this_run", summary.truncated}});
   log.write({{"event", "done"},
              {"records", summary.records},
              {"embedded", summary.embedded},

@@ -1,4 +1,4 @@
-// The offline embedding job behind `flame embed`: read captions, keep this
+// The offline embedding job behind `flame embed`: stream captions, keep this
 // process's scale-out part, encode each store shard (file) with the
 // FacetEncoder, and write it atomically. A killed job restarted with the same
 // arguments skips the shards already on disk, so the final store equals an
@@ -27,7 +27,7 @@ struct EmbedJobOptions {
   data::CaptionSourceOptions source;
   FacetEncoderOptions encoder;
   std::string compute_dtype = "bf16";
-  std::string store_dtype = "f16";  // f16 | bf16
+  std::string store_dtype = "f16";  // f16 | bf16 | int8
   std::string device = "cpu";
   int64_t shard_size = 1024;  // captions per store shard file (the unit of resume)
   PartSelection part;         // scale-out: this process writes part part.index of part.count
@@ -47,10 +47,11 @@ struct EmbedJobSummary {
   std::filesystem::path store;  // the output directory
 };
 
-// Hash identity of a checkpoint for store manifests: name, architecture,
-// SHA-256 of config.json and of the weight files.
-nlohmann::json llm_identity(const std::filesystem::path& llm_dir);
-
+// Embeds this part's captions into the store at options.out. The inputs are
+// read twice as streams (a count for progress, then the embedding), never held
+// in memory; store shards are embedded as they fill, so a killed job restarted
+// with the same arguments skips the shards on disk and ends with the store an
+// uninterrupted run writes.
 EmbedJobSummary run_embed_job(const EmbedJobOptions& options);
 
 }  // namespace flame::text

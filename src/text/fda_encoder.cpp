@@ -12,7 +12,9 @@ namespace flame::text {
 
 namespace {
 
-llm::TokenIds to_token_ids(const std::vector<int32_t>& ids) { return llm::TokenIds(ids.begin(), ids.end()); }
+llm::TokenIds to_token_ids(const std::vector<int32_t>& ids) {
+  return llm::TokenIds(ids.begin(), ids.end());
+}
 
 }  // namespace
 
@@ -44,14 +46,17 @@ FacetEncoder::FacetEncoder(const llm::Transformer& model, const llm::Tokenizer& 
   max_tokens_ = options_.max_tokens > 0 ? options_.max_tokens : model_.config().max_position_embeddings;
   for (const auto& facet : prompts_.facets) {
     facet_tokens_.push_back(to_token_ids(tokenizer_.encode(facet.text, /*add_special_tokens=*/false)));
-    if (facet_tokens_.back().empty()) fail("prompt set '{}': facet '{}' has no tokens", prompts_.name, facet.name);
+    if (facet_tokens_.back().empty())
+      fail("prompt set '{}': facet '{}' has no tokens", prompts_.name, facet.name);
     facet_tokens_total_ += static_cast<int64_t>(facet_tokens_.back().size());
     facet_tokens_max_ = std::max<int64_t>(facet_tokens_max_, facet_tokens_.back().size());
   }
   if (options_.batch_tokens <= 0) fail("batch_tokens must be positive");
 }
 
-int64_t FacetEncoder::dim() const { return model_.config().hidden_size; }
+int64_t FacetEncoder::dim() const {
+  return model_.config().hidden_size;
+}
 
 TokenizedCaption FacetEncoder::tokenize(std::string_view caption) const {
   const std::string clean = clean_caption(caption);
@@ -63,7 +68,8 @@ TokenizedCaption FacetEncoder::tokenize(std::string_view caption) const {
   const auto caption_ids = tokenizer_.encode(clean, /*add_special_tokens=*/false);
   int64_t keep = static_cast<int64_t>(caption_ids.size()) - (static_cast<int64_t>(out.prefix.size()) - limit);
   while (keep > 0) {
-    std::string cut = tokenizer_.decode(std::vector<int32_t>(caption_ids.begin(), caption_ids.begin() + keep));
+    std::string cut =
+        tokenizer_.decode(std::vector<int32_t>(caption_ids.begin(), caption_ids.begin() + keep));
     utf8::drop_incomplete_tail(cut);  // a token cut may split a character
     out.prefix = to_token_ids(tokenizer_.encode(prompts_.prefix(cut)));
     const int64_t over = static_cast<int64_t>(out.prefix.size()) - limit;
@@ -104,7 +110,8 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
   while (start < order.size()) {
     const int64_t widest = row_tokens(captions[order[start]]);
     size_t end = start + 1;
-    while (end < order.size() && static_cast<int64_t>(end - start + 1) * widest <= options_.batch_tokens) ++end;
+    while (end < order.size() && static_cast<int64_t>(end - start + 1) * widest <= options_.batch_tokens)
+      ++end;
     const std::vector<int64_t> batch(order.begin() + static_cast<std::ptrdiff_t>(start),
                                      order.begin() + static_cast<std::ptrdiff_t>(end));
     switch (options_.mode) {
@@ -115,7 +122,8 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
     start = end;
   }
   local.captions = n;
-  if (options_.normalize) out = torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  if (options_.normalize)
+    out = torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   if (stats != nullptr) {
     stats->captions += local.captions;
     stats->tokens += local.tokens;
@@ -132,8 +140,9 @@ torch::Tensor FacetEncoder::encode_texts(const std::vector<std::string>& caption
   return encode(tokenized, stats);
 }
 
-void FacetEncoder::encode_packed(const std::vector<TokenizedCaption>& captions, const std::vector<int64_t>& batch,
-                                 torch::Tensor& out, EncodeStats& stats) const {
+void FacetEncoder::encode_packed(const std::vector<TokenizedCaption>& captions,
+                                 const std::vector<int64_t>& batch, torch::Tensor& out,
+                                 EncodeStats& stats) const {
   std::vector<llm::TokenIds> prefixes;
   for (int64_t i : batch) prefixes.push_back(captions[i].prefix);
   const std::vector<std::vector<llm::TokenIds>> facets(batch.size(), facet_tokens_);
@@ -192,8 +201,9 @@ void FacetEncoder::encode_with_cache(const std::vector<TokenizedCaption>& captio
   stats.passes += 2;
 }
 
-void FacetEncoder::encode_naive(const std::vector<TokenizedCaption>& captions, const std::vector<int64_t>& batch,
-                                torch::Tensor& out, EncodeStats& stats) const {
+void FacetEncoder::encode_naive(const std::vector<TokenizedCaption>& captions,
+                                const std::vector<int64_t>& batch, torch::Tensor& out,
+                                EncodeStats& stats) const {
   const auto device = model_.options().device;
   const auto b = static_cast<int64_t>(batch.size());
   const auto k = static_cast<int64_t>(facet_tokens_.size());

@@ -10,9 +10,10 @@ JoinedStores::JoinedStores(std::vector<EmbeddingStore> stores) : stores_(std::mo
   if (stores_.empty()) fail("no stores to join");
   const EmbeddingStore& first = stores_.front();
   for (const auto& store : stores_) {
-    if (store.identity().llm != first.identity().llm) {
-      fail("cannot join stores made by different LLMs: {} has {}, {} has {}", first.dir().string(),
-           first.identity().llm.dump(), store.dir().string(), store.identity().llm.dump());
+    const auto llm = llm_differences(first.identity().llm, store.identity().llm);
+    if (!llm.empty()) {
+      fail("cannot join stores made by different LLMs: {}",
+           describe_differences(llm, first.dir().string(), store.dir().string() + " with"));
     }
     if (store.dim() != first.dim()) {
       fail("cannot join stores of different dims: {} has D={}, {} has D={}", first.dir().string(),

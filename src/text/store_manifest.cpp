@@ -88,25 +88,35 @@ StoreIdentity identity_from_json(const json& manifest, const std::string& source
   return id;
 }
 
-std::vector<IdentityDifference> identity_differences(const StoreIdentity& a, const StoreIdentity& b) {
+std::vector<IdentityDifference> llm_differences(const json& a, const json& b) {
   std::vector<IdentityDifference> out;
+  // Name the LLM fields that differ, in a stable order. "name" (the folder's)
+  // is shown in messages but not compared: a copy of a checkpoint elsewhere
+  // is the same LLM.
+  std::vector<std::string> names;
+  for (const json* llm : {&a, &b})
+    if (llm->is_object())
+      for (const auto& [name, value] : llm->items())
+        if (name != "name") names.push_back(name);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  const auto field_of = [](const json& llm, const std::string& name) {
+    return llm.is_object() && llm.contains(name) ? llm.at(name) : json(nullptr);
+  };
+  for (const auto& name : names) {
+    if (field_of(a, name) != field_of(b, name))
+      out.push_back({"LLM " + name, quoted(field_of(a, name)), quoted(field_of(b, name))});
+  }
+  if (out.empty() && (!a.is_object() || !b.is_object()) && a != b)
+    out.push_back({"LLM", quoted(a), quoted(b)});
+  return out;
+}
+
+std::vector<IdentityDifference> identity_differences(const StoreIdentity& a, const StoreIdentity& b) {
+  std::vector<IdentityDifference> out = llm_differences(a.llm, b.llm);
   const auto compare = [&](const std::string& field, const json& x, const json& y) {
     if (x != y) out.push_back({field, quoted(x), quoted(y)});
   };
-  if (a.llm != b.llm) {
-    // Name the LLM fields that differ, in a stable order.
-    std::vector<std::string> names;
-    for (const json* llm : {&a.llm, &b.llm})
-      if (llm->is_object())
-        for (const auto& [name, value] : llm->items()) names.push_back(name);
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
-    const auto field_of = [](const json& llm, const std::string& name) {
-      return llm.is_object() && llm.contains(name) ? llm.at(name) : json(nullptr);
-    };
-    for (const auto& name : names) compare("LLM " + name, field_of(a.llm, name), field_of(b.llm, name));
-    if (out.empty()) compare("LLM", a.llm, b.llm);
-  }
   compare("prompt set", a.prompt_set_name, b.prompt_set_name);
   compare("prompt set sha256", a.prompt_set_sha256, b.prompt_set_sha256);
   compare("facets", a.facets, b.facets);

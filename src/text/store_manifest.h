@@ -25,7 +25,9 @@ inline constexpr const char* kEmbeddingsTensor = "embeddings";
 inline constexpr const char* kScalesTensor = "scales";  // int8 stores: [n, K] f32
 
 struct StoreIdentity {
-  // {"name", "architecture", "config_sha256", "weights_checksum"}; compared as a whole.
+  // llm/checkpoint_identity.h: {"name", "architecture", "config_sha256",
+  // "weights_fingerprint"} (older stores: "weights_checksum"); compared field
+  // by field except "name" (llm_differences).
   nlohmann::json llm = nlohmann::json::object();
   std::string prompt_set_name;
   std::string prompt_set_sha256;
@@ -57,6 +59,9 @@ struct IdentityDifference {
   std::string first, second;
 };
 std::vector<IdentityDifference> identity_differences(const StoreIdentity& first, const StoreIdentity& second);
+// The fields of two `llm` identities that differ; the folder "name" is not
+// compared (a copy of a checkpoint elsewhere is the same LLM).
+std::vector<IdentityDifference> llm_differences(const nlohmann::json& first, const nlohmann::json& second);
 
 // "store was made with prompt set 'short', this job uses 'long'; ..." or "" when equal.
 std::string describe_differences(const std::vector<IdentityDifference>& differences,

@@ -111,13 +111,17 @@ StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
   return check_parts(parts, expected_keys, &opened);
 }
 
-void merge_stores(const std::vector<fs::path>& parts, const fs::path& out) {
+void merge_stores(const std::vector<fs::path>& parts, const fs::path& out, MergeTarget target) {
   std::vector<EmbeddingStore> stores;
   const StoreCheckReport report = check_parts(parts, nullptr, &stores);
   if (!report.ok()) fail("cannot merge into '{}':\n{}", out.string(), report.summary());
-  if (fs::exists(out) && !fs::is_empty(out))
+  if (target == MergeTarget::kEmptyDirectory && fs::exists(out) && !fs::is_empty(out))
     fail("cannot merge into '{}': it exists and is not empty", out.string());
   fs::create_directories(out);
+  if (target == MergeTarget::kReplaceStoreFiles) {
+    fs::remove(out / kManifestFile);  // first: until the new one is written, `out` is no finished store
+    for (const auto& [id, path] : list_shard_files(out)) fs::remove(path);
+  }
   std::sort(stores.begin(), stores.end(),
             [](const EmbeddingStore& a, const EmbeddingStore& b) { return a.part().index < b.part().index; });
 

@@ -35,6 +35,11 @@ StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
 // file system allows (else copied), and a manifest saying part 0 of 1 whose
 // "job" lists the parts merged. Throws flame::Error with the report's summary
 // when the parts do not verify.
-void merge_stores(const std::vector<fs::path>& parts, const fs::path& out);
+// With kReplaceStoreFiles, `out` may hold other things (a launched job's
+// parts/ folder): only its manifest and shard files, from an earlier merge,
+// are replaced.
+enum class MergeTarget { kEmptyDirectory, kReplaceStoreFiles };
+void merge_stores(const std::vector<fs::path>& parts, const fs::path& out,
+                  MergeTarget target = MergeTarget::kEmptyDirectory);
 
 }  // namespace flame::text

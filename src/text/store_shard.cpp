@@ -81,8 +81,7 @@ void warn_if_lossy(const std::string& source, const StoreIdentity& identity,
   }
 }
 
-void check_scales(const SafetensorsFile& file, const std::string& source,
-                  const std::vector<int64_t>& shape) {
+void check_scales(const SafetensorsFile& file, const std::string& source, const std::vector<int64_t>& shape) {
   if (!file.contains(kScalesTensor)) fail("{}: an int8 shard needs the tensor '{}'", source, kScalesTensor);
   const TensorInfo& info = file.info(kScalesTensor);
   if (info.dtype != DType::F32 || info.shape != shape) {

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "text/store_manifest.h"
-#include "util/safetensors.h"
 #include "util/part_selection.h"
+#include "util/safetensors.h"
 
 namespace flame::text {
 

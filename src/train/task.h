@@ -21,7 +21,7 @@
 
 #include "data/paired_texts.h"
 #include "data/train_loader.h"
-#include "train/distributed.h"
+#include "util/distributed.h"
 #include "train/train_options.h"
 #include "train/trained_model.h"
 #include "train/trainer.h"

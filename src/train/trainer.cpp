@@ -10,7 +10,7 @@
 #include "data/image_source.h"
 #include "data/train_loader.h"
 #include "train/checkpoint.h"
-#include "train/distributed.h"
+#include "util/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/task.h"
 #include "train/trained_model.h"

@@ -1,4 +1,5 @@
-// Data-parallel communication for training, on top of LibTorch's c10d: a
+// Data-parallel communication (training; the parts of a scale-out embed job),
+// on top of LibTorch's c10d: a
 // TCPStore for the rendezvous and a Gloo process group (NCCL on CUDA builds that
 // have it). One process per rank, started by torchrun or scripts/launch, which
 // describe the job in environment variables (docs/distributed.md).
@@ -16,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace flame::train {
+namespace flame {
 
 // Where this process sits in the job: torchrun's RANK, WORLD_SIZE, LOCAL_RANK,
 // MASTER_ADDR and MASTER_PORT.
@@ -95,4 +96,4 @@ class Distributed {
   std::unique_ptr<Group> group_;
 };
 
-}  // namespace flame::train
+}  // namespace flame

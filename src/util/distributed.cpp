@@ -7,8 +7,8 @@
 #define FLAME_HAVE_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -22,7 +22,7 @@
 #include "util/error.h"
 #include "util/strings.h"
 
-namespace flame::train {
+namespace flame {
 
 // The Gloo and NCCL groups derive from c10d::Backend since LibTorch 2.0, from
 // c10d::ProcessGroup before; both offer the collectives used here.
@@ -425,4 +425,4 @@ void Distributed::barrier() {
   run_collective(rank_, world_size_, "barrier", [&] { return group_->pg->barrier(); });
 }
 
-}  // namespace flame::train
+}  // namespace flame
