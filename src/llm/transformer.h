@@ -111,9 +111,6 @@ class Transformer {
   const LlmConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
   int64_t num_layers() const { return config_.num_hidden_layers; }
-  torch::TensorOptions tensor_options() const {
-    return torch::TensorOptions().dtype(options_.dtype).device(options_.device);
-  }
   const std::vector<LayerWeights>& layers() const { return layers_; }
   const torch::Tensor& embed_tokens() const { return embed_; }
   const torch::Tensor& lm_head() const { return lm_head_; }
