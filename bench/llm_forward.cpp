@@ -196,7 +196,7 @@ json child_fda(const Args& a) {
     in.input_ids = fb.input_ids;
     in.valid = fb.valid;
     in.past = &cache;
-    in.past_rows = llm::continuation_rows(B, K);
+    in.rows_per_past = K;
     llm::ForwardRequest req;
     req.hidden_layers = {layer};
     req.gather = fb.last_index;
@@ -440,8 +440,8 @@ int render(const json& results) {
                       fda[k]["captions_per_s"].get<double>(), fda[k]["min_cosine_vs_packed"].get<double>());
   }
   md << "\npacked = one pass per caption row with the block mask (`pack_facets`); cache = prefix pass with "
-        "`cache_layers`, then all B x K facets in one pass reading the shared cache (`continuation_rows`); naive = "
-        "B x K full prompts.\n";
+        "`cache_layers`, then all B x K facets in one pass reading the shared cache (`rows_per_past`); "
+        "naive = B x K full prompts.\n";
   const std::string notes_path = std::string(FLAME_BENCH_RESULTS_DIR) + "/llm_forward_notes.md";
   if (fs::exists(notes_path)) md << "\n" << read_file(notes_path);
   const fs::path out = fs::path(FLAME_BENCH_RESULTS_DIR) / "llm_forward.md";

@@ -115,15 +115,28 @@ TEST(TransformerCache, SharedPrefixWithKContinuationsEqualsFullPasses) {
     cont.input_ids = sb.input_ids;
     cont.valid = sb.valid;
     cont.past = &cache;
-    cont.past_rows = continuation_rows(2, 3);
+    cont.rows_per_past = 3;
     ForwardRequest req;
     req.hidden_layers = {2, 1};
     req.gather = sb.last_index;
     const auto shared = model.forward(cont, req);
     ASSERT_EQ(shared.hidden[0].sizes(), (std::vector<int64_t>{6, 1, model.config().hidden_size}));
 
+    // The same mapping as past_rows reads copied cache rows.
+    ForwardInput by_rows = cont;
+    by_rows.rows_per_past = 1;
+    by_rows.past_rows = torch::tensor({0, 0, 0, 1, 1, 1}, torch::kInt64);
+    const auto by_rows_out = model.forward(by_rows, req);
+    // rows_per_past must cover the batch, and excludes past_rows.
+    by_rows.rows_per_past = 3;
+    EXPECT_THROW(model.forward(by_rows, req), Error);
+    ForwardInput too_few = cont;
+    too_few.rows_per_past = 2;
+    EXPECT_THROW(model.forward(too_few, req), Error);
+
     // Any other row mapping (here reversed) goes through copied cache rows.
     ForwardInput reversed = cont;
+    reversed.rows_per_past = 1;
     reversed.past_rows = torch::tensor({1, 1, 1, 0, 0, 0}, torch::kInt64);
     std::vector<TokenIds> swapped(suffixes.begin() + 3, suffixes.end());
     swapped.insert(swapped.end(), suffixes.begin(), suffixes.begin() + 3);
@@ -140,6 +153,7 @@ TEST(TransformerCache, SharedPrefixWithKContinuationsEqualsFullPasses) {
       const int64_t swapped_row = (r + 3) % 6;
       for (size_t i = 0; i < 2; ++i) {
         EXPECT_LE(relative_diff(shared.hidden[i][r][0], full[i][last]), kTol) << arch << " row " << r;
+        EXPECT_LE(relative_diff(by_rows_out.hidden[i][r][0], full[i][last]), kTol) << arch << " row " << r;
         EXPECT_LE(relative_diff(copied.hidden[i][swapped_row][0], full[i][last]), kTol) << arch << " row " << r;
       }
     }

@@ -90,8 +90,4 @@ FacetPacking pack_facets(const std::vector<TokenIds>& prefixes, const std::vecto
   return p;
 }
 
-torch::Tensor continuation_rows(int64_t batch, int64_t k) {
-  return torch::arange(batch, torch::kInt64).repeat_interleave(k);
-}
-
 }  // namespace flame::llm

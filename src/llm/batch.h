@@ -5,7 +5,7 @@
 //   (a) pack_facets: one packed row per caption with a block mask, every
 //       facet's positions continuing from the prefix end; one forward pass.
 //   (b) prefix batch -> KvCache -> continuation batch of B*K facet rows that
-//       read the shared cache (ForwardInput::past_rows = continuation_rows).
+//       read the shared cache (ForwardInput::rows_per_past = K).
 #pragma once
 
 #include <torch/torch.h>
@@ -39,9 +39,5 @@ struct FacetPacking {
 // every facet at least one token. On the CPU.
 FacetPacking pack_facets(const std::vector<TokenIds>& prefixes, const std::vector<std::vector<TokenIds>>& facets,
                          int64_t pad_id = 0);
-
-// Layout (b): [batch * k] int64 = 0,..,0, 1,..,1, ...: continuation row i
-// reads cache row i / k (the layout the attention shares without copies).
-torch::Tensor continuation_rows(int64_t batch, int64_t k);
 
 }  // namespace flame::llm

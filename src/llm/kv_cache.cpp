@@ -37,4 +37,63 @@ void KvCache::check() const {
   }
 }
 
+BatchPast::BatchPast(const KvCache* past, const torch::Tensor& past_rows, int64_t rows_per_past,
+                     int64_t batch, int64_t layers, const torch::Device& device) {
+  if (past == nullptr || past->length() == 0) return;
+  past->check();
+  if (past->num_layers() < layers) {
+    fail("forward: the KV cache holds {} layers, this pass needs {}", past->num_layers(), layers);
+  }
+  const int64_t cache_rows = past->batch_size();
+  if (rows_per_past < 1) fail("forward: rows_per_past must be at least 1, not {}", rows_per_past);
+  past_ = past;
+  if (past_rows.defined()) {
+    if (rows_per_past != 1) fail("forward: give past_rows or rows_per_past, not both");
+    const torch::Tensor rows = past_rows.to(torch::kCPU, torch::kInt64).reshape({-1});
+    if (rows.size(0) != batch) fail("forward: past_rows has {} entries for {} rows", rows.size(0), batch);
+    if (rows.numel() > 0 && (rows.min().item<int64_t>() < 0 || rows.max().item<int64_t>() >= cache_rows)) {
+      fail("forward: past_rows refers to rows outside the cache's {} rows", cache_rows);
+    }
+    selected_ = past->select_rows(rows);
+    copied_ = true;
+  } else if (rows_per_past == 1 && cache_rows != batch) {
+    fail("forward: the KV cache has {} rows but the batch {}; give past_rows", cache_rows, batch);
+  } else if (cache_rows * rows_per_past != batch) {
+    fail("forward: rows_per_past {} over the KV cache's {} rows makes {} rows, the batch has {}",
+         rows_per_past, cache_rows, cache_rows * rows_per_past, batch);
+  }
+  rows_per_past_ = rows_per_past;
+  valid_ = per_row(cache().valid).to(device);
+  positions_ = per_row(cache().positions).to(device);
+}
+
+torch::Tensor BatchPast::per_row(const torch::Tensor& t) const {
+  return rows_per_past_ > 1 ? t.repeat_interleave(rows_per_past_, 0) : t;
+}
+
+torch::Tensor BatchPast::next_positions() const {
+  return per_row(cache().next_positions()).to(valid_.device());
+}
+
+torch::Tensor BatchPast::key_positions(const torch::Tensor& positions) const {
+  return empty() ? positions : torch::cat({positions_, positions}, 1);
+}
+
+KvCache BatchPast::extend(const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
+                          const torch::Tensor& valid, const torch::Tensor& key_positions) const {
+  KvCache out;
+  if (empty()) {
+    out.keys = keys;
+    out.values = values;
+  } else {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out.keys.push_back(torch::cat({per_row(cache().keys[i]), keys[i]}, 2));
+      out.values.push_back(torch::cat({per_row(cache().values[i]), values[i]}, 2));
+    }
+  }
+  out.valid = empty() ? valid : torch::cat({valid_, valid}, 1);
+  out.positions = key_positions.contiguous();
+  return out;
+}
+
 }  // namespace flame::llm

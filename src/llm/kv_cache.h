@@ -34,4 +34,47 @@ struct KvCache {
   void check() const;
 };
 
+// The past of one forward pass, mapped to the batch's rows: row b continues
+// row b / rows_per_past() of cache(). cache() is the caller's cache itself
+// (rows_per_past() consecutive rows share each of its rows without copies) or,
+// for an arbitrary row mapping, a copy of the selected rows.
+class BatchPast {
+ public:
+  BatchPast() = default;  // no past
+
+  // past: nullptr or of length 0 = no past. The batch's rows map to the
+  // cache's by past_rows ([B] int64 cache rows, copied) or else rows_per_past
+  // (row b -> b / rows_per_past). `layers`: how many the pass runs. The
+  // valid/positions of the rows are put on `device`. Throws flame::Error.
+  BatchPast(const KvCache* past, const torch::Tensor& past_rows, int64_t rows_per_past, int64_t batch,
+            int64_t layers, const torch::Device& device);
+
+  bool empty() const { return past_ == nullptr; }
+  int64_t length() const { return empty() ? 0 : past_->length(); }  // P
+  const KvCache& cache() const { return copied_ ? selected_ : *past_; }
+  int64_t rows_per_past() const { return rows_per_past_; }
+  const torch::Tensor& valid() const { return valid_; }  // [B, P] bool; undefined without a past
+
+  // [B] int64: where each row's positions start by default (KvCache::next_positions).
+  torch::Tensor next_positions() const;
+
+  // [B, P + T]: the past's positions then the new tokens' ([B, T]).
+  torch::Tensor key_positions(const torch::Tensor& positions) const;
+
+  // The past followed by the new tokens: per layer run, keys/values
+  // [B, kv_heads, T, head_dim]; valid [B, T]; key_positions as above.
+  KvCache extend(const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
+                 const torch::Tensor& valid, const torch::Tensor& key_positions) const;
+
+ private:
+  // The cache's rows ([B / rows_per_past, ...]) as the batch's [B, ...].
+  torch::Tensor per_row(const torch::Tensor& t) const;
+
+  const KvCache* past_ = nullptr;  // the caller's cache
+  bool copied_ = false;            // past_rows selected rows: cache() = selected_
+  KvCache selected_;
+  int64_t rows_per_past_ = 1;
+  torch::Tensor valid_, positions_;  // [B, P] on the device
+};
+
 }  // namespace flame::llm

@@ -57,6 +57,168 @@ torch::Tensor concat_rows(const std::vector<torch::Tensor>& parts) {
   return torch::cat(parts, 0);
 }
 
+// input_ids and valid, checked and on the device.
+struct Tokens {
+  torch::Tensor ids;    // [B, T] int64
+  torch::Tensor valid;  // [B, T] bool
+};
+
+// t ([B, T] like input_ids) on the device as `dtype`.
+torch::Tensor like_ids(const torch::Tensor& t, const char* what, int64_t B, int64_t T,
+                       torch::ScalarType dtype, const torch::Device& dev) {
+  if (t.dim() != 2 || t.size(0) != B || t.size(1) != T) {
+    fail("forward: {} has shape [{}], expected [{}, {}] like input_ids", what, fmt::join(t.sizes(), ", "), B,
+         T);
+  }
+  return t.to(dev, dtype);
+}
+
+Tokens checked_tokens(const ForwardInput& in, const torch::Device& dev) {
+  if (!in.input_ids.defined() || in.input_ids.dim() != 2)
+    fail("forward: input_ids must be a [batch, tokens] tensor");
+  Tokens t;
+  t.ids = in.input_ids.to(dev, torch::kInt64);
+  const int64_t B = t.ids.size(0), T = t.ids.size(1);
+  if (B == 0 || T == 0) fail("forward: empty input ({} rows of {} tokens)", B, T);
+  t.valid = in.valid.defined() ? like_ids(in.valid, "valid", B, T, torch::kBool, dev)
+                               : torch::ones({B, T}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+  return t;
+}
+
+// Which layers a request needs run, and whether it needs the final norm.
+struct LayerPlan {
+  int64_t run = 0;
+  bool final_norm = false;
+};
+
+LayerPlan plan_layers(const ForwardRequest& req, int64_t L) {
+  LayerPlan plan{req.logits ? L : 0, req.logits};
+  for (const int64_t h : req.hidden_layers) {
+    if (h < 0 || h > L) fail("forward: hidden layer {} out of range 0..{}", h, L);
+    plan.run = std::max(plan.run, h);
+    if (h == L) plan.final_norm = true;
+  }
+  if (req.cache && plan.run == 0 && !plan.final_norm) {
+    plan.run = req.cache_layers > 0 ? std::min(req.cache_layers, L) : L;
+  }
+  return plan;
+}
+
+// [B, T] int64 position ids: the given ones, or 0..T-1 after each row's past.
+torch::Tensor token_positions(const ForwardInput& in, const BatchPast& past, int64_t B, int64_t T,
+                              const torch::Device& dev) {
+  if (in.positions.defined()) return like_ids(in.positions, "positions", B, T, torch::kInt64, dev);
+  const torch::Tensor positions = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  if (past.empty()) return positions.unsqueeze(0).expand({B, T});
+  return positions.unsqueeze(0).expand({B, T}) + past.next_positions().unsqueeze(1);
+}
+
+// [B, G] int64 token indices (a [B] tensor is one per row), checked; undefined = all.
+torch::Tensor checked_gather(const torch::Tensor& index, int64_t B, int64_t T, const torch::Device& dev) {
+  if (!index.defined()) return {};
+  torch::Tensor gather = index.to(dev, torch::kInt64);
+  if (gather.dim() == 1) gather = gather.unsqueeze(1);
+  if (gather.dim() != 2 || gather.size(0) != B) fail("forward: gather must be [{}, G] token indices", B);
+  if (gather.numel() > 0 && (gather.min().item<int64_t>() < 0 || gather.max().item<int64_t>() >= T)) {
+    fail("forward: gather indices must lie in 0..{}", T - 1);
+  }
+  return gather;
+}
+
+// x [B, T, C] at the gathered tokens: [B, G, C] (x itself without a gather).
+torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& gather) {
+  if (!gather.defined()) return x;
+  return x.gather(1, gather.unsqueeze(-1).expand({x.size(0), gather.size(1), x.size(-1)}));
+}
+
+// Which keys each query attends to, shared by all layers of a pass.
+struct AttentionPattern {
+  torch::Tensor allowed;  // [B, T, P + T] bool
+  std::vector<QueryBlock> blocks;
+};
+
+AttentionPattern attention_pattern(const LlmConfig& c, const torch::Tensor& valid, const BatchPast& past,
+                                   const torch::Tensor& custom, const torch::Tensor& positions,
+                                   const torch::Tensor& key_positions) {
+  const bool mistral_window = c.sliding_window && c.architecture == Architecture::Mistral;
+  AttentionPattern pattern;
+  pattern.allowed = build_attention_mask(valid, past.valid(), custom, positions, key_positions,
+                                         mistral_window ? c.sliding_window : std::nullopt);
+  if (c.sliding_window && !mistral_window) {
+    // Qwen2's use_sliding_window applies to some layers only; refuse instead of guessing.
+    const torch::Tensor distance = positions.unsqueeze(2) - key_positions.unsqueeze(1);
+    if (pattern.allowed.logical_and(distance >= *c.sliding_window).any().item<bool>()) {
+      fail(
+          "forward: keys {} or more positions back need {}'s sliding window attention, which is not "
+          "supported",
+          *c.sliding_window, c.architecture_name);
+    }
+  }
+  pattern.blocks = plan_query_blocks(pattern.allowed, past.length());
+  return pattern;
+}
+
+// The attention of layer `layer` before its queries, keys and values: the
+// pattern and the layer's past keys/values.
+AttentionInputs layer_attention(const AttentionPattern& pattern, const BatchPast& past, int64_t layer) {
+  AttentionInputs a;
+  if (!past.empty()) {
+    a.past_k = past.cache().keys[static_cast<size_t>(layer)];
+    a.past_v = past.cache().values[static_cast<size_t>(layer)];
+    a.rows_per_past = past.rows_per_past();
+  }
+  a.allowed = pattern.allowed;
+  a.blocks = pattern.blocks;
+  return a;
+}
+
+struct QkRope {
+  RopeTables q, k;
+};
+
+// RoPE tables for the positions in the compute dtype. Angles in fp32;
+// 1/sqrt(D) is folded into the query tables.
+QkRope rope_tables(const torch::Tensor& inverse_frequencies, const torch::Tensor& positions, int64_t D,
+                   torch::ScalarType dtype) {
+  const torch::Tensor angles = positions.to(torch::kFloat32).unsqueeze(-1) * inverse_frequencies;
+  const torch::Tensor cos32 = angles.cos(), sin32 = angles.sin();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  QkRope tables;
+  tables.k = {cos32.to(dtype), sin32.to(dtype)};
+  tables.q = {(cos32 * scale).to(dtype), (sin32 * scale).to(dtype)};
+  return tables;
+}
+
+// A layer's projected queries, keys and values: [B, T, heads * D] each
+// (views of one matmul's output with fused weights).
+struct Qkv {
+  torch::Tensor q, k, v;
+};
+
+Qkv project_qkv(const torch::Tensor& h, const LayerWeights& l, int64_t q_dim, int64_t kv_dim) {
+  if (!l.qkv.defined()) return {linear(h, l.q, l.q_bias), linear(h, l.k, l.k_bias), linear(h, l.v, l.v_bias)};
+  const torch::Tensor qkv = linear(h, l.qkv, l.qkv_bias);
+  return {qkv.narrow(-1, 0, q_dim), qkv.narrow(-1, q_dim, kv_dim), qkv.narrow(-1, q_dim + kv_dim, kv_dim)};
+}
+
+// The MLP's silu(gate) * up: [B, T, I]; the gate/up matmuls are lapped as "linear".
+torch::Tensor gated_activation(const torch::Tensor& h, const LayerWeights& l, int64_t I, Laps& laps) {
+  const int64_t B = h.size(0), T = h.size(1);
+  torch::Tensor act;
+  if (l.gate_up.defined()) {
+    const torch::Tensor gu = linear(h, l.gate_up, l.gate_up_bias).view({B * T, 2 * I});
+    laps.lap("linear");
+    act = silu_mul(gu.narrow(1, 0, I), gu.narrow(1, I, I));
+  } else {
+    const torch::Tensor gate = linear(h, l.gate, l.gate_bias), up = linear(h, l.up, l.up_bias);
+    laps.lap("linear");
+    act = silu_mul(gate.view({B * T, I}), up.view({B * T, I}));
+  }
+  act = act.view({B, T, I});
+  laps.lap("activation");
+  return act;
+}
+
 }  // namespace
 
 Transformer Transformer::load(const std::filesystem::path& dir, const TransformerOptions& options) {
@@ -134,153 +296,44 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
   Laps laps(req.timings);
   const auto& c = config_;
   const torch::Device dev = options_.device;
-  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
-  const int64_t L = c.num_hidden_layers, H = c.hidden_size, D = c.head_dim;
-  const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
-
-  if (!in.input_ids.defined() || in.input_ids.dim() != 2) fail("forward: input_ids must be a [batch, tokens] tensor");
-  const torch::Tensor ids = in.input_ids.to(dev, torch::kInt64);
-  const int64_t B = ids.size(0), T = ids.size(1);
-  if (B == 0 || T == 0) fail("forward: empty input ({} rows of {} tokens)", B, T);
-  auto check_bt = [&](const torch::Tensor& t, const char* what) {
-    if (t.dim() != 2 || t.size(0) != B || t.size(1) != T) {
-      fail("forward: {} has shape [{}], expected [{}, {}] like input_ids", what, fmt::join(t.sizes(), ", "), B, T);
-    }
-  };
-  torch::Tensor valid = torch::ones({B, T}, long_opts.dtype(torch::kBool));
-  if (in.valid.defined()) {
-    check_bt(in.valid, "valid");
-    valid = in.valid.to(dev, torch::kBool);
-  }
-
-  // Which layers to run and what to keep.
-  int64_t run = req.logits ? L : 0;
-  bool final_norm = req.logits;
-  for (const int64_t h : req.hidden_layers) {
-    if (h < 0 || h > L) fail("forward: hidden layer {} out of range 0..{}", h, L);
-    run = std::max(run, h);
-    if (h == L) final_norm = true;
-  }
-  if (req.cache && run == 0 && !final_norm) run = req.cache_layers > 0 ? std::min(req.cache_layers, L) : L;
-
-  // The past, mapped to this batch's rows.
-  const KvCache* past = in.past != nullptr && in.past->length() > 0 ? in.past : nullptr;
-  KvCache selected;
-  int64_t rows_per_past = 1;
-  torch::Tensor past_valid, past_positions;  // [B, P]
-  if (past != nullptr) {
-    past->check();
-    if (past->num_layers() < run) {
-      fail("forward: the KV cache holds {} layers, this pass needs {}", past->num_layers(), run);
-    }
-    const int64_t Bc = past->batch_size();
-    if (in.past_rows.defined()) {
-      const torch::Tensor rows = in.past_rows.to(torch::kCPU, torch::kInt64).reshape({-1});
-      if (rows.size(0) != B) fail("forward: past_rows has {} entries for {} rows", rows.size(0), B);
-      if (rows.numel() > 0 && (rows.min().item<int64_t>() < 0 || rows.max().item<int64_t>() >= Bc)) {
-        fail("forward: past_rows refers to rows outside the cache's {} rows", Bc);
-      }
-      if (B % Bc == 0 && torch::equal(rows, torch::arange(Bc, torch::kInt64).repeat_interleave(B / Bc))) {
-        rows_per_past = B / Bc;
-      } else {
-        selected = past->select_rows(rows);
-        past = &selected;
-      }
-    } else if (Bc != B) {
-      fail("forward: the KV cache has {} rows but the batch {}; give past_rows", Bc, B);
-    }
-    past_valid = rows_per_past > 1 ? past->valid.repeat_interleave(rows_per_past, 0) : past->valid;
-    past_positions = rows_per_past > 1 ? past->positions.repeat_interleave(rows_per_past, 0) : past->positions;
-    past_valid = past_valid.to(dev);
-    past_positions = past_positions.to(dev);
-  }
-  const int64_t P = past != nullptr ? past->length() : 0;
-
-  torch::Tensor positions;
-  if (in.positions.defined()) {
-    check_bt(in.positions, "positions");
-    positions = in.positions.to(dev, torch::kInt64);
-  } else {
-    positions = torch::arange(T, long_opts).unsqueeze(0).expand({B, T});
-    if (past != nullptr) positions = positions + past_positions.masked_fill(past_valid.logical_not(), -1).amax(1, true) + 1;
-  }
-  const torch::Tensor key_positions = P > 0 ? torch::cat({past_positions, positions}, 1) : positions;
-
-  torch::Tensor gather;
-  if (req.gather.defined()) {
-    gather = req.gather.to(dev, torch::kInt64);
-    if (gather.dim() == 1) gather = gather.unsqueeze(1);
-    if (gather.dim() != 2 || gather.size(0) != B) fail("forward: gather must be [{}, G] token indices", B);
-    if (gather.numel() > 0 && (gather.min().item<int64_t>() < 0 || gather.max().item<int64_t>() >= T)) {
-      fail("forward: gather indices must lie in 0..{}", T - 1);
-    }
-  }
-  auto gathered = [&](const torch::Tensor& x) {
-    if (!gather.defined()) return x;
-    return x.gather(1, gather.unsqueeze(-1).expand({B, gather.size(1), x.size(-1)}));
-  };
-
-  const bool mistral_window = c.sliding_window && c.architecture == Architecture::Mistral;
-  const torch::Tensor allowed =
-      build_attention_mask(valid, past_valid, in.attention_mask, positions, key_positions,
-                           mistral_window ? c.sliding_window : std::nullopt);
-  if (c.sliding_window && !mistral_window) {
-    // Qwen2's use_sliding_window applies to some layers only; refuse instead of guessing.
-    const torch::Tensor distance = positions.unsqueeze(2) - key_positions.unsqueeze(1);
-    if (allowed.logical_and(distance >= *c.sliding_window).any().item<bool>()) {
-      fail("forward: keys {} or more positions back need {}'s sliding window attention, which is not supported",
-           *c.sliding_window, c.architecture_name);
-    }
-  }
-  const std::vector<QueryBlock> blocks = plan_query_blocks(allowed, P);
-  // Angles in fp32; 1/sqrt(D) is folded into the query tables.
-  const torch::Tensor angles = positions.to(torch::kFloat32).unsqueeze(-1) * rope_.inverse_frequencies();
-  const torch::Tensor cos32 = angles.cos(), sin32 = angles.sin();
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const RopeTables k_tables{cos32.to(options_.dtype), sin32.to(options_.dtype)};
-  const RopeTables q_tables{(cos32 * scale).to(options_.dtype), (sin32 * scale).to(options_.dtype)};
+  const int64_t L = c.num_hidden_layers, D = c.head_dim, Hq = c.num_attention_heads,
+                Hkv = c.num_key_value_heads;
+  const Tokens tokens = checked_tokens(in, dev);
+  const int64_t B = tokens.ids.size(0), T = tokens.ids.size(1);
+  const LayerPlan plan = plan_layers(req, L);
+  const BatchPast past(in.past, in.past_rows, in.rows_per_past, B, plan.run, dev);
+  const torch::Tensor positions = token_positions(in, past, B, T, dev);
+  const torch::Tensor key_positions = past.key_positions(positions);
+  const torch::Tensor gather = checked_gather(req.gather, B, T, dev);
+  const AttentionPattern pattern =
+      attention_pattern(c, tokens.valid, past, in.attention_mask, positions, key_positions);
+  const QkRope rope = rope_tables(rope_.inverse_frequencies(), positions, D, options_.dtype);
   laps.lap("mask+rope tables");
 
   ForwardOutput out;
   out.hidden.resize(req.hidden_layers.size());
   auto record = [&](int64_t h, const torch::Tensor& x) {
-    for (size_t i = 0; i < req.hidden_layers.size(); ++i) {
-      if (req.hidden_layers[i] == h) out.hidden[i] = gathered(x);
+    for (size_t j = 0; j < req.hidden_layers.size(); ++j) {
+      if (req.hidden_layers[j] == h) out.hidden[j] = gather_tokens(x, gather);
     }
   };
+  auto split_heads = [&](const torch::Tensor& t, int64_t n) { return t.view({B, T, n, D}).transpose(1, 2); };
 
-  torch::Tensor x = embed_.index_select(0, ids.reshape({-1})).view({B, T, H});
+  torch::Tensor x = embed_.index_select(0, tokens.ids.reshape({-1})).view({B, T, c.hidden_size});
   record(0, x);
   laps.lap("embed");
   std::vector<torch::Tensor> new_keys, new_values;
-  for (int64_t i = 0; i < run; ++i) {
+  for (int64_t i = 0; i < plan.run; ++i) {
     const LayerWeights& l = layers_[static_cast<size_t>(i)];
     torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
     laps.lap("norm");
-    torch::Tensor q, k, v;  // [B, T, heads, D] views
-    if (l.qkv.defined()) {
-      const torch::Tensor qkv = linear(h, l.qkv, l.qkv_bias);
-      q = qkv.narrow(-1, 0, Hq * D);
-      k = qkv.narrow(-1, Hq * D, Hkv * D);
-      v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D);
-    } else {
-      q = linear(h, l.q, l.q_bias);
-      k = linear(h, l.k, l.k_bias);
-      v = linear(h, l.v, l.v_bias);
-    }
+    const Qkv qkv = project_qkv(h, l, Hq * D, Hkv * D);
     laps.lap("linear");
-    AttentionInputs a;
-    a.q = apply_rope(q.view({B, T, Hq, D}).transpose(1, 2), q_tables);
-    a.k = apply_rope(k.view({B, T, Hkv, D}).transpose(1, 2), k_tables);
-    a.v = v.view({B, T, Hkv, D}).transpose(1, 2).contiguous();
+    AttentionInputs a = layer_attention(pattern, past, i);
+    a.q = apply_rope(split_heads(qkv.q, Hq), rope.q);
+    a.k = apply_rope(split_heads(qkv.k, Hkv), rope.k);
+    a.v = split_heads(qkv.v, Hkv).contiguous();
     laps.lap("rope");
-    if (past != nullptr) {
-      a.past_k = past->keys[static_cast<size_t>(i)];
-      a.past_v = past->values[static_cast<size_t>(i)];
-      a.rows_per_past = rows_per_past;
-    }
-    a.allowed = allowed;
-    a.blocks = blocks;
     const torch::Tensor attn = grouped_attention(a);
     laps.lap("attention");
     if (req.cache) {
@@ -291,25 +344,13 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
     laps.lap("linear");
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
     laps.lap("norm");
-    const int64_t I = c.intermediate_size;
-    torch::Tensor act;
-    if (l.gate_up.defined()) {
-      const torch::Tensor gu = linear(h, l.gate_up, l.gate_up_bias).view({B * T, 2 * I});
-      laps.lap("linear");
-      act = silu_mul(gu.narrow(1, 0, I), gu.narrow(1, I, I));
-    } else {
-      const torch::Tensor gate = linear(h, l.gate, l.gate_bias), up = linear(h, l.up, l.up_bias);
-      laps.lap("linear");
-      act = silu_mul(gate.view({B * T, I}), up.view({B * T, I}));
-    }
-    act = act.view({B, T, I});
-    laps.lap("activation");
+    const torch::Tensor act = gated_activation(h, l, c.intermediate_size, laps);
     x = x + linear(act, l.down, l.down_bias);
     laps.lap("linear");
     if (i + 1 < L) record(i + 1, x);
   }
-  if (final_norm) {
-    const torch::Tensor normed = rms_norm(gathered(x), final_norm_, c.rms_norm_eps);
+  if (plan.final_norm) {
+    const torch::Tensor normed = rms_norm(gather_tokens(x, gather), final_norm_, c.rms_norm_eps);
     for (size_t j = 0; j < req.hidden_layers.size(); ++j) {
       if (req.hidden_layers[j] == L) out.hidden[j] = normed;
     }
@@ -317,22 +358,7 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
     laps.lap("final norm+head");
   }
   if (req.cache) {
-    KvCache& cache = out.cache;
-    for (int64_t i = 0; i < run; ++i) {
-      const auto li = static_cast<size_t>(i);
-      if (P == 0) {
-        cache.keys.push_back(new_keys[li]);
-        cache.values.push_back(new_values[li]);
-        continue;
-      }
-      auto rows = [&](const torch::Tensor& t) {
-        return rows_per_past > 1 ? t.repeat_interleave(rows_per_past, 0) : t;
-      };
-      cache.keys.push_back(torch::cat({rows(past->keys[li]), new_keys[li]}, 2));
-      cache.values.push_back(torch::cat({rows(past->values[li]), new_values[li]}, 2));
-    }
-    cache.valid = P > 0 ? torch::cat({past_valid, valid}, 1) : valid;
-    cache.positions = key_positions.contiguous();
+    out.cache = past.extend(new_keys, new_values, tokens.valid, key_positions);
     laps.lap("cache");
   }
   return out;

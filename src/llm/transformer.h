@@ -8,8 +8,8 @@
 // for the requested outputs are run.
 //
 // Batches are right-padded ([B, T] ids + a [B, T] valid mask). A pass can
-// continue a KvCache (read-only): each row continues row past_rows[b] of the
-// cache, and several rows may share one cache row (facet continuations).
+// continue a KvCache (read-only): each row continues one row of the cache,
+// and several rows may share one cache row (facet continuations).
 // See batch.h for the two facet-decoupled attention layouts.
 #pragma once
 
@@ -50,9 +50,13 @@ struct ForwardInput {
   torch::Tensor attention_mask;  // [B, T, P + T] bool, true = may attend; undefined = causal.
                                  // Padding keys and the sliding window are masked in addition.
   const KvCache* past = nullptr;  // read-only; P = past->length()
-  torch::Tensor past_rows;       // [B] int64 cache row of each row; undefined = row b -> b.
-                                 // 0,..,0,1,..,1,.. (continuation_rows) shares rows without copies;
-                                 // any other mapping copies the selected cache rows.
+  // Which cache row each row continues. By default row b -> b / rows_per_past:
+  // rows_per_past consecutive rows share one cache row without copies (FDA: a
+  // caption's K facets), so B = rows_per_past x the cache's rows (1: b -> b).
+  // Or past_rows: [B] int64 cache row of each row, any mapping (copies the
+  // selected rows; rows_per_past stays 1).
+  int64_t rows_per_past = 1;
+  torch::Tensor past_rows;
 };
 
 // Wall seconds per stage ("linear", "attention", "norm", "rope", ...),
@@ -111,9 +115,6 @@ class Transformer {
   const LlmConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
   int64_t num_layers() const { return config_.num_hidden_layers; }
-  torch::TensorOptions tensor_options() const {
-    return torch::TensorOptions().dtype(options_.dtype).device(options_.device);
-  }
   const std::vector<LayerWeights>& layers() const { return layers_; }
   const torch::Tensor& embed_tokens() const { return embed_; }
   const torch::Tensor& lm_head() const { return lm_head_; }

@@ -189,7 +189,7 @@ void FacetEncoder::encode_with_cache(const std::vector<TokenizedCaption>& captio
   input.input_ids = facet_batch.input_ids.to(device);
   input.valid = facet_batch.valid.to(device);
   input.past = &prefix_out.cache;
-  input.past_rows = llm::continuation_rows(b, k).to(device);
+  input.rows_per_past = k;  // facet row i continues prefix row i / k
   llm::ForwardRequest request;
   request.hidden_layers = {layer_};
   request.gather = facet_batch.last_index.to(device);
