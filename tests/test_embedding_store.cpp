@@ -561,8 +561,8 @@ TEST(EmbeddingStoreInt8, RoundTripKeepsCosineAbove0999AndReadsLikePython) {
   EXPECT_TRUE(torch::equal(store.get(keys[5]), restored[34]));
 
   // The documented Python reading: embeddings.float() * scales[..., None].
-  llm::SafetensorsFile shard(dir / "shard-00000.safetensors");
-  EXPECT_EQ(shard.info("embeddings").dtype, llm::DType::I8);
+  SafetensorsFile shard(dir / "shard-00000.safetensors");
+  EXPECT_EQ(shard.info("embeddings").dtype, DType::I8);
   EXPECT_EQ(shard.info("scales").shape, (std::vector<int64_t>{16, 3}));
   const auto* values = reinterpret_cast<const int8_t*>(shard.data(shard.info("embeddings")));
   const auto* scales = reinterpret_cast<const float*>(shard.data(shard.info("scales")));
@@ -574,10 +574,10 @@ TEST(EmbeddingStoreInt8, AShardWithoutScalesIsNamed) {
   const StoreIdentity id = make_identity("short", 3, 8, "int8");
   write_store(dir, id, make_keys(4), 4);
   const fs::path path = dir / "shard-00000.safetensors";
-  llm::SafetensorsWriter writer;
+  SafetensorsWriter writer;
   {
-    const llm::SafetensorsFile shard(path);
-    const llm::TensorInfo& info = shard.info("embeddings");
+    const SafetensorsFile shard(path);
+    const TensorInfo& info = shard.info("embeddings");
     writer.add("embeddings", info.dtype, info.shape,
                std::string(reinterpret_cast<const char*>(shard.data(info)), info.byte_size()));
     writer.set_metadata(shard.header().metadata);

@@ -123,9 +123,9 @@ void add_embed_command(CLI::App& app) {
     const auto s = text::run_embed(*o);
     fmt::print(
         "embedded {} caption(s) ({} resumed from disk) into {} in {:.1f} s: {:.1f} captions/s, {:.0f} "
-        "tokens/s\n",
+        "tokens/s, model busy {:.0f}% of the time\n",
         s.embedded, s.resumed, s.store.string(), s.seconds, s.embedded / std::max(s.seconds, 1e-9),
-        s.tokens / std::max(s.seconds, 1e-9));
+        s.tokens / std::max(s.seconds, 1e-9), 100 * s.model_seconds / std::max(s.seconds, 1e-9));
     if (s.truncated > 0) fmt::print("{} caption(s) truncated to fit the context\n", s.truncated);
     if (s.problems > 0) {
       fmt::print("{} input problem(s), {} record(s) dropped: see {}\n", s.problems, s.dropped,

@@ -57,9 +57,9 @@ class Collector {
     if (usable) sink_.record(std::move(record));
   }
 
- private:
   bool selected(const std::string& key) const { return !sink_.selects || sink_.selects(key); }
 
+ private:
   // Removes invalid and empty fields, returning why.
   static std::vector<std::string> clean_fields(CaptionRecord* record) {
     std::vector<std::string> reasons;
@@ -226,11 +226,18 @@ void read_tar(const std::string& path, Collector* out) {
   flush();
 }
 
-void read_tsv(const std::string& path, const CaptionSourceOptions& options, Collector* out) {
-  std::ifstream in = open_text_file(path);
-  std::string line;
-  if (!read_line(in, &line, true)) fail("{}: empty TSV file, expected a header row", path);
-  const std::vector<std::string> header = split(line, '\t');
+// Where a TSV file keeps what the reader needs, from its header row.
+struct TsvColumns {
+  size_t count = 0;      // columns in the header
+  std::vector<int> key;  // joined with '#'
+  int text = -1;
+  int order = -1;  // tsv_join: the rows' order within a key; -1: file order
+  std::string field;
+};
+
+TsvColumns tsv_columns(const std::string& header_line, const std::string& path,
+                       const CaptionSourceOptions& options) {
+  const std::vector<std::string> header = split(header_line, '\t');
   const auto column = [&](const std::string& name, bool required) -> int {
     const auto it = std::find(header.begin(), header.end(), name);
     if (it == header.end()) {
@@ -240,14 +247,54 @@ void read_tsv(const std::string& path, const CaptionSourceOptions& options, Coll
     }
     return static_cast<int>(it - header.begin());
   };
-  std::vector<int> key_columns;
-  for (const auto& name : options.tsv_key_columns) key_columns.push_back(column(name, true));
-  if (key_columns.empty()) fail("{}: no key columns given", path);
-  const int text_column = column(options.tsv_text_column, true);
-  const int order_column = options.tsv_join ? column(options.tsv_order_column, false) : -1;
-  const std::string field = options.tsv_field.empty() ? options.tsv_text_column : options.tsv_field;
+  TsvColumns c;
+  c.count = header.size();
+  for (const auto& name : options.tsv_key_columns) c.key.push_back(column(name, true));
+  if (c.key.empty()) fail("{}: no key columns given", path);
+  c.text = column(options.tsv_text_column, true);
+  c.order = options.tsv_join ? column(options.tsv_order_column, false) : -1;
+  c.field = options.tsv_field.empty() ? options.tsv_text_column : options.tsv_field;
+  return c;
+}
 
-  // With tsv_join, rows are grouped per key in order of first appearance.
+// With tsv_join: the rows of each key, grouped in order of the key's first
+// appearance, then joined into one caption per key.
+class TsvGroups {
+ public:
+  TsvGroups(const TsvColumns& columns, const CaptionSourceOptions& options)
+      : columns_(columns), options_(options) {}
+
+  void add(const std::string& key, const std::string& source, const std::vector<std::string>& cells,
+           Collector* out) {
+    auto [it, inserted] = group_of_.emplace(key, groups_.size());
+    if (inserted) groups_.push_back(Group{key, source, {}});
+    Group& group = groups_[it->second];
+    int64_t order = static_cast<int64_t>(group.rows.size());
+    if (columns_.order >= 0 && !parse_order(group, cells[columns_.order], key, source, &order, out)) return;
+    const std::string& text = cells[columns_.text];
+    size_t bad = 0;
+    if (!utf8::is_valid(text, &bad)) {
+      out->problem(key, source, fmt::format("caption is not valid UTF-8 (byte {}); row left out", bad),
+                   false);
+    } else if (trim(text).empty()) {
+      out->problem(key, source, "empty caption; row left out", false);
+    } else {
+      group.rows.push_back(Row{order, std::string(trim(text))});
+    }
+  }
+
+  void emit(Collector* out) {
+    for (Group& group : groups_) {
+      std::stable_sort(group.rows.begin(), group.rows.end(),
+                       [](const Row& a, const Row& b) { return a.order < b.order; });
+      std::string joined;
+      for (const Row& row : group.rows) joined += (joined.empty() ? "" : " ") + row.text;
+      // A group whose rows were all left out arrives empty and is dropped, with a problem.
+      out->add(CaptionRecord{group.key, {{columns_.field, joined}}, group.source});
+    }
+  }
+
+ private:
   struct Row {
     int64_t order;
     std::string text;
@@ -256,78 +303,60 @@ void read_tsv(const std::string& path, const CaptionSourceOptions& options, Coll
     std::string key, source;
     std::vector<Row> rows;
   };
-  std::vector<Group> groups;
-  std::unordered_map<std::string, size_t> group_of;
 
+  bool parse_order(const Group& group, const std::string& cell, const std::string& key,
+                   const std::string& source, int64_t* order, Collector* out) const {
+    char* end = nullptr;
+    errno = 0;
+    *order = std::strtoll(cell.c_str(), &end, 10);
+    if (cell.empty() || *end != '\0' || errno != 0) {
+      out->problem(key, source,
+                   fmt::format("{} '{}' is not an integer; row left out", options_.tsv_order_column, cell),
+                   false);
+      return false;
+    }
+    const bool repeated =
+        std::any_of(group.rows.begin(), group.rows.end(), [&](const Row& r) { return r.order == *order; });
+    if (repeated) {
+      out->problem(key, source,
+                   fmt::format("duplicate {} {}; row left out", options_.tsv_order_column, *order), false);
+      return false;
+    }
+    return true;
+  }
+
+  const TsvColumns& columns_;
+  const CaptionSourceOptions& options_;
+  std::vector<Group> groups_;
+  std::unordered_map<std::string, size_t> group_of_;
+};
+
+void read_tsv(const std::string& path, const CaptionSourceOptions& options, Collector* out) {
+  std::ifstream in = open_text_file(path);
+  std::string line;
+  if (!read_line(in, &line, true)) fail("{}: empty TSV file, expected a header row", path);
+  const TsvColumns columns = tsv_columns(line, path, options);
+  TsvGroups groups(columns, options);
   for (int64_t number = 2; read_line(in, &line); ++number) {
     if (line.empty()) continue;
     const std::string source = fmt::format("{}:{}", path, number);
     const std::vector<std::string> cells = split(line, '\t');
-    if (cells.size() != header.size()) {
-      out->problem("", source, fmt::format("{} columns, the header has {}", cells.size(), header.size()),
+    if (cells.size() != columns.count) {
+      out->problem("", source, fmt::format("{} columns, the header has {}", cells.size(), columns.count),
                    true);
       continue;
     }
     std::string key;
-    for (size_t i = 0; i < key_columns.size(); ++i) {
-      if (i > 0) key += '#';
-      key += cells[key_columns[i]];
-    }
+    for (size_t i = 0; i < columns.key.size(); ++i) key += (i > 0 ? "#" : "") + cells[columns.key[i]];
     if (trim(key).empty()) {
       out->problem("", source, "empty key", true);
-      continue;
+    } else if (!options.tsv_join) {
+      out->add(CaptionRecord{key, {{columns.field, cells[columns.text]}}, source});
+    } else if (out->selected(key)) {  // another part's rows are not held
+      groups.add(key, source, cells, out);
     }
-    const std::string& text = cells[text_column];
-    if (!options.tsv_join) {
-      out->add(CaptionRecord{key, {{field, text}}, source});
-      continue;
-    }
-    auto [it, inserted] = group_of.emplace(key, groups.size());
-    if (inserted) groups.push_back(Group{key, source, {}});
-    Group& group = groups[it->second];
-    int64_t order = static_cast<int64_t>(group.rows.size());
-    if (order_column >= 0) {
-      const std::string& cell = cells[order_column];
-      char* end = nullptr;
-      errno = 0;
-      order = std::strtoll(cell.c_str(), &end, 10);
-      if (cell.empty() || *end != '\0' || errno != 0) {
-        out->problem(key, source,
-                     fmt::format("{} '{}' is not an integer; row left out", options.tsv_order_column, cell),
-                     false);
-        continue;
-      }
-      const bool repeated =
-          std::any_of(group.rows.begin(), group.rows.end(), [&](const Row& r) { return r.order == order; });
-      if (repeated) {
-        out->problem(key, source,
-                     fmt::format("duplicate {} {}; row left out", options.tsv_order_column, order), false);
-        continue;
-      }
-    }
-    size_t bad = 0;
-    if (!utf8::is_valid(text, &bad)) {
-      out->problem(key, source, fmt::format("caption is not valid UTF-8 (byte {}); row left out", bad),
-                   false);
-      continue;
-    }
-    if (trim(text).empty()) {
-      out->problem(key, source, "empty caption; row left out", false);
-      continue;
-    }
-    group.rows.push_back(Row{order, std::string(trim(text))});
   }
-  for (Group& group : groups) {
-    std::stable_sort(group.rows.begin(), group.rows.end(),
-                     [](const Row& a, const Row& b) { return a.order < b.order; });
-    std::string joined;
-    for (const Row& row : group.rows) {
-      if (!joined.empty()) joined += ' ';
-      joined += row.text;
-    }
-    // A group whose rows were all left out arrives empty and is dropped, with a problem.
-    out->add(CaptionRecord{group.key, {{field, joined}}, group.source});
-  }
+  groups.emit(out);
 }
 
 std::string detect_format(const std::string& path, const CaptionSourceOptions& options) {

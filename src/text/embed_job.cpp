@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <mutex>
 
 #include "llm/checkpoint_identity.h"
 #include "llm/load_llm.h"
 #include "text/embedding_store.h"
+#include "text/shard_pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -79,67 +81,84 @@ InputScan scan_inputs(const EmbedJobOptions& o, const PromptSet& prompts) {
   return scan;
 }
 
-// Everything the embedding of one run needs, shard after shard.
+// Everything the embedding of one run needs, shard after shard. The writer is
+// asked (has_shard) on the reading thread and written on the writer thread:
+// `writer_mutex` keeps the two apart.
 struct ShardJob {
   const EmbedJobOptions& options;
   const FacetEncoder& encoder;
   EmbeddingStoreWriter& writer;
+  std::mutex& writer_mutex;
   JsonlWriter& log;
   ProgressBar& bar;
   EmbedJobSummary& summary;
 };
 
-// Store shard `shard`: skipped when a killed run already wrote it with these
-// keys, else tokenized, encoded and written atomically.
-void embed_store_shard(const ShardJob& job, int64_t shard, const std::vector<std::string>& keys,
-                       const std::vector<std::string>& texts) {
-  const int64_t n = static_cast<int64_t>(keys.size());
-  if (job.writer.has_shard(shard, &keys)) {
+// A full shard, on the reading thread: skipped when a killed run already
+// wrote it with these keys, else tokenized for the model.
+ShardWork prepare_shard(const ShardJob& job, int64_t shard, std::vector<std::string> keys,
+                        const std::vector<std::string>& texts) {
+  ShardWork work;
+  work.shard = shard;
+  work.keys = std::move(keys);
+  {
+    std::lock_guard<std::mutex> lock(job.writer_mutex);
+    work.resumed = job.writer.has_shard(shard, &work.keys);
+  }
+  if (work.resumed) return work;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    work.tokens.push_back(job.encoder.tokenize(texts[i]));
+    if (work.tokens.back().truncated) {
+      ++work.truncated;
+      spdlog::debug("caption of '{}' truncated to fit {} tokens", work.keys[i], job.encoder.max_tokens());
+    }
+  }
+  return work;
+}
+
+// A computed (or resumed) shard, on the writer thread, in shard order.
+void finish_shard(const ShardJob& job, const ShardWork& work, const torch::Tensor& embeddings) {
+  const int64_t n = static_cast<int64_t>(work.keys.size());
+  if (work.resumed) {
     job.summary.resumed += n;
     job.bar.set_initial(job.bar.done() + n);
     return;
   }
-  const auto start = Clock::now();
-  std::vector<TokenizedCaption> tokenized;
-  int64_t truncated = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    tokenized.push_back(job.encoder.tokenize(texts[static_cast<size_t>(i)]));
-    if (tokenized.back().truncated) {
-      ++truncated;
-      spdlog::debug("caption of '{}' truncated to fit {} tokens", keys[static_cast<size_t>(i)],
-                    job.encoder.max_tokens());
-    }
+  {
+    std::lock_guard<std::mutex> lock(job.writer_mutex);
+    job.writer.write_shard(work.shard, work.keys, embeddings);
   }
-  EncodeStats stats;
-  job.writer.write_shard(shard, keys, job.encoder.encode(tokenized, &stats));
-  const double seconds = seconds_since(start);
   job.summary.embedded += n;
-  job.summary.truncated += truncated;
-  job.summary.tokens += stats.tokens;
-  job.bar.advance(n, stats.tokens);
+  job.summary.truncated += work.truncated;
+  job.summary.tokens += work.stats.tokens;
+  job.bar.advance(n, work.stats.tokens);
+  const double seconds = work.model_seconds;
   job.log.write({{"event", "shard"},
-                 {"shard", shard},
+                 {"shard", work.shard},
                  {"captions", n},
-                 {"tokens", stats.tokens},
-                 {"padded_tokens", stats.padded_tokens},
-                 {"truncated", truncated},
-                 {"seconds", seconds},
+                 {"tokens", work.stats.tokens},
+                 {"padded_tokens", work.stats.padded_tokens},
+                 {"truncated", work.truncated},
+                 {"model_seconds", seconds},
                  {"captions_per_s", n / std::max(seconds, 1e-9)},
-                 {"tokens_per_s", stats.tokens / std::max(seconds, 1e-9)}});
+                 {"tokens_per_s", work.stats.tokens / std::max(seconds, 1e-9)}});
 }
 
 // The second pass: this part's records with text in `field`, streamed into
 // store shards of options.shard_size in input order (the same split on every
-// run, so a resumed run finds its shards), each embedded once it is full.
+// run, so a resumed run finds its shards). Each full shard goes through the
+// pipeline: tokenized here, encoded on its worker, written on its writer.
 // Returns the input problems, in the order found.
 std::vector<data::InputProblem> embed_inputs(const ShardJob& job, const std::string& field) {
   const EmbedJobOptions& o = job.options;
+  ShardPipeline pipeline([&](ShardWork& w) { return job.encoder.encode(w.tokens, &w.stats); },
+                         [&](const ShardWork& w, const torch::Tensor& e) { finish_shard(job, w, e); });
   std::vector<data::InputProblem> problems;
   std::vector<std::string> keys, texts;
   int64_t shard = 0, taken = 0;
   const auto flush = [&] {
     if (keys.empty()) return;
-    embed_store_shard(job, shard++, keys, texts);
+    pipeline.push(prepare_shard(job, shard++, std::move(keys), texts));
     keys.clear();
     texts.clear();
   };
@@ -160,7 +179,9 @@ std::vector<data::InputProblem> embed_inputs(const ShardJob& job, const std::str
   };
   data::stream_captions(o.inputs, o.source, sink);
   flush();
+  pipeline.finish();
   job.summary.records = taken;
+  job.summary.model_seconds = pipeline.model_seconds();
   return problems;
 }
 
@@ -187,8 +208,9 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
   const int64_t expected = o.limit > 0 ? std::min(o.limit, scan.records) : scan.records;
   ProgressBar bar("embed " + prompts.name, expected, "captions", o.progress ? stderr : nullptr);
   bar.set_extra_unit("tok");
+  std::mutex writer_mutex;
   const std::vector<data::InputProblem> problems =
-      embed_inputs({o, encoder, writer, log, bar, summary}, scan.field);
+      embed_inputs({o, encoder, writer, writer_mutex, log, bar, summary}, scan.field);
   bar.finish();
   summary.problems = static_cast<int64_t>(problems.size());
   for (const auto& p : problems) summary.dropped += p.dropped ? 1 : 0;
@@ -209,7 +231,8 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
              {"resumed", summary.resumed},
              {"truncated", summary.truncated},
              {"problems", summary.problems},
-             {"seconds", summary.seconds}});
+             {"seconds", summary.seconds},
+             {"model_busy_fraction", summary.model_seconds / std::max(summary.seconds, 1e-9)}});
   return summary;
 }
 

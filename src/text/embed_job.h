@@ -44,6 +44,7 @@ struct EmbedJobSummary {
   int64_t dropped = 0;    // records left out because of a problem
   int64_t tokens = 0;     // tokens processed by the LLM (this run)
   double seconds = 0;
+  double model_seconds = 0;  // of `seconds`, the LLM's forward passes (the rest: reading, writing, waiting)
   std::filesystem::path store;  // the output directory
 };
 

@@ -12,6 +12,15 @@ namespace flame::text {
 
 namespace {
 
+// Rows `batch` of `out` ([n, K, D], on the model's device) take a pass's
+// gathered hidden states ([b, K, D] or [b * K, D]).
+void store_rows(torch::Tensor& out, const std::vector<int64_t>& batch, const torch::Tensor& hidden) {
+  const auto index = torch::tensor(batch, torch::kInt64).to(out.device());
+  out.index_copy_(
+      0, index,
+      hidden.reshape({static_cast<int64_t>(batch.size()), out.size(1), out.size(2)}).to(torch::kFloat32));
+}
+
 llm::TokenIds to_token_ids(const std::vector<int32_t>& ids) {
   return llm::TokenIds(ids.begin(), ids.end());
 }
@@ -97,7 +106,10 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
   torch::InferenceMode inference;
   const auto n = static_cast<int64_t>(captions.size());
   const auto k = static_cast<int64_t>(facet_tokens_.size());
-  auto out = torch::empty({n, k, dim()}, torch::kFloat32);
+  // On the model's device until the end: one copy to the CPU per call, not a
+  // synchronising copy per pass, so a GPU runs the passes back to back.
+  auto out = torch::empty({n, k, dim()},
+                          torch::TensorOptions().dtype(torch::kFloat32).device(model_.options().device));
   EncodeStats local;
   // Longest first, then greedy batches under the padded-token budget: rows of
   // similar length share a batch, so little padding is computed.
@@ -124,6 +136,7 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
   local.captions = n;
   if (options_.normalize)
     out = torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  out = out.to(torch::kCPU);
   if (stats != nullptr) {
     stats->captions += local.captions;
     stats->tokens += local.tokens;
@@ -156,9 +169,7 @@ void FacetEncoder::encode_packed(const std::vector<TokenizedCaption>& captions,
   llm::ForwardRequest request;
   request.hidden_layers = {layer_};
   request.gather = packed.facet_last.to(device);
-  const auto result = model_.forward(input, request);
-  const auto index = torch::tensor(batch, torch::kInt64);
-  out.index_copy_(0, index, result.hidden[0].to(torch::kCPU, torch::kFloat32));
+  store_rows(out, batch, model_.forward(input, request).hidden[0]);
   stats.tokens += packed.valid.sum().item<int64_t>();
   stats.padded_tokens += packed.valid.numel();
   stats.passes += 1;
@@ -193,9 +204,7 @@ void FacetEncoder::encode_with_cache(const std::vector<TokenizedCaption>& captio
   llm::ForwardRequest request;
   request.hidden_layers = {layer_};
   request.gather = facet_batch.last_index.to(device);
-  const auto result = model_.forward(input, request);
-  const auto index = torch::tensor(batch, torch::kInt64);
-  out.index_copy_(0, index, result.hidden[0].reshape({b, k, -1}).to(torch::kCPU, torch::kFloat32));
+  store_rows(out, batch, model_.forward(input, request).hidden[0]);
   stats.tokens += prefix_batch.valid.sum().item<int64_t>() + facet_batch.valid.sum().item<int64_t>();
   stats.padded_tokens += prefix_batch.valid.numel() + facet_batch.valid.numel();
   stats.passes += 2;
@@ -205,8 +214,6 @@ void FacetEncoder::encode_naive(const std::vector<TokenizedCaption>& captions,
                                 const std::vector<int64_t>& batch, torch::Tensor& out,
                                 EncodeStats& stats) const {
   const auto device = model_.options().device;
-  const auto b = static_cast<int64_t>(batch.size());
-  const auto k = static_cast<int64_t>(facet_tokens_.size());
   std::vector<llm::TokenIds> rows;
   for (int64_t i : batch) {
     for (const auto& facet : facet_tokens_) {
@@ -222,9 +229,7 @@ void FacetEncoder::encode_naive(const std::vector<TokenizedCaption>& captions,
   llm::ForwardRequest request;
   request.hidden_layers = {layer_};
   request.gather = padded.last_index.to(device);
-  const auto result = model_.forward(input, request);
-  const auto index = torch::tensor(batch, torch::kInt64);
-  out.index_copy_(0, index, result.hidden[0].reshape({b, k, -1}).to(torch::kCPU, torch::kFloat32));
+  store_rows(out, batch, model_.forward(input, request).hidden[0]);
   stats.tokens += padded.valid.sum().item<int64_t>();
   stats.padded_tokens += padded.valid.numel();
   stats.passes += 1;

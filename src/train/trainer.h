@@ -72,7 +72,7 @@ struct TrainSummary {
 };
 
 // Runs (or, with `resume` and a checkpoint in options.out, continues) a run.
-// Data parallel when the torchrun variables are set (train/distributed.h).
+// Data parallel when the torchrun variables are set (util/distributed.h).
 // Throws flame::Error on bad input, on a non-finite loss or gradient (naming
 // the step; the last checkpoint is left intact), and when too many images are
 // unreadable.

@@ -1,4 +1,4 @@
-#include "train/distributed.h"
+#include "util/distributed.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 // pip/conda LibTorch builds ship no Gloo headers (Debian's does): without them
