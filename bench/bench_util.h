@@ -14,6 +14,7 @@
 
 #include "llm/random_checkpoint.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace flame::bench {
 
@@ -64,6 +65,16 @@ inline Args parse_args(int argc, char** argv) {
     else a.kv[k] = "1";
   }
   return a;
+}
+
+// Prints a benchmark's Markdown report and, unless --no-write was given,
+// writes it as bench/results/<name>.
+inline void publish(const Args& args, const std::string& name, const std::string& markdown) {
+  fmt::print("{}", markdown);
+  if (args.flag("no-write")) return;
+  const fs::path out = fs::path(FLAME_BENCH_RESULTS_DIR) / name;
+  write_file_atomic(out, markdown);
+  fmt::print("wrote {}\n", out.string());
 }
 
 inline fs::path checkpoint_dir(const fs::path& cache, const std::string& preset) { return cache / (preset + "-bf16"); }

@@ -201,12 +201,7 @@ int main(int argc, char** argv) try {
       "fingerprint reads about 5 MiB.\n",
       weight_bytes / 1048576.0, weight_bytes / 1048576.0, full_hash, identity.bytes_hashed / 1048576.0,
       sampled);
-  std::cout << md.str();
-  if (!a.flag("no-write")) {
-    const fs::path out = fs::path(FLAME_BENCH_RESULTS_DIR) / "embed_scale.md";
-    write_file_atomic(out, md.str());
-    fmt::print("wrote {}\n", out.string());
-  }
+  publish(a, "embed_scale.md", md.str());
   return 0;
 } catch (const std::exception& e) {
   fmt::print(stderr, "embed_scale: {}\n", e.what());

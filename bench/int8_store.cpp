@@ -148,12 +148,7 @@ int main(int argc, char** argv) try {
       std::min(f16.size(), int8.size()), max_difference, step_noise,
       max_difference <= step_noise ? "The curves agree within noise."
                                    : "**The curves differ by more than noise.**");
-  std::cout << md.str();
-  if (!a.flag("no-write")) {
-    const fs::path out = fs::path(FLAME_BENCH_RESULTS_DIR) / "int8_store.md";
-    write_file_atomic(out, md.str());
-    fmt::print("wrote {}\n", out.string());
-  }
+  publish(a, "int8_store.md", md.str());
   return 0;
 } catch (const std::exception& e) {
   fmt::print(stderr, "int8_store: {}\n", e.what());

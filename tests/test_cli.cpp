@@ -119,6 +119,9 @@ TEST(Cli, TrainRefusesAnUnknownChoice) {
             std::string::npos)
       << config.output;
   EXPECT_FALSE(fs::exists(dir / "run"));
+  const auto device = run_cli("train --device tpu --images x.tsv --out " + (dir / "run").string());
+  EXPECT_EQ(device.status, 1);
+  EXPECT_NE(device.output.find("unknown --device 'tpu'"), std::string::npos) << device.output;
 }
 
 size_t count_of(const std::string& text, const std::string& what) {

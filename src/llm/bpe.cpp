@@ -64,27 +64,27 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t>& ids) const {
   shard.entries.emplace(std::move(key), std::move(result));
 }
 
-void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids) const {
-  if (options_.ignore_merges) {
-    if (const auto id = find(std::string(piece))) {
-      ids.push_back(*id);
-      return;
-    }
-  }
-  struct Symbol {
-    int32_t id;
-    int32_t prev;
-    int32_t next;
-    bool removed;
-  };
+namespace {
+
+// One symbol of the piece being merged: a doubly linked list kept in a vector.
+struct Symbol {
+  int32_t id;
+  int32_t prev;
+  int32_t next;
+  bool removed;
+};
+
+// The piece's characters as symbols, with unknown-character handling as
+// Hugging Face's merge_word. `find(key)` is the vocabulary lookup.
+template <typename Find>
+std::vector<Symbol> initial_symbols(std::string_view piece, const BpeOptions& options,
+                                    const std::array<int32_t, 256>& byte_ids, const Find& find) {
   std::vector<Symbol> symbols;
   symbols.reserve(piece.size());
   const auto add = [&](int32_t id) {
     const auto index = static_cast<int32_t>(symbols.size());
     symbols.push_back({id, index - 1, index + 1, false});
   };
-
-  // Characters to symbols, with unknown-character handling as Hugging Face's merge_word.
   int32_t pending_unk = -1;  // an unknown character waiting to be fused with the next
   std::string key;
   size_t pos = 0;
@@ -92,35 +92,39 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids
     const size_t begin = pos;
     pos += utf8::char_length(piece, pos);
     key.clear();
-    if (begin != 0) key += options_.continuing_subword_prefix;
+    if (begin != 0) key += options.continuing_subword_prefix;
     key.append(piece.substr(begin, pos - begin));
-    if (pos == piece.size()) key += options_.end_of_word_suffix;
+    if (pos == piece.size()) key += options.end_of_word_suffix;
     if (const auto id = find(key)) {
       if (pending_unk >= 0) add(pending_unk);
       pending_unk = -1;
       add(*id);
       continue;
     }
-    if (options_.byte_fallback) {
+    if (options.byte_fallback) {
       bool all_bytes = true;
-      for (char c : key) all_bytes = all_bytes && byte_ids_[static_cast<uint8_t>(c)] >= 0;
+      for (char c : key) all_bytes = all_bytes && byte_ids[static_cast<uint8_t>(c)] >= 0;
       if (all_bytes) {
         if (pending_unk >= 0) add(pending_unk);
         pending_unk = -1;
-        for (char c : key) add(byte_ids_[static_cast<uint8_t>(c)]);
+        for (char c : key) add(byte_ids[static_cast<uint8_t>(c)]);
         continue;
       }
     }
-    if (options_.unk_id) {
-      if (pending_unk >= 0 && !options_.fuse_unk) add(pending_unk);
-      pending_unk = *options_.unk_id;
+    if (options.unk_id) {
+      if (pending_unk >= 0 && !options.fuse_unk) add(pending_unk);
+      pending_unk = *options.unk_id;
     }
   }
   if (pending_unk >= 0) add(pending_unk);
-  if (symbols.empty()) return;
-  symbols.back().next = -1;
+  if (!symbols.empty()) symbols.back().next = -1;
+  return symbols;
+}
 
-  // Lowest rank first, then leftmost.
+// Merges adjacent pairs, lowest rank first, then leftmost, until none is left.
+// `find_merge(left_id, right_id)` is the pair's merge (rank, merged_id) or null.
+template <typename FindMerge>
+void merge_symbols(std::vector<Symbol>& symbols, const FindMerge& find_merge) {
   struct Candidate {
     int32_t rank;
     int32_t pos;
@@ -132,8 +136,8 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids
     if (left < 0) return;
     const int32_t right = symbols[left].next;
     if (right < 0) return;
-    const auto it = merges_.find(pair_key(symbols[left].id, symbols[right].id));
-    if (it != merges_.end()) queue.push({it->second.rank, left, it->second.merged_id});
+    if (const auto* m = find_merge(symbols[left].id, symbols[right].id))
+      queue.push({m->rank, left, m->merged_id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) push_pair(i);
   while (!queue.empty()) {
@@ -143,8 +147,8 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids
     if (left.removed || left.next < 0) continue;
     Symbol& right = symbols[left.next];
     // Stale entry: the pair at this position is no longer the one that was queued.
-    const auto it = merges_.find(pair_key(left.id, right.id));
-    if (it == merges_.end() || it->second.merged_id != top.merged_id) continue;
+    const auto* m = find_merge(left.id, right.id);
+    if (m == nullptr || m->merged_id != top.merged_id) continue;
     left.id = top.merged_id;
     right.removed = true;
     left.next = right.next;
@@ -152,6 +156,24 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids
     push_pair(left.prev);
     push_pair(top.pos);
   }
+}
+
+}  // namespace
+
+void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t>& ids) const {
+  if (options_.ignore_merges) {
+    if (const auto id = find(std::string(piece))) {
+      ids.push_back(*id);
+      return;
+    }
+  }
+  std::vector<Symbol> symbols =
+      initial_symbols(piece, options_, byte_ids_, [this](const std::string& key) { return find(key); });
+  if (symbols.empty()) return;
+  merge_symbols(symbols, [this](int32_t left, int32_t right) -> const Merge* {
+    const auto it = merges_.find(pair_key(left, right));
+    return it == merges_.end() ? nullptr : &it->second;
+  });
   for (int32_t i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);
 }
 

@@ -483,6 +483,78 @@ std::vector<std::string> apply_pre_tokenizer(const PreTokenizer& pre_tokenizer, 
 
 namespace {
 
+// "<0xAB>": a byte-fallback token.
+bool is_byte_token(const std::string& t) {
+  return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+         std::isxdigit(static_cast<unsigned char>(t[3])) && std::isxdigit(static_cast<unsigned char>(t[4]));
+}
+
+// Runs of byte tokens become their bytes when those are valid UTF-8, else one U+FFFD per byte (as HF).
+void decode_byte_fallback(std::vector<std::string>& tokens) {
+  std::vector<std::string> out;
+  std::string bytes;
+  const auto flush = [&] {
+    if (bytes.empty()) return;
+    if (utf8::find_invalid(bytes) == utf8::kValid) {
+      out.push_back(bytes);
+    } else {
+      for (size_t i = 0; i < bytes.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
+    }
+    bytes.clear();
+  };
+  for (auto& t : tokens) {
+    if (is_byte_token(t)) {
+      bytes += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
+      continue;
+    }
+    flush();
+    out.push_back(std::move(t));
+  }
+  flush();
+  tokens.swap(out);
+}
+
+// Removes up to strip_start / strip_stop copies of the one-character `content` from each end.
+void decode_strip(const Decoder& d, std::vector<std::string>& tokens) {
+  const auto content = utf8::code_points(d.content);
+  if (content.size() != 1) return;
+  for (auto& t : tokens) {
+    auto cps = utf8::code_points(t);
+    size_t begin = 0, end = cps.size();
+    while (begin < d.strip_start && begin < end && cps[begin] == content[0]) ++begin;
+    size_t stripped = 0;
+    while (stripped < d.strip_stop && end > begin && cps[end - 1] == content[0]) {
+      --end;
+      ++stripped;
+    }
+    t = utf8::encode(std::vector<uint32_t>(cps.begin() + begin, cps.begin() + end));
+  }
+}
+
+// HF's clean_up_tokenization: drops the spaces the decoder put before punctuation and contractions.
+std::string clean_up_tokenization(std::string t) {
+  static const std::pair<const char*, const char*> kReplacements[] = {
+      {" .", "."},   {" ?", "?"},           {" !", "!"},   {" ,", ","},     {" ' ", "'"},   {" n't", "n't"},
+      {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kReplacements) t = replace_all(t, from, to);
+  return t;
+}
+
+// Continuation tokens lose their prefix; other tokens after the first get a space in front.
+void decode_wordpiece(const Decoder& d, std::vector<std::string>& tokens) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    auto& t = tokens[i];
+    if (i != 0) {
+      if (t.compare(0, d.content.size(), d.content) == 0) {
+        t.erase(0, d.content.size());
+      } else {
+        t.insert(0, 1, ' ');
+      }
+    }
+    if (d.cleanup) t = clean_up_tokenization(std::move(t));
+  }
+}
+
 void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
   using Kind = Decoder::Kind;
   switch (d.kind) {
@@ -505,82 +577,15 @@ void decode_chain(const Decoder& d, std::vector<std::string>& tokens) {
     case Kind::Replace:
       for (auto& t : tokens) t = replace_all(t, d.pattern, d.content);
       break;
-    case Kind::ByteFallback: {
-      std::vector<std::string> out;
-      std::string bytes;
-      const auto flush = [&] {
-        if (bytes.empty()) return;
-        if (utf8::find_invalid(bytes) == utf8::kValid) {
-          out.push_back(bytes);
-        } else {
-          for (size_t i = 0; i < bytes.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
-        }
-        bytes.clear();
-      };
-      for (auto& t : tokens) {
-        if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
-            std::isxdigit(static_cast<unsigned char>(t[3])) &&
-            std::isxdigit(static_cast<unsigned char>(t[4]))) {
-          bytes += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
-          continue;
-        }
-        flush();
-        out.push_back(std::move(t));
-      }
-      flush();
-      tokens.swap(out);
-      break;
-    }
+    case Kind::ByteFallback: decode_byte_fallback(tokens); break;
     case Kind::Fuse: {
       std::string all;
       for (const auto& t : tokens) all += t;
       tokens.assign(1, all);
       break;
     }
-    case Kind::Strip: {
-      const auto content = utf8::code_points(d.content);
-      if (content.size() != 1) break;
-      for (auto& t : tokens) {
-        auto cps = utf8::code_points(t);
-        size_t begin = 0, end = cps.size();
-        while (begin < d.strip_start && begin < end && cps[begin] == content[0]) ++begin;
-        size_t stripped = 0;
-        while (stripped < d.strip_stop && end > begin && cps[end - 1] == content[0]) {
-          --end;
-          ++stripped;
-        }
-        t = utf8::encode(std::vector<uint32_t>(cps.begin() + begin, cps.begin() + end));
-      }
-      break;
-    }
-    case Kind::WordPiece:
-      for (size_t i = 0; i < tokens.size(); ++i) {
-        auto& t = tokens[i];
-        if (i != 0) {
-          if (t.compare(0, d.content.size(), d.content) == 0) {
-            t.erase(0, d.content.size());
-          } else {
-            t.insert(0, 1, ' ');
-          }
-        }
-        if (d.cleanup) {
-          for (const auto& [from, to] :
-               std::vector<std::pair<const char*, const char*>>{{" .", "."},
-                                                                {" ?", "?"},
-                                                                {" !", "!"},
-                                                                {" ,", ","},
-                                                                {" ' ", "'"},
-                                                                {" n't", "n't"},
-                                                                {" 'm", "'m"},
-                                                                {" do not", " don't"},
-                                                                {" 's", "'s"},
-                                                                {" 've", "'ve"},
-                                                                {" 're", "'re"}}) {
-            t = replace_all(t, from, to);
-          }
-        }
-      }
-      break;
+    case Kind::Strip: decode_strip(d, tokens); break;
+    case Kind::WordPiece: decode_wordpiece(d, tokens); break;
     case Kind::BpeSuffix:
       for (size_t i = 0; i < tokens.size(); ++i)
         tokens[i] = replace_all(tokens[i], d.content, i + 1 == tokens.size() ? "" : " ");

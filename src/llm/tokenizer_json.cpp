@@ -249,6 +249,195 @@ std::optional<std::string> config_token(const json& config, const char* key) {
   return std::nullopt;
 }
 
+// "type", or for older files what the model's keys imply.
+std::string model_type_of(const json& model) {
+  std::string model_type = value_or<std::string>(model, "type", "");
+  if (model_type.empty())
+    model_type = model.contains("merges") ? "BPE" : model.contains("vocab") ? "WordPiece" : "";
+  return model_type;
+}
+
+// model.vocab as piece -> id; raises `max_id` to the largest id.
+std::unordered_map<std::string, int32_t> read_vocab(const json& model, const std::string& model_type,
+                                                    const Context& ctx, int64_t* max_id) {
+  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+    fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
+  }
+  std::unordered_map<std::string, int32_t> vocab;
+  for (const auto& [piece, id] : model["vocab"].items()) {
+    const auto v = id.get<int64_t>();
+    if (v < 0 || v > INT32_MAX) fail("{}: vocab entry '{}' has invalid id {}", ctx.source, piece, v);
+    vocab.emplace(piece, static_cast<int32_t>(v));
+    *max_id = std::max(*max_id, v);
+  }
+  return vocab;
+}
+
+// root.added_tokens; raises `max_id` to the largest id.
+std::vector<AddedToken> read_added_tokens(const json& root, const Context& ctx, int64_t* max_id) {
+  std::vector<AddedToken> added;
+  if (!root.contains("added_tokens") || !root["added_tokens"].is_array()) return added;
+  for (const auto& t : root["added_tokens"]) {
+    AddedToken a;
+    a.id = t.at("id").get<int32_t>();
+    a.content = t.at("content").get<std::string>();
+    a.special = value_or<bool>(t, "special", false);
+    a.lstrip = value_or<bool>(t, "lstrip", false);
+    a.rstrip = value_or<bool>(t, "rstrip", false);
+    a.single_word = value_or<bool>(t, "single_word", false);
+    a.normalized = value_or<bool>(t, "normalized", !a.special);
+    if (a.id < 0) fail("{}: added token '{}' has invalid id {}", ctx.source, a.content, a.id);
+    *max_id = std::max<int64_t>(*max_id, a.id);
+    added.push_back(std::move(a));
+  }
+  return added;
+}
+
+// The vocabulary, then the added tokens over it, into one id -> piece table.
+void fill_piece_table(const std::unordered_map<std::string, int32_t>& vocab, int64_t max_id,
+                      const Context& ctx, Tokenizer::Parts* parts) {
+  if (max_id < 0) fail("{}: empty vocabulary", ctx.source);
+  parts->pieces.assign(static_cast<size_t>(max_id + 1), std::string());
+  parts->types.assign(parts->pieces.size(), TokenType::Undefined);
+  for (const auto& [piece, id] : vocab) {
+    parts->pieces[id] = piece;
+    parts->types[id] = TokenType::Normal;
+  }
+  for (const auto& a : parts->added_tokens) {
+    parts->pieces[a.id] = a.content;
+    parts->types[a.id] = a.special ? TokenType::Control : TokenType::UserDefined;
+  }
+}
+
+void set_unk_token(const json& model, const std::unordered_map<std::string, int32_t>& vocab,
+                   const Context& ctx, Tokenizer::Parts* parts) {
+  const auto unk_token = value_or<std::string>(model, "unk_token", "");
+  if (unk_token.empty()) return;
+  const auto it = vocab.find(unk_token);
+  if (it == vocab.end()) fail("{}: unk_token '{}' is not in the vocabulary", ctx.source, unk_token);
+  parts->unk_id = it->second;
+  parts->types[it->second] = TokenType::Unknown;
+}
+
+// model.merges, each "a b" or ["a", "b"].
+std::vector<std::pair<std::string, std::string>> read_merges(const json& model, const Context& ctx) {
+  std::vector<std::pair<std::string, std::string>> merges;
+  const json merges_json = model.value("merges", json::array());
+  merges.reserve(merges_json.size());
+  for (size_t i = 0; i < merges_json.size(); ++i) {
+    const json& m = merges_json[i];
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
+        fail("{}: merge #{} '{}' is not two tokens separated by one space", ctx.source, i, s);
+      }
+      merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else {
+      fail("{}: merge #{} is neither \"a b\" nor [\"a\", \"b\"]", ctx.source, i);
+    }
+  }
+  return merges;
+}
+
+void build_bpe(const json& model, std::unordered_map<std::string, int32_t> vocab, const Context& ctx,
+               Tokenizer::Parts* parts) {
+  if (value_or<double>(model, "dropout", 0.0) > 0.0) {
+    fail("{}: BPE dropout is set; only deterministic tokenization is supported", ctx.source);
+  }
+  const auto merges = read_merges(model, ctx);
+  BpeOptions options;
+  options.unk_id = parts->unk_id;
+  options.fuse_unk = value_or<bool>(model, "fuse_unk", false);
+  options.byte_fallback = value_or<bool>(model, "byte_fallback", false);
+  options.ignore_merges = value_or<bool>(model, "ignore_merges", false);
+  options.continuing_subword_prefix = value_or<std::string>(model, "continuing_subword_prefix", "");
+  options.end_of_word_suffix = value_or<std::string>(model, "end_of_word_suffix", "");
+  if (options.byte_fallback) {
+    for (int b = 0; b < 256; ++b) {
+      const auto it = vocab.find(fmt::format("<0x{:02X}>", b));
+      if (it != vocab.end()) parts->types[it->second] = TokenType::Byte;
+    }
+  }
+  const bool byte_fallback = options.byte_fallback;
+  parts->model = std::make_shared<BpeModel>(std::move(vocab), merges, std::move(options), true, ctx.source);
+  parts->description = fmt::format("BPE{}, {} tokens, {} merges", byte_fallback ? " with byte fallback" : "",
+                                   parts->pieces.size(), merges.size());
+}
+
+void build_wordpiece(const json& model, std::unordered_map<std::string, int32_t> vocab, const Context& ctx,
+                     Tokenizer::Parts* parts) {
+  if (!parts->unk_id) fail("{}: WordPiece model without an unk_token", ctx.source);
+  const auto prefix = value_or<std::string>(model, "continuing_subword_prefix", "##");
+  const auto max_chars = value_or<size_t>(model, "max_input_chars_per_word", 100);
+  parts->model = std::make_shared<WordPieceModel>(std::move(vocab), *parts->unk_id, "", prefix, max_chars);
+  parts->description = fmt::format("WordPiece, {} tokens", parts->pieces.size());
+}
+
+bool is_byte_level(const PreTokenizer& p) {
+  return p.kind == PreTokenizer::Kind::ByteLevel ||
+         (p.kind == PreTokenizer::Kind::Sequence &&
+          std::any_of(p.children.begin(), p.children.end(),
+                      [](const PreTokenizer& c) { return c.kind == PreTokenizer::Kind::ByteLevel; }));
+}
+
+// The pipeline around the model: normalizer, pre-tokenizer, post-processor, decoder.
+void parse_pipeline(const json& root, const Context& ctx, Tokenizer::Parts* parts) {
+  if (root.contains("normalizer") && !root["normalizer"].is_null())
+    parts->normalizer = parse_normalizer(root["normalizer"], ctx);
+  if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
+    parts->pre_tokenizer = parse_pre_tokenizer(root["pre_tokenizer"], ctx);
+    if (is_byte_level(*parts->pre_tokenizer)) parts->description = "byte-level " + parts->description;
+  }
+  if (root.contains("post_processor") && !root["post_processor"].is_null()) {
+    parse_post_processor(root["post_processor"], ctx, parts);
+  }
+  if (root.contains("decoder") && !root["decoder"].is_null())
+    parts->decoder = parse_decoder(root["decoder"], ctx);
+}
+
+// special_tokens_map.json, then tokenizer_config.json over it, from beside the file.
+json read_side_configs(const fs::path& path) {
+  json config = json::object();
+  for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
+    const fs::path p = path.parent_path() / name;
+    if (fs::exists(p)) {
+      const json c = read_json_file(p);
+      if (c.is_object())
+        for (const auto& [k, v] : c.items()) config[k] = v;
+    }
+  }
+  return config;
+}
+
+// An added token's id, else the first vocabulary id with that piece.
+std::optional<int32_t> find_piece(const Tokenizer::Parts& parts, const std::optional<std::string>& piece) {
+  if (!piece) return std::nullopt;
+  for (const auto& a : parts.added_tokens)
+    if (a.content == *piece) return a.id;
+  for (size_t id = 0; id < parts.pieces.size(); ++id)
+    if (parts.pieces[id] == *piece) return static_cast<int32_t>(id);
+  return std::nullopt;
+}
+
+// BOS / EOS / PAD: the tokenizer configs beside the file, else the template, else common names.
+void set_special_ids(const json& root, const json& config, Tokenizer::Parts* parts) {
+  parts->bos_id = find_piece(*parts, config_token(config, "bos_token"));
+  parts->eos_id = find_piece(*parts, config_token(config, "eos_token"));
+  parts->pad_id = find_piece(*parts, config_token(config, "pad_token"));
+  if (!parts->bos_id && !parts->prefix_ids.empty()) parts->bos_id = parts->prefix_ids.front();
+  if (!parts->eos_id && !parts->suffix_ids.empty()) parts->eos_id = parts->suffix_ids.back();
+  for (const char* name : {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
+    if (!parts->bos_id) parts->bos_id = find_piece(*parts, std::string(name));
+  for (const char* name : {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"})
+    if (!parts->eos_id) parts->eos_id = find_piece(*parts, std::string(name));
+  if (root.contains("padding") && root["padding"].is_object() && root["padding"].contains("pad_id")) {
+    parts->pad_id = root["padding"]["pad_id"].get<int32_t>();
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::load_tokenizer_json(const fs::path& path) {
@@ -260,156 +449,21 @@ std::unique_ptr<Tokenizer> Tokenizer::load_tokenizer_json(const fs::path& path) 
     if (!root.is_object() || !root.contains("model"))
       fail("{}: not a tokenizer.json (no \"model\")", ctx.source);
     const json& model = root["model"];
-    std::string model_type = value_or<std::string>(model, "type", "");
-    if (model_type.empty())
-      model_type = model.contains("merges") ? "BPE" : model.contains("vocab") ? "WordPiece" : "";
-
-    // Vocabulary, then added tokens, into one id -> piece table.
-    if (!model.contains("vocab") || !model["vocab"].is_object()) {
-      fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
-    }
-    std::unordered_map<std::string, int32_t> vocab;
+    const std::string model_type = model_type_of(model);
     int64_t max_id = -1;
-    for (const auto& [piece, id] : model["vocab"].items()) {
-      const auto v = id.get<int64_t>();
-      if (v < 0 || v > INT32_MAX) fail("{}: vocab entry '{}' has invalid id {}", ctx.source, piece, v);
-      vocab.emplace(piece, static_cast<int32_t>(v));
-      max_id = std::max(max_id, v);
-    }
-    if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
-      for (const auto& t : root["added_tokens"]) {
-        AddedToken a;
-        a.id = t.at("id").get<int32_t>();
-        a.content = t.at("content").get<std::string>();
-        a.special = value_or<bool>(t, "special", false);
-        a.lstrip = value_or<bool>(t, "lstrip", false);
-        a.rstrip = value_or<bool>(t, "rstrip", false);
-        a.single_word = value_or<bool>(t, "single_word", false);
-        a.normalized = value_or<bool>(t, "normalized", !a.special);
-        if (a.id < 0) fail("{}: added token '{}' has invalid id {}", ctx.source, a.content, a.id);
-        max_id = std::max<int64_t>(max_id, a.id);
-        parts.added_tokens.push_back(std::move(a));
-      }
-    }
-    if (max_id < 0) fail("{}: empty vocabulary", ctx.source);
-    parts.pieces.assign(static_cast<size_t>(max_id + 1), std::string());
-    parts.types.assign(parts.pieces.size(), TokenType::Undefined);
-    for (const auto& [piece, id] : vocab) {
-      parts.pieces[id] = piece;
-      parts.types[id] = TokenType::Normal;
-    }
-    for (const auto& a : parts.added_tokens) {
-      parts.pieces[a.id] = a.content;
-      parts.types[a.id] = a.special ? TokenType::Control : TokenType::UserDefined;
-    }
-
-    const auto unk_token = value_or<std::string>(model, "unk_token", "");
-    if (!unk_token.empty()) {
-      const auto it = vocab.find(unk_token);
-      if (it == vocab.end()) fail("{}: unk_token '{}' is not in the vocabulary", ctx.source, unk_token);
-      parts.unk_id = it->second;
-      parts.types[it->second] = TokenType::Unknown;
-    }
-
+    auto vocab = read_vocab(model, model_type, ctx, &max_id);
+    parts.added_tokens = read_added_tokens(root, ctx, &max_id);
+    fill_piece_table(vocab, max_id, ctx, &parts);
+    set_unk_token(model, vocab, ctx, &parts);
     if (model_type == "BPE") {
-      if (value_or<double>(model, "dropout", 0.0) > 0.0) {
-        fail("{}: BPE dropout is set; only deterministic tokenization is supported", ctx.source);
-      }
-      std::vector<std::pair<std::string, std::string>> merges;
-      const json merges_json = model.value("merges", json::array());
-      merges.reserve(merges_json.size());
-      for (size_t i = 0; i < merges_json.size(); ++i) {
-        const json& m = merges_json[i];
-        if (m.is_string()) {
-          const std::string s = m.get<std::string>();
-          const size_t space = s.find(' ');
-          if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
-            fail("{}: merge #{} '{}' is not two tokens separated by one space", ctx.source, i, s);
-          }
-          merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-        } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-          merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-        } else {
-          fail("{}: merge #{} is neither \"a b\" nor [\"a\", \"b\"]", ctx.source, i);
-        }
-      }
-      BpeOptions options;
-      options.unk_id = parts.unk_id;
-      options.fuse_unk = value_or<bool>(model, "fuse_unk", false);
-      options.byte_fallback = value_or<bool>(model, "byte_fallback", false);
-      options.ignore_merges = value_or<bool>(model, "ignore_merges", false);
-      options.continuing_subword_prefix = value_or<std::string>(model, "continuing_subword_prefix", "");
-      options.end_of_word_suffix = value_or<std::string>(model, "end_of_word_suffix", "");
-      if (options.byte_fallback) {
-        for (int b = 0; b < 256; ++b) {
-          const auto it = vocab.find(fmt::format("<0x{:02X}>", b));
-          if (it != vocab.end()) parts.types[it->second] = TokenType::Byte;
-        }
-      }
-      const bool byte_fallback = options.byte_fallback;
-      const size_t merge_count = merges.size();
-      parts.model =
-          std::make_shared<BpeModel>(std::move(vocab), merges, std::move(options), true, ctx.source);
-      parts.description =
-          fmt::format("BPE{}, {} tokens, {} merges", byte_fallback ? " with byte fallback" : "",
-                      parts.pieces.size(), merge_count);
+      build_bpe(model, std::move(vocab), ctx, &parts);
     } else if (model_type == "WordPiece") {
-      if (!parts.unk_id) fail("{}: WordPiece model without an unk_token", ctx.source);
-      const auto prefix = value_or<std::string>(model, "continuing_subword_prefix", "##");
-      const auto max_chars = value_or<size_t>(model, "max_input_chars_per_word", 100);
-      parts.model = std::make_shared<WordPieceModel>(std::move(vocab), *parts.unk_id, "", prefix, max_chars);
-      parts.description = fmt::format("WordPiece, {} tokens", parts.pieces.size());
+      build_wordpiece(model, std::move(vocab), ctx, &parts);
     } else {
       fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
     }
-
-    if (root.contains("normalizer") && !root["normalizer"].is_null())
-      parts.normalizer = parse_normalizer(root["normalizer"], ctx);
-    if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
-      parts.pre_tokenizer = parse_pre_tokenizer(root["pre_tokenizer"], ctx);
-      if (parts.pre_tokenizer->kind == PreTokenizer::Kind::ByteLevel ||
-          (parts.pre_tokenizer->kind == PreTokenizer::Kind::Sequence &&
-           std::any_of(parts.pre_tokenizer->children.begin(), parts.pre_tokenizer->children.end(),
-                       [](const PreTokenizer& p) { return p.kind == PreTokenizer::Kind::ByteLevel; }))) {
-        parts.description = "byte-level " + parts.description;
-      }
-    }
-    if (root.contains("post_processor") && !root["post_processor"].is_null()) {
-      parse_post_processor(root["post_processor"], ctx, &parts);
-    }
-    if (root.contains("decoder") && !root["decoder"].is_null())
-      parts.decoder = parse_decoder(root["decoder"], ctx);
-
-    // BOS / EOS / PAD: the tokenizer configs beside the file, else the template, else common names.
-    json config = json::object();
-    for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
-      const fs::path p = path.parent_path() / name;
-      if (fs::exists(p)) {
-        const json c = read_json_file(p);
-        if (c.is_object())
-          for (const auto& [k, v] : c.items()) config[k] = v;
-      }
-    }
-    const auto lookup = [&](const std::optional<std::string>& piece) -> std::optional<int32_t> {
-      if (!piece) return std::nullopt;
-      for (const auto& a : parts.added_tokens)
-        if (a.content == *piece) return a.id;
-      for (size_t id = 0; id < parts.pieces.size(); ++id)
-        if (parts.pieces[id] == *piece) return static_cast<int32_t>(id);
-      return std::nullopt;
-    };
-    parts.bos_id = lookup(config_token(config, "bos_token"));
-    parts.eos_id = lookup(config_token(config, "eos_token"));
-    parts.pad_id = lookup(config_token(config, "pad_token"));
-    if (!parts.bos_id && !parts.prefix_ids.empty()) parts.bos_id = parts.prefix_ids.front();
-    if (!parts.eos_id && !parts.suffix_ids.empty()) parts.eos_id = parts.suffix_ids.back();
-    for (const char* name : {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
-      if (!parts.bos_id) parts.bos_id = lookup(std::string(name));
-    for (const char* name : {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"})
-      if (!parts.eos_id) parts.eos_id = lookup(std::string(name));
-    if (root.contains("padding") && root["padding"].is_object() && root["padding"].contains("pad_id")) {
-      parts.pad_id = root["padding"]["pad_id"].get<int32_t>();
-    }
+    parse_pipeline(root, ctx, &parts);
+    set_special_ids(root, read_side_configs(path), &parts);
   } catch (const json::exception& e) {
     fail("{}: malformed tokenizer.json: {}", ctx.source, e.what());
   }

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "data/caption_table.h"
+#include "llm/load_llm.h"
 #include "llm/tokenizer.h"
 #include "text/clip_text_config.h"
 #include "text/clip_tokenize.h"
@@ -92,7 +93,8 @@ class ClipTask : public TrainTask {
 
 }  // namespace
 
-TrainTask::TrainTask(const TrainOptions& options) : options_(options), device_(options.device) {}
+TrainTask::TrainTask(const TrainOptions& options)
+    : options_(options), device_(llm::parse_device(options.device)) {}
 
 torch::Tensor TrainTask::loss(TrainedModel& model, const data::Batch& batch, Distributed& dist) {
   torch::Tensor image, text;

@@ -9,11 +9,12 @@
 
 #include "data/image_source.h"
 #include "data/train_loader.h"
+#include "llm/load_llm.h"
 #include "train/checkpoint.h"
-#include "util/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/task.h"
 #include "train/trained_model.h"
+#include "util/distributed.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -74,7 +75,7 @@ TrainedModel init_model(const TrainTask& task, const vision::VitConfig& vit, con
                         Distributed& dist) {
   torch::manual_seed(o.seed);
   TrainedModel model = task.make_model(vit);
-  model.root->to(torch::Device(o.device));
+  model.root->to(llm::parse_device(o.device));
   {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> params = model.root->parameters();
@@ -339,7 +340,7 @@ nlohmann::json TrainSummary::to_json() const {
 }
 
 TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& hooks) {
-  Distributed dist = Distributed::init(dist_env_from_environment(), torch::Device(o.device));
+  Distributed dist = Distributed::init(dist_env_from_environment(), llm::parse_device(o.device));
   validate(o, dist.world_size());
   if (dist.is_main()) fs::create_directories(o.out);
 
