@@ -148,7 +148,7 @@ int main(int argc, char** argv) try {
               run_child(two, (work / fmt::format("launch2-{}.log", n)).string()), ""};
     double difference = 0;
     const bool same = same_stores(single_out, two_out, &difference);
-    ranks.same = same ? fmt::format("same keys; max |difference| {:.1e}", difference) : "**different keys**";
+    ranks.same = same ? fmt::format("same keys; largest abs difference {:.1e}", difference) : "**different keys**";
     fmt::print(stderr, "{} captions, 2 ranks: {:.1f} s, {:.0f} MiB, {}\n", n, ranks.run.seconds,
                ranks.run.peak_rss_mib, ranks.same);
     rows.push_back(ranks);
