@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "llm/tokenizer.h"
@@ -14,6 +16,7 @@
 #include "test_helpers.h"
 #include "text/embed_job.h"
 #include "text/embedding_store.h"
+#include "text/shard_pipeline.h"
 #include "text/store_parts.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -255,6 +258,60 @@ TEST(EmbedJob, LimitAndInt8Store) {
     const auto cosine = torch::cosine_similarity(value, reference.at(key), -1);
     EXPECT_GT(cosine.min().item<double>(), 0.999) << key;
   }
+}
+
+}  // namespace
+}  // namespace flame::text
+
+namespace flame::text {
+namespace {
+
+// The overlapped pipeline (used on GPUs; CPUs run it inline): shards are
+// written in push order, each once, resumed ones without encoding, and an
+// error on the worker or the writer reaches the caller.
+TEST(ShardPipeline, OverlapKeepsOrderAndReportsErrors) {
+  for (const bool overlap : {true, false}) {
+    std::vector<int64_t> written, encoded;
+    std::mutex mutex;
+    ShardPipeline pipeline(
+        [&](ShardWork& w) {
+          std::lock_guard<std::mutex> lock(mutex);
+          encoded.push_back(w.shard);
+          return torch::full({1}, static_cast<double>(w.shard));
+        },
+        [&](const ShardWork& w, const torch::Tensor& e) {
+          EXPECT_EQ(e.defined(), !w.resumed);
+          if (e.defined()) EXPECT_EQ(e.item<double>(), static_cast<double>(w.shard));
+          written.push_back(w.shard);  // the writer runs one shard at a time
+        },
+        overlap);
+    for (int64_t s = 0; s < 20; ++s) {
+      ShardWork w;
+      w.shard = s;
+      w.resumed = s % 7 == 3;
+      pipeline.push(std::move(w));
+    }
+    pipeline.finish();
+    std::vector<int64_t> all(20);
+    std::iota(all.begin(), all.end(), 0);
+    EXPECT_EQ(written, all) << overlap;
+    EXPECT_EQ(encoded.size(), 17u) << overlap;  // 3, 10 and 17 were on disk
+  }
+  ShardPipeline failing(
+      [](ShardWork& w) -> torch::Tensor {
+        if (w.shard == 2) throw Error("encode failed on shard 2");
+        return torch::zeros({1});
+      },
+      [](const ShardWork&, const torch::Tensor&) {});
+  const std::string message = test::error_of([&] {
+    for (int64_t s = 0; s < 50; ++s) {
+      ShardWork w;
+      w.shard = s;
+      failing.push(std::move(w));
+    }
+    failing.finish();
+  });
+  EXPECT_TRUE(test::contains(message, "encode failed on shard 2")) << message;
 }
 
 }  // namespace

@@ -152,7 +152,8 @@ void finish_shard(const ShardJob& job, const ShardWork& work, const torch::Tenso
 std::vector<data::InputProblem> embed_inputs(const ShardJob& job, const std::string& field) {
   const EmbedJobOptions& o = job.options;
   ShardPipeline pipeline([&](ShardWork& w) { return job.encoder.encode(w.tokens, &w.stats); },
-                         [&](const ShardWork& w, const torch::Tensor& e) { finish_shard(job, w, e); });
+                         [&](const ShardWork& w, const torch::Tensor& e) { finish_shard(job, w, e); },
+                         /*overlap=*/!llm::parse_device(o.device).is_cpu());
   std::vector<data::InputProblem> problems;
   std::vector<std::string> keys, texts;
   int64_t shard = 0, taken = 0;

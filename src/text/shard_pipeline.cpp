@@ -4,8 +4,19 @@
 
 namespace flame::text {
 
-ShardPipeline::ShardPipeline(Encode encode, Write write)
-    : encode_(std::move(encode)), write_(std::move(write)), worker_([this] { run(); }) {}
+ShardPipeline::ShardPipeline(Encode encode, Write write, bool overlap)
+    : encode_(std::move(encode)), write_(std::move(write)) {
+  if (overlap) worker_ = std::thread([this] { run(); });
+}
+
+torch::Tensor ShardPipeline::timed_encode(ShardWork& work) {
+  if (work.resumed) return {};
+  const auto start = std::chrono::steady_clock::now();
+  torch::Tensor embeddings = encode_(work);
+  work.model_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  model_seconds_ += work.model_seconds;
+  return embeddings;
+}
 
 ShardPipeline::~ShardPipeline() {
   {
@@ -21,6 +32,10 @@ void ShardPipeline::rethrow_error() {
 }
 
 void ShardPipeline::push(ShardWork work) {
+  if (!worker_.joinable()) {  // no overlap
+    write_(work, timed_encode(work));
+    return;
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !waiting_ || error_; });
   rethrow_error();
@@ -50,13 +65,7 @@ void ShardPipeline::run() {
       lock.unlock();
       changed_.notify_all();
 
-      torch::Tensor embeddings;
-      if (!work->resumed) {
-        const auto start = std::chrono::steady_clock::now();
-        embeddings = encode_(*work);
-        work->model_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        model_seconds_ += work->model_seconds;
-      }
+      const torch::Tensor embeddings = timed_encode(*work);
       if (writing.valid()) writing.get();  // in order, and its error first
       writing = std::async(std::launch::async, [this, work, embeddings] { write_(*work, embeddings); });
     }
