@@ -280,18 +280,29 @@ Normalizer spm_normalizer(bool add_space_prefix) {
   return sequence;
 }
 
-Decoder spm_decoder(bool add_space_prefix) {
+// U+2581 back into spaces (then, for SentencePiece, <0xNN> pieces into bytes),
+// fused, and `strip_start` leading spaces removed, as llama.cpp decodes.
+Decoder space_marker_decoder(bool byte_fallback, int strip_start) {
+  Decoder replace;
+  replace.kind = Decoder::Kind::Replace;
+  replace.pattern = kSpace;
+  replace.content = " ";
+  Decoder fallback, fuse, strip;
+  fallback.kind = Decoder::Kind::ByteFallback;
+  fuse.kind = Decoder::Kind::Fuse;
+  strip.kind = Decoder::Kind::Strip;
+  strip.content = " ";
+  strip.strip_start = strip_start;
   Decoder decoder;
-  decoder.children.resize(4);
-  decoder.children[0].kind = Decoder::Kind::Replace;
-  decoder.children[0].pattern = kSpace;
-  decoder.children[0].content = " ";
-  decoder.children[1].kind = Decoder::Kind::ByteFallback;
-  decoder.children[2].kind = Decoder::Kind::Fuse;
-  decoder.children[3].kind = Decoder::Kind::Strip;
-  decoder.children[3].content = " ";
-  decoder.children[3].strip_start = add_space_prefix ? 1 : 0;
+  decoder.children = {replace};
+  if (byte_fallback) decoder.children.push_back(fallback);
+  decoder.children.push_back(fuse);
+  decoder.children.push_back(strip);
   return decoder;
+}
+
+Decoder spm_decoder(bool add_space_prefix) {
+  return space_marker_decoder(true, add_space_prefix ? 1 : 0);
 }
 
 void build_llama(GgufVocab& v, const std::vector<float>& scores, Tokenizer::Parts& parts) {
@@ -310,16 +321,7 @@ void build_llama(GgufVocab& v, const std::vector<float>& scores, Tokenizer::Part
 
 // llama.cpp's WordPiece marks word starts with U+2581; decoding turns it back into spaces.
 Decoder wordpiece_decoder() {
-  Decoder decoder;
-  decoder.children.resize(3);
-  decoder.children[0].kind = Decoder::Kind::Replace;
-  decoder.children[0].pattern = kSpace;
-  decoder.children[0].content = " ";
-  decoder.children[1].kind = Decoder::Kind::Fuse;
-  decoder.children[2].kind = Decoder::Kind::Strip;
-  decoder.children[2].content = " ";
-  decoder.children[2].strip_start = 1;
-  return decoder;
+  return space_marker_decoder(false, 1);
 }
 
 void build_bert(GgufVocab& v, Tokenizer::Parts& parts) {
