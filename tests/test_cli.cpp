@@ -237,3 +237,20 @@ TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
 
 }  // namespace
 }  // namespace flame::test
+
+namespace flame::test {
+namespace {
+
+// --threads is 0 (all cores) or 1..1024: 100000 used to spawn thousands of
+// threads and hang, and -3 silently meant "all cores".
+TEST(Cli, ThreadCountsOutOfRangeAreRefused) {
+  for (const char* bad : {"100000", "-3"}) {
+    const auto r = run_cli(std::string("embed --threads ") + bad);
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_NE(r.output.find("--threads"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("1024"), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace flame::test
