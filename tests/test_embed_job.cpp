@@ -316,3 +316,30 @@ TEST(ShardPipeline, OverlapKeepsOrderAndReportsErrors) {
 
 }  // namespace
 }  // namespace flame::text
+
+namespace flame::text {
+namespace {
+
+// A store is computed one way: resuming it with another compute dtype or
+// encode mode would mix rounding, and is refused naming what differs.
+TEST(EmbedJob, RefusesToResumeWithAnotherDtypeOrMode) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 5, false);
+  run_embed_job(job(input, dir / "store"));
+  EXPECT_EQ(EmbeddingStore::open(dir / "store").manifest()["computation"],
+            (nlohmann::json{{"compute_dtype", "f32"}, {"mode", "fda"}}));
+  auto bf16 = job(input, dir / "store");
+  bf16.compute_dtype = "bfloat16";
+  const std::string dtype = test::error_of([&] { run_embed_job(bf16); });
+  EXPECT_TRUE(test::contains(dtype, "compute dtype 'f32'") && test::contains(dtype, "'bf16'")) << dtype;
+  auto naive = job(input, dir / "store");
+  naive.encoder.mode = EncodeMode::Naive;
+  const std::string mode = test::error_of([&] { run_embed_job(naive); });
+  EXPECT_TRUE(test::contains(mode, "mode 'fda'") && test::contains(mode, "'naive'")) << mode;
+  auto same = job(input, dir / "store");
+  same.compute_dtype = "fp32";  // another spelling of the same dtype
+  EXPECT_EQ(run_embed_job(same).resumed, 5);
+}
+
+}  // namespace
+}  // namespace flame::text

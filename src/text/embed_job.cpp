@@ -7,6 +7,7 @@
 
 #include "llm/checkpoint_identity.h"
 #include "llm/load_llm.h"
+#include "llm/weights.h"
 #include "text/embedding_store.h"
 #include "text/shard_pipeline.h"
 #include "util/error.h"
@@ -54,6 +55,8 @@ StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
   identity.num_facets = prompts.num_facets();
   identity.dim = encoder.dim();
   identity.normalized = o.encoder.normalize;
+  identity.compute_dtype = llm::short_dtype_name(llm::parse_dtype(o.compute_dtype));
+  identity.mode = to_string(o.encoder.mode);
   return identity;
 }
 

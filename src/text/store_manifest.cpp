@@ -60,6 +60,8 @@ json identity_to_json(const StoreIdentity& identity) {
   out["num_facets"] = identity.num_facets;
   out["dim"] = identity.dim;
   out["normalized"] = identity.normalized;
+  if (!identity.compute_dtype.empty() || !identity.mode.empty())
+    out["computation"] = {{"compute_dtype", identity.compute_dtype}, {"mode", identity.mode}};
   return out;
 }
 
@@ -84,6 +86,11 @@ StoreIdentity identity_from_json(const json& manifest, const std::string& source
   id.num_facets = get_field<int64_t>(manifest, "num_facets", source);
   id.dim = get_field<int64_t>(manifest, "dim", source);
   id.normalized = get_field<bool>(manifest, "normalized", source);
+  if (manifest.contains("computation")) {
+    const auto computation = get_field<json>(manifest, "computation", source);
+    id.compute_dtype = get_field<std::string>(computation, "compute_dtype", source + ": computation");
+    id.mode = get_field<std::string>(computation, "mode", source + ": computation");
+  }
   id.validate(source);
   return id;
 }
@@ -125,6 +132,8 @@ std::vector<IdentityDifference> identity_differences(const StoreIdentity& a, con
   compare("num_facets", a.num_facets, b.num_facets);
   compare("dim", a.dim, b.dim);
   compare("normalized", a.normalized, b.normalized);
+  compare("compute dtype", a.compute_dtype, b.compute_dtype);
+  compare("mode", a.mode, b.mode);
   return out;
 }
 

@@ -37,6 +37,12 @@ struct StoreIdentity {
   int64_t num_facets = 0;           // K
   int64_t dim = 0;                  // D
   bool normalized = false;          // every [D] vector has unit L2 norm
+  // How the vectors were computed ("computation" in the manifest): the LLM's
+  // compute dtype ("bf16") and the encode mode ("fda"). Equal in theory, not
+  // in rounding, so one store never mixes them. Empty in stores written
+  // before they were recorded.
+  std::string compute_dtype;
+  std::string mode;
 
   // Throws flame::Error naming `source` and the field when a value is invalid.
   void validate(const std::string& source) const;
