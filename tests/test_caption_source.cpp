@@ -445,12 +445,6 @@ TEST(CaptionSource, ShardingIsAStablePartition) {
   EXPECT_THROW(part_records(records, {0, 0}), Error);
 }
 
-}  // namespace
-}  // namespace flame::data
-
-namespace flame::data {
-namespace {
-
 // Streaming parts: for any N, the parts' records are disjoint, each part keeps
 // input order, and together they are exactly what one in-memory read gives,
 // problems included (a keyless problem lands in exactly one part).

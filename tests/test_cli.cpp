@@ -235,12 +235,6 @@ TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
       << benchmark_name.output;
 }
 
-}  // namespace
-}  // namespace flame::test
-
-namespace flame::test {
-namespace {
-
 // --threads is 0 (all cores) or 1..1024: 100000 used to spawn thousands of
 // threads and hang, and -3 silently meant "all cores".
 TEST(Cli, ThreadCountsOutOfRangeAreRefused) {

@@ -183,12 +183,6 @@ TEST(EmbedJob, RefusesAStoreOfAnotherPromptSet) {
   }
 }
 
-}  // namespace
-}  // namespace flame::text
-
-namespace flame::text {
-namespace {
-
 // Exit status and combined output of a shell command.
 std::pair<int, std::string> run_shell(const std::string& command, const fs::path& log) {
   const int status = std::system((command + " > " + log.string() + " 2>&1").c_str());
@@ -260,12 +254,6 @@ TEST(EmbedJob, LimitAndInt8Store) {
   }
 }
 
-}  // namespace
-}  // namespace flame::text
-
-namespace flame::text {
-namespace {
-
 // The overlapped pipeline (used on GPUs; CPUs run it inline): shards are
 // written in push order, each once, resumed ones without encoding, and an
 // error on the worker or the writer reaches the caller.
@@ -313,12 +301,6 @@ TEST(ShardPipeline, OverlapKeepsOrderAndReportsErrors) {
   });
   EXPECT_TRUE(test::contains(message, "encode failed on shard 2")) << message;
 }
-
-}  // namespace
-}  // namespace flame::text
-
-namespace flame::text {
-namespace {
 
 // A store is computed one way: resuming it with another compute dtype or
 // encode mode would mix rounding, and is refused naming what differs.

@@ -527,12 +527,6 @@ TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
   EXPECT_TRUE(contains(message, keys[5]) && contains(message, "renamed")) << message;
 }
 
-}  // namespace
-}  // namespace flame::text
-
-namespace flame::text {
-namespace {
-
 TEST(EmbeddingStoreInt8, QuantizesSymmetricallyWithOneScalePerVector) {
   // Worked by hand: scale = max|x| / 127; q = round(x / scale).
   const torch::Tensor x = torch::tensor({0.5f, -0.2f, 0.1f, 0.0f}).view({1, 1, 4});
