@@ -32,6 +32,7 @@ demo: build
 	./scripts/demo
 
 bench: build
+	@./scripts/setup --bench
 	./scripts/bench
 
 format:

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 
 #include "llm/random_checkpoint.h"
@@ -21,7 +22,9 @@ namespace flame::bench {
 namespace fs = std::filesystem;
 
 using Clock = std::chrono::steady_clock;
-inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // A field of /proc/self/status in MiB (VmRSS, VmHWM).
 inline double status_mib(const std::string& field) {
@@ -55,14 +58,24 @@ struct Args {
   bool flag(const std::string& k) const { return kv.count(k) != 0; }
 };
 
-inline Args parse_args(int argc, char** argv) {
+// The command line of a benchmark: `--key value` or `--flag`. `usage` is its
+// --help text (the first word is the program); an option not named in `known`
+// is refused before any long run starts. `--help` prints `usage` and exits.
+inline Args parse_args(int argc, char** argv, const std::string& usage, const std::set<std::string>& known) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (k.rfind("--", 0) != 0) fail("unexpected argument '{}'", k);
+    if (k.rfind("--", 0) != 0) fail("unexpected argument '{}'\nusage: {}", k, usage);
     k = k.substr(2);
-    if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.kv[k] = argv[++i];
-    else a.kv[k] = "1";
+    if (k == "help") {
+      fmt::print("usage: {}\n", usage);
+      std::exit(0);
+    }
+    if (known.count(k) == 0 && k != "no-write") fail("unknown option --{}\nusage: {}", k, usage);
+    if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0)
+      a.kv[k] = argv[++i];
+    else
+      a.kv[k] = "1";
   }
   return a;
 }
@@ -77,7 +90,9 @@ inline void publish(const Args& args, const std::string& name, const std::string
   fmt::print("wrote {}\n", out.string());
 }
 
-inline fs::path checkpoint_dir(const fs::path& cache, const std::string& preset) { return cache / (preset + "-bf16"); }
+inline fs::path checkpoint_dir(const fs::path& cache, const std::string& preset) {
+  return cache / (preset + "-bf16");
+}
 
 // A random checkpoint of `preset` with the SmolLM tokenizer, made once per cache.
 inline void ensure_checkpoint(const fs::path& cache, const std::string& preset) {

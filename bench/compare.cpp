@@ -60,7 +60,12 @@ const json& task_named(const json& results, const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args a = parse_args(argc, argv);
+  const Args a = parse_args(
+      argc, argv,
+      "compare [--llm HF_DIR] [--steps 600] [--batch-size 64] [--model vit-ti-8-64] [--clip-text "
+      "clip-text-ti] [--captions N] [--eval-limit 2000] [--seed 0] [--threads 2] [--work DIR] [--no-write]",
+      {"llm", "steps", "batch-size", "model", "clip-text", "captions", "eval-limit", "seed", "threads",
+       "work"});
   const int64_t steps = a.num("steps", 600), batch = a.num("batch-size", 64),
                 eval_limit = a.num("eval-limit", 2000);
   const int64_t captions_limit = a.num("captions", 0);

@@ -97,11 +97,8 @@ bool same_stores(const fs::path& a, const fs::path& b, double* max_difference) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args a = parse_args(argc, argv);
-  if (a.flag("help")) {
-    fmt::print("embed_scale [--cache DIR] [--sizes 20000,200000] [--no-write]\n");
-    return 0;
-  }
+  const Args a = parse_args(argc, argv, "embed_scale [--cache DIR] [--sizes 20000,200000] [--no-write]",
+                            {"cache", "sizes"});
   const fs::path cache = a.get("cache", (fs::temp_directory_path() / "flame-bench-llm").string());
   const fs::path work = cache / "embed_scale";
   fs::remove_all(work);
@@ -148,7 +145,8 @@ int main(int argc, char** argv) try {
               run_child(two, (work / fmt::format("launch2-{}.log", n)).string()), ""};
     double difference = 0;
     const bool same = same_stores(single_out, two_out, &difference);
-    ranks.same = same ? fmt::format("same keys; largest abs difference {:.1e}", difference) : "**different keys**";
+    ranks.same =
+        same ? fmt::format("same keys; largest abs difference {:.1e}", difference) : "**different keys**";
     fmt::print(stderr, "{} captions, 2 ranks: {:.1f} s, {:.0f} MiB, {}\n", n, ranks.run.seconds,
                ranks.run.peak_rss_mib, ranks.same);
     rows.push_back(ranks);

@@ -79,11 +79,9 @@ std::vector<double> losses(const fs::path& log) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args a = parse_args(argc, argv);
-  if (a.flag("help")) {
-    fmt::print("int8_store [--demo DIR (demo-out, from make demo)] [--steps 200] [--no-write]\n");
-    return 0;
-  }
+  const Args a =
+      parse_args(argc, argv, "int8_store [--demo DIR (demo-out, from make demo)] [--steps 200] [--no-write]",
+                 {"demo", "steps"});
   const fs::path demo = a.get("demo", std::string(FLAME_SOURCE_DIR) + "/demo-out");
   const int64_t steps = a.num("steps", 200);
   const fs::path work = demo / "int8-bench";

@@ -23,15 +23,15 @@
 #include <string>
 #include <vector>
 
-#include "llm/allocator.h"
+#include "bench_util.h"
 #include "llm/batch.h"
 #include "llm/config.h"
 #include "llm/random_checkpoint.h"
 #include "llm/transformer.h"
 #include "llm/weights.h"
+#include "util/allocator.h"
 #include "util/error.h"
 #include "util/file.h"
-#include "bench_util.h"
 
 namespace fs = std::filesystem;
 using namespace flame;
@@ -39,11 +39,6 @@ using namespace flame::bench;
 using nlohmann::json;
 
 namespace {
-
-
-
-
-
 
 torch::Tensor random_ids(int64_t b, int64_t t, int64_t vocab) {
   return torch::randint(3, vocab, {b, t}, torch::kInt64);
@@ -118,13 +113,14 @@ json child_forward(const Args& a) {
 // 512, 2048. The bar a GEMM-bound engine (llama.cpp-class) is held to.
 json child_gemm(const Args& a) {
   torch::set_num_threads(static_cast<int>(a.num("threads", 2)));
-  llm::retain_freed_memory();  // as the forward pass: no fresh pages per output
+  retain_freed_memory();  // as the forward pass: no fresh pages per output
   torch::NoGradGuard no_grad;
   const auto dtype = llm::parse_compute_dtype(a.get("dtype"));
   const auto c = llm::load_llm_config(checkpoint_dir(a.get("cache"), a.get("preset")));
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{H, q + 2 * kv}, {q, H}, {H, 2 * I}, {I, H}};  // in, out
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {H, q + 2 * kv}, {q, H}, {H, 2 * I}, {I, H}};  // in, out
   json out;
   for (const int64_t M : {128, 512, 2048}) {
     double flops = 0, seconds = 0;
@@ -158,7 +154,8 @@ json child_fda(const Args& a) {
   options.dtype = llm::parse_compute_dtype(a.get("dtype"));
   const auto model = llm::Transformer::load(dir, options);
   const auto& c = model.config();
-  const int64_t B = a.num("batch", 16), P = a.num("prefix", 48), K = a.num("facets", 5), F = a.num("facet", 12);
+  const int64_t B = a.num("batch", 16), P = a.num("prefix", 48), K = a.num("facets", 5),
+                F = a.num("facet", 12);
   const int64_t layer = c.num_hidden_layers - 1;
   auto gen = at::detail::createCPUGenerator(3);
   auto ids = [&](int64_t n) {
@@ -238,7 +235,8 @@ json child_fda(const Args& a) {
         torch::cosine_similarity(result.to(torch::kFloat32), reference, -1).min().item<double>();
     out[name] = {{"seconds", s}, {"captions_per_s", B / s}, {"min_cosine_vs_packed", cos}};
   }
-  out["shape"] = fmt::format("{} captions, prefix ~{} tokens, {} facets x {} tokens, layer {}", B, P, K, F, layer);
+  out["shape"] =
+      fmt::format("{} captions, prefix ~{} tokens, {} facets x {} tokens, layer {}", B, P, K, F, layer);
   return out;
 }
 
@@ -251,8 +249,6 @@ json run_child(const std::string& self, const std::string& args) {
   const auto start = out.rfind("\n{");
   return json::parse(start == std::string::npos ? out : out.substr(start + 1));
 }
-
-
 
 int parent(int argc, char** argv, const Args& a) {
   const std::string self = fs::canonical("/proc/self/exe").string();
@@ -270,14 +266,17 @@ int parent(int argc, char** argv, const Args& a) {
   std::map<std::string, llm::LlmConfig> configs;
   for (const auto& p : presets) configs[p] = llm::load_llm_config(checkpoint_dir(cache, p));
 
-  const std::string common = fmt::format("--cache {} --threads {} --min-seconds {}", cache.string(), threads, min_s);
+  const std::string common =
+      fmt::format("--cache {} --threads {} --min-seconds {}", cache.string(), threads, min_s);
   json gemm;
   for (const auto& preset : presets) {
     for (const std::string dtype : {"bf16", "f32"}) {
-      const json g = run_child(self, fmt::format("--child gemm --preset {} --dtype {} {}", preset, dtype, common));
+      const json g =
+          run_child(self, fmt::format("--child gemm --preset {} --dtype {} {}", preset, dtype, common));
       gemm[preset][dtype] = g;
-      fmt::print("GEMM-only rate of {} projections, {}: {:.0f} / {:.0f} / {:.0f} GFLOP/s at 128 / 512 / 2048 rows\n",
-                 preset, dtype, g["128"].get<double>(), g["512"].get<double>(), g["2048"].get<double>());
+      fmt::print(
+          "GEMM-only rate of {} projections, {}: {:.0f} / {:.0f} / {:.0f} GFLOP/s at 128 / 512 / 2048 rows\n",
+          preset, dtype, g["128"].get<double>(), g["512"].get<double>(), g["2048"].get<double>());
     }
   }
 
@@ -287,22 +286,23 @@ int parent(int argc, char** argv, const Args& a) {
     json r;
   };
   std::vector<Row> rows;
-  fmt::print("\n{:<14} {:>5} {:>5} {:>5} {:>10} {:>9} {:>8} {:>10} {:>10}\n", "model", "dtype", "batch", "seq",
-             "tokens/s", "pass s", "GFLOP/s", "RSS load", "peak RSS");
+  fmt::print("\n{:<14} {:>5} {:>5} {:>5} {:>10} {:>9} {:>8} {:>10} {:>10}\n", "model", "dtype", "batch",
+             "seq", "tokens/s", "pass s", "GFLOP/s", "RSS load", "peak RSS");
   for (const auto& preset : presets) {
     for (const std::string dtype : {"bf16", "f32"}) {
       for (const int64_t batch : {1, 16}) {
         for (const int64_t seq : {128, 512}) {
           if (quick && (batch == 16 && seq == 512)) continue;
-          json r = run_child(self, fmt::format("--child forward --preset {} --dtype {} --batch {} --seq {} {}", preset,
-                                               dtype, batch, seq, common));
+          json r =
+              run_child(self, fmt::format("--child forward --preset {} --dtype {} --batch {} --seq {} {}",
+                                          preset, dtype, batch, seq, common));
           const auto [lin, att] = pass_flops(configs[preset], 1, seq);
           r["flops_per_token_causal"] = (lin + att / 2) / static_cast<double>(seq);
-          const double gflops =
-              (r["linear_gflop"].get<double>() + r["attention_gflop"].get<double>()) / r["pass_s"].get<double>();
-          fmt::print("{:<14} {:>5} {:>5} {:>5} {:>10.0f} {:>9.3f} {:>8.0f} {:>7.0f} MiB {:>6.0f} MiB\n", preset,
-                     dtype, batch, seq, r["tokens_per_s"].get<double>(), r["pass_s"].get<double>(), gflops,
-                     r["rss_loaded_mib"].get<double>(), r["peak_rss_mib"].get<double>());
+          const double gflops = (r["linear_gflop"].get<double>() + r["attention_gflop"].get<double>()) /
+                                r["pass_s"].get<double>();
+          fmt::print("{:<14} {:>5} {:>5} {:>5} {:>10.0f} {:>9.3f} {:>8.0f} {:>7.0f} MiB {:>6.0f} MiB\n",
+                     preset, dtype, batch, seq, r["tokens_per_s"].get<double>(), r["pass_s"].get<double>(),
+                     gflops, r["rss_loaded_mib"].get<double>(), r["peak_rss_mib"].get<double>());
           std::fflush(stdout);
           rows.push_back({preset, dtype, batch, seq, r});
         }
@@ -318,9 +318,15 @@ int parent(int argc, char** argv, const Args& a) {
   }
   const double wall = seconds_since(wall0);
   fmt::print("\ntotal {:.0f} s\n", wall);
-  json results = {{"machine", machine_line()}, {"command", command}, {"threads", threads}, {"wall_s", wall},
-                  {"load_average_start", load_start}, {"load_average_end", load_average()},
-                  {"gemm", gemm}, {"fda", fda}, {"rows", json::array()}};
+  json results = {{"machine", machine_line()},
+                  {"command", command},
+                  {"threads", threads},
+                  {"wall_s", wall},
+                  {"load_average_start", load_start},
+                  {"load_average_end", load_average()},
+                  {"gemm", gemm},
+                  {"fda", fda},
+                  {"rows", json::array()}};
   for (const auto& row : rows) {
     results["rows"].push_back(
         {{"preset", row.preset}, {"dtype", row.dtype}, {"batch", row.batch}, {"seq", row.seq}, {"r", row.r}});
@@ -345,23 +351,32 @@ int render(const json& results) {
     json r;
   };
   std::vector<Row> rows;
-  for (const auto& row : results["rows"]) rows.push_back({row["preset"], row["dtype"], row["batch"], row["seq"], row["r"]});
+  for (const auto& row : results["rows"])
+    rows.push_back({row["preset"], row["dtype"], row["batch"], row["seq"], row["r"]});
   std::ostringstream md;
   md << "# LLM forward pass: prompt-processing throughput\n\n";
-  md << "Generated by `bench/llm_forward.cpp`; the sections below the tables are regenerated with the figures.\n\n";
-  md << fmt::format("- Machine: {} (AVX512-BF16). LibTorch 1.13 (Debian): bf16 matmuls via oneDNN, fp32 via OpenBLAS.\n",
-                    results["machine"].get<std::string>());
-  md << fmt::format("- Command: `{}` (from the build directory), {} torch threads, total wall time {:.0f} s. "
-                    "Load average (1/5/15 min) at start {}, at end {}: the 2 cores are shared with other work.\n",
-                    command, threads, wall, results["load_average_start"].get<std::string>(),
-                    results["load_average_end"].get<std::string>());
-  md << "- Models: the real shapes of SmolLM2-135M (30 layers, hidden 576, 9/3 heads) and Qwen2.5-0.5B (24 layers, "
-        "hidden 896, 14/2 heads, q/k/v biases), random bf16 weights from `make_random_checkpoint`. fp32 rows load "
+  md << "Generated by `bench/llm_forward.cpp`; the sections below the tables are regenerated with the "
+        "figures.\n\n";
+  md << fmt::format(
+      "- Machine: {} (AVX512-BF16). LibTorch 1.13 (Debian): bf16 matmuls via oneDNN, fp32 via OpenBLAS.\n",
+      results["machine"].get<std::string>());
+  md << fmt::format(
+      "- Command: `{}` (from the build directory), {} torch threads, total wall time {:.0f} s. "
+      "Load average (1/5/15 min) at start {}, at end {}: the 2 cores are shared with other work.\n",
+      command, threads, wall, results["load_average_start"].get<std::string>(),
+      results["load_average_end"].get<std::string>());
+  md << "- Models: the real shapes of SmolLM2-135M (30 layers, hidden 576, 9/3 heads) and Qwen2.5-0.5B (24 "
+        "layers, "
+        "hidden 896, 14/2 heads, q/k/v biases), random bf16 weights from `make_random_checkpoint`. fp32 rows "
+        "load "
         "the same bf16 files and convert (a copy); bf16 rows map the file without copying.\n";
-  md << "- A pass = all layers + final norm for every token, hidden state gathered at the last token (no LM head), "
-        "as FLAME uses it. tokens/s = batch x seq / median pass time after a warm-up; each configuration in a fresh "
+  md << "- A pass = all layers + final norm for every token, hidden state gathered at the last token (no LM "
+        "head), "
+        "as FLAME uses it. tokens/s = batch x seq / median pass time after a warm-up; each configuration in "
+        "a fresh "
         "process; peak RSS = VmHWM of that process (includes the mapped weight pages it touched).\n";
-  md << "- GFLOP/s counts 2 x weights x tokens for the projections plus 4 x T^2 x q_dim per layer for the attention "
+  md << "- GFLOP/s counts 2 x weights x tokens for the projections plus 4 x T^2 x q_dim per layer for the "
+        "attention "
         "as computed (full square, masked).\n\n";
   md << "| model | dtype | batch | seq | tokens/s | pass (s) | GFLOP/s | RSS after load | peak RSS |\n";
   md << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -369,18 +384,23 @@ int render(const json& results) {
     const auto& r = row.r;
     const double gflops =
         (r["linear_gflop"].get<double>() + r["attention_gflop"].get<double>()) / r["pass_s"].get<double>();
-    md << fmt::format("| {} | {} | {} | {} | {:.0f} | {:.3f} | {:.0f} | {:.0f} MiB | {:.0f} MiB |\n", row.preset,
-                      row.dtype, row.batch, row.seq, r["tokens_per_s"].get<double>(), r["pass_s"].get<double>(), gflops,
-                      r["rss_loaded_mib"].get<double>(), r["peak_rss_mib"].get<double>());
+    md << fmt::format("| {} | {} | {} | {} | {:.0f} | {:.3f} | {:.0f} | {:.0f} MiB | {:.0f} MiB |\n",
+                      row.preset, row.dtype, row.batch, row.seq, r["tokens_per_s"].get<double>(),
+                      r["pass_s"].get<double>(), gflops, r["rss_loaded_mib"].get<double>(),
+                      r["peak_rss_mib"].get<double>());
   }
   md << "\n## Comparison with llama.cpp-class prompt processing (an estimate, not a measurement)\n\n";
-  md << "llama.cpp is not installed and cannot be downloaded here, so it was not run. Its CPU prompt processing is "
-        "bound by the same matrix multiplications, so its bar is estimated from FLOPs and this machine's measured "
+  md << "llama.cpp is not installed and cannot be downloaded here, so it was not run. Its CPU prompt "
+        "processing is "
+        "bound by the same matrix multiplications, so its bar is estimated from FLOPs and this machine's "
+        "measured "
         "GEMM rate:\n\n"
         "- FLOPs per token = 2 x non-embedding weights (the projections) + attention at its causal average, "
         "2 x 2 x (T/2) x q_dim per layer (q k^T and p v over half the keys).\n"
-        "- GEMM-only rate = the model's own projection shapes (q/k/v fused, o, gate/up fused, down) run as plain "
-        "`torch::linear` calls, FLOPs / (sum over the shapes of the fastest call's time), with M = min(batch x seq, 2048) token rows (bf16: oneDNN with "
+        "- GEMM-only rate = the model's own projection shapes (q/k/v fused, o, gate/up fused, down) run as "
+        "plain "
+        "`torch::linear` calls, FLOPs / (sum over the shapes of the fastest call's time), with M = min(batch "
+        "x seq, 2048) token rows (bf16: oneDNN with "
         "AVX512-BF16; fp32: OpenBLAS), 2 threads:\n\n";
   md << "| model | dtype | M = 128 | M = 512 | M = 2048 |\n|---|---|---:|---:|---:|\n";
   for (const auto& [preset, by_dtype] : gemm.items()) {
@@ -389,27 +409,36 @@ int render(const json& results) {
                         g["128"].get<double>(), g["512"].get<double>(), g["2048"].get<double>());
     }
   }
-  md << "\n- Bar = FLOPs per token / GEMM-only rate: an engine that ran every FLOP, attention included, at the "
-        "GEMM rate and spent nothing on norms, RoPE, softmax or activations. llama.cpp's bf16/fp32 CPU matmuls "
-        "(ggml, llamafile's tinyBLAS) are of the same class as these libraries (their author reports tinyBLAS "
-        "on par with or up to 2x faster than MKL for cache-resident matrices), and it spends time outside GEMMs "
-        "too, so **estimate llama.cpp-class prompt processing at roughly 0.6-1.0 x the bar** on these 2 cores.\n\n";
+  md << "\n- Bar = FLOPs per token / GEMM-only rate: an engine that ran every FLOP, attention included, at "
+        "the "
+        "GEMM rate and spent nothing on norms, RoPE, softmax or activations. llama.cpp's bf16/fp32 CPU "
+        "matmuls "
+        "(ggml, llamafile's tinyBLAS) are of the same class as these libraries (their author reports "
+        "tinyBLAS "
+        "on par with or up to 2x faster than MKL for cache-resident matrices), and it spends time outside "
+        "GEMMs "
+        "too, so **estimate llama.cpp-class prompt processing at roughly 0.6-1.0 x the bar** on these 2 "
+        "cores.\n\n";
   md << "| model | dtype | batch | seq | FLOPs/token | bar tokens/s | llama.cpp-class estimate | measured | "
         "measured / bar |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& row : rows) {
     const double per_token = row.r["flops_per_token_causal"].get<double>();
-    const std::string m = std::to_string(std::min<int64_t>(2048, std::max<int64_t>(128, row.batch * row.seq)));
+    const std::string m =
+        std::to_string(std::min<int64_t>(2048, std::max<int64_t>(128, row.batch * row.seq)));
     const double rate = gemm[row.preset][row.dtype][m].get<double>();
     const double bar = rate * 1e9 / per_token;
     const double measured = row.r["tokens_per_s"].get<double>();
-    md << fmt::format("| {} | {} | {} | {} | {:.2f} GFLOP | {:.0f} | {:.0f}-{:.0f} | {:.0f} | {:.0f}% |\n", row.preset,
-                      row.dtype, row.batch, row.seq, per_token / 1e9, bar, 0.6 * bar, bar, measured,
-                      100 * measured / bar);
+    md << fmt::format("| {} | {} | {} | {} | {:.2f} GFLOP | {:.0f} | {:.0f}-{:.0f} | {:.0f} | {:.0f}% |\n",
+                      row.preset, row.dtype, row.batch, row.seq, per_token / 1e9, bar, 0.6 * bar, bar,
+                      measured, 100 * measured / bar);
   }
   md << "\n## Where the time goes\n\n";
-  md << "Per-stage wall time of one pass (stages timed inside `Transformer::forward` with `ForwardRequest::timings`; "
-        "'linear' = q/k/v, o, gate/up and down projections; 'attention' = scores, mask, fp32 softmax, weighted sum; "
-        "'rope' = rotary embedding of q and k plus the v transpose; 'norm' = RMSNorm; 'activation' = SiLU x up).\n\n";
+  md << "Per-stage wall time of one pass (stages timed inside `Transformer::forward` with "
+        "`ForwardRequest::timings`; "
+        "'linear' = q/k/v, o, gate/up and down projections; 'attention' = scores, mask, fp32 softmax, "
+        "weighted sum; "
+        "'rope' = rotary embedding of q and k plus the v transpose; 'norm' = RMSNorm; 'activation' = SiLU x "
+        "up).\n\n";
   std::vector<std::string> stage_names;
   for (const auto& row : rows) {
     for (const auto& [k, v] : row.r["stages"].items()) {
@@ -454,17 +483,26 @@ int render(const json& results) {
 
 int main(int argc, char** argv) {
   try {
-    const Args a = parse_args(argc, argv);
+    const Args a =
+        parse_args(argc, argv,
+                   "llm_forward [--threads 2] [--cache DIR] [--min-seconds 2] [--quick] [--no-write] | "
+                   "llm_forward --render (re-renders the .md from bench/results/llm_forward.json)",
+                   {"threads", "cache", "min-seconds", "quick", "render", "unfused", "child", "dtype",
+                    "preset", "batch", "facet", "facets", "prefix", "seq"});
     const std::string child = a.get("child");
     if (a.flag("render")) {
       return render(read_json_file(fs::path(FLAME_BENCH_RESULTS_DIR) / "llm_forward.json"));
     }
     if (child.empty()) return parent(argc, argv, a);
     json r;
-    if (child == "forward") r = child_forward(a);
-    else if (child == "gemm") r = child_gemm(a);
-    else if (child == "fda") r = child_fda(a);
-    else fail("unknown --child '{}'", child);
+    if (child == "forward")
+      r = child_forward(a);
+    else if (child == "gemm")
+      r = child_gemm(a);
+    else if (child == "fda")
+      r = child_fda(a);
+    else
+      fail("unknown --child '{}'", child);
     std::cout << "\n" << r.dump() << std::endl;
     return 0;
   } catch (const std::exception& e) {

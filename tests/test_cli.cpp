@@ -99,6 +99,49 @@ TEST(Cli, BadInputGivesAClearErrorAndExitCode) {
   EXPECT_NE(missing.status, 0);
 }
 
+// The recipe preset loads; the config file and then the flags given override
+// it, a flag even when it names the built-in default; --steps replaces the
+// recipe's epochs. --print-config shows the merged options without training.
+TEST(Cli, TrainRecipeLoadsAndFlagsOverrideIt) {
+  const auto dir = fresh_temp_dir();
+  const auto json_of = [](const auto& r) {
+    return nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  };
+  const auto recipe = run_cli("train --recipe flame-cc3m --print-config");
+  ASSERT_EQ(recipe.status, 0) << recipe.output;
+  const nlohmann::json r = json_of(recipe);
+  EXPECT_EQ(r["model"], "vit-b-16");
+  EXPECT_EQ(r["positives_per_step"], 6);
+  EXPECT_EQ(r["loss"], "sigmoid");
+  EXPECT_EQ(r["weight_decay"], 0.5);
+  EXPECT_EQ(r["beta2"], 0.95);
+  EXPECT_EQ(r["batch_size"], 4096);
+  EXPECT_EQ(r["epochs"], 32);
+  EXPECT_EQ(r["precision"], "bf16");
+  EXPECT_EQ(r["grad_checkpointing"], true);
+
+  write_file_atomic(dir / "config.json", R"({"lr": 0.001, "warmup_steps": 7})");
+  const auto merged = run_cli("train --recipe flame-cc3m --config " + (dir / "config.json").string() +
+                              " --lr 0.002 --precision fp32 --steps 10 --print-config");
+  ASSERT_EQ(merged.status, 0) << merged.output;
+  const nlohmann::json m = json_of(merged);
+  EXPECT_EQ(m["lr"], 0.002);          // the flag over the config over the recipe
+  EXPECT_EQ(m["warmup_steps"], 7);    // the config over the recipe
+  EXPECT_EQ(m["precision"], "fp32");  // a flag naming the default still overrides
+  EXPECT_EQ(m["steps"], 10);
+  EXPECT_EQ(m["epochs"], 0);          // --steps replaces the recipe's epochs
+  EXPECT_EQ(m["weight_decay"], 0.5);  // the rest stays the recipe's
+
+  const auto unknown = run_cli("train --recipe flame-cc9m --print-config");
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_TRUE(contains(unknown.output, "unknown recipe 'flame-cc9m'")) << unknown.output;
+  EXPECT_TRUE(contains(unknown.output, "flame-cc3m")) << unknown.output;
+  write_file_atomic(dir / "bad.json", R"({"train": {"lr": 0.1, "learning_rate": 0.1}})");
+  const auto bad = run_cli("train --recipe " + (dir / "bad.json").string() + " --print-config");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_TRUE(contains(bad.output, "bad.json: train options: unknown field 'learning_rate'")) << bad.output;
+}
+
 // train's choices are parsed once, where they are read: a bad name fails
 // before any work, naming the option (or config field) and the names allowed.
 TEST(Cli, TrainRefusesAnUnknownChoice) {
@@ -231,7 +274,7 @@ TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
   const auto benchmark_name = run_cli(eval + "mine");
   EXPECT_NE(benchmark_name.output.find("unknown benchmark 'mine'"), std::string::npos)
       << benchmark_name.output;
-  EXPECT_NE(benchmark_name.output.find("presets: cifar10, flickr8k"), std::string::npos)
+  EXPECT_NE(benchmark_name.output.find("presets: cifar10, flickr8k, imagenet"), std::string::npos)
       << benchmark_name.output;
 }
 

@@ -94,6 +94,19 @@ TEST(EmbedJob, StoresTheEncoderOutputAndReportsBadInput) {
   EXPECT_TRUE(torch::allclose(got, expected, 1e-2, 1e-2)) << (got - expected).abs().max();  // f16 storage
 }
 
+// A job that embeds nothing fails, saying how many records were dropped and
+// where the reasons are (it finished with an empty store and exit 0).
+TEST(EmbedJob, NothingToEmbedIsAnError) {
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(dir / "bad.jsonl",
+                    "{\"key\": \"a\", \"long\": \"\"}\n{\"key\": \"b\", \"raw\": \"x\"}\n");
+  const std::string message = test::error_of([&] { run_embed_job(job(dir / "bad.jsonl", dir / "store")); });
+  EXPECT_TRUE(test::contains(message, "nothing to embed: no caption was read from") &&
+              test::contains(message, "2 record(s) dropped") && test::contains(message, "problems.jsonl"))
+      << message;
+  EXPECT_FALSE(fs::exists(dir / "store" / "manifest.json"));
+}
+
 TEST(EmbedJob, KilledRunResumesToTheSameStore) {
   const auto dir = test::fresh_temp_dir();
   const auto input = write_jsonl(dir, 240, false);

@@ -2,6 +2,7 @@
 // killed job, refusing mixed identities, scale-out parts (verify, merge),
 // corrupt shards, and joining stores by key.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -271,11 +272,22 @@ TEST(EmbeddingStore, RefusesAnotherIdentity) {
   EXPECT_TRUE(same.has_shard(0));
 }
 
+// A wrong --texts path says so, rather than "no manifest.json".
+TEST(EmbeddingStore, OpenNamesAMissingPath) {
+  const auto dir = fresh_temp_dir();
+  EXPECT_TRUE(
+      contains(error_of([&] { EmbeddingStore::open(dir / "typo"); }), "typo: no such embedding store"));
+  write_file_atomic(dir / "file", "x");
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir / "file"); }), "a store is a folder"));
+  EXPECT_TRUE(contains(error_of([&] { EmbeddingStore::open(dir); }), "no manifest.json"));
+}
+
 TEST(EmbeddingStore, OneWriterAtATime) {
   const auto dir = fresh_temp_dir();
   auto writer = std::make_unique<EmbeddingStoreWriter>(dir, make_identity());
   const std::string message = error_of([&] { EmbeddingStoreWriter second(dir, make_identity()); });
-  EXPECT_TRUE(contains(message, "another process is writing")) << message;
+  // The second writer names the holder (this process here).
+  EXPECT_TRUE(contains(message, fmt::format("the store is in use by pid {} on host", ::getpid()))) << message;
   writer.reset();
   EmbeddingStoreWriter after(dir, make_identity());
 }

@@ -10,11 +10,15 @@
 #include "data/image_transform.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
+#include "llm/checkpoint_identity.h"
 #include "llm/tokenizer.h"
 #include "test_helpers.h"
 #include "text/clip_text_config.h"
 #include "text/clip_tokenize.h"
+#include "text/prompts.h"
+#include "text/store_manifest.h"
 #include "train/checkpoint.h"
+#include "train/text_provenance.h"
 #include "train/trained_model.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -107,6 +111,147 @@ fs::path write_benchmark(const fs::path& dir) {
                                    {"classes", (dir / "classes.txt").string()}}}}};
   write_json_file_atomic(dir / "tiny.json", bench);
   return dir / "tiny.json";
+}
+
+// A FLAME checkpoint of a tiny encoder whose config records `text_stores`
+// (null: a checkpoint from before they were recorded).
+fs::path provenance_checkpoint(const fs::path& dir, const nlohmann::json& text_stores) {
+  torch::manual_seed(3);
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  nlohmann::json config = {{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}};
+  if (!text_stores.is_null()) config["text_stores"] = text_stores;
+  train::save_checkpoint(dir, 0, *encoder, optimizer, {config, {{"step", 0}}}, 1);
+  return dir;
+}
+
+// The checkpoint's text side decides: its layer is used (a layer the LLM does
+// not have fails, naming it), another LLM is refused naming both and the
+// override, which then puts a warning into the results; an old checkpoint
+// evaluates with a warning.
+TEST(Evaluate, TheCheckpointsTextSideDecidesTheLayerAndTheLlm) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  text::StoreIdentity identity;
+  identity.llm = llm::checkpoint_identity(llm).json;
+  identity.prompt_set_name = "short";
+  identity.prompt_set_sha256 = text::load_prompt_set("short").sha256;
+  identity.facets = {"a", "b", "c"};
+  identity.layer = 1;
+  identity.num_facets = 3;
+  identity.dim = 64;
+  identity.normalized = true;
+  eval::EvalOptions o;
+  o.llm = llm.string();
+  o.benchmarks = {write_benchmark(dir).string()};
+  o.tasks = {"short"};
+  o.data_root = (test::shared_dir() / "data").string();
+  o.dtype = "f32";
+
+  o.model = provenance_checkpoint(dir / "same", train::text_provenance_json({identity})).string();
+  EXPECT_TRUE(eval::run_evaluation(o)["warnings"].empty());
+
+  identity.layer = 9;  // the tiny LLM has 3 layers: the recorded layer is really used
+  o.model = provenance_checkpoint(dir / "layer9", train::text_provenance_json({identity})).string();
+  EXPECT_TRUE(test::contains(test::error_of([&] { eval::run_evaluation(o); }),
+                             "--layer 9 is out of range for 3 layers"));
+
+  identity.layer = 1;
+  o.model = provenance_checkpoint(dir / "run", train::text_provenance_json({identity})).string();
+  o.llm = test::tiny_checkpoint("qwen2", "f32").string();  // another LLM of the same width
+  const std::string refused = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(refused, "was trained against the LLM") && test::contains(refused, o.llm) &&
+              test::contains(refused, "LLM architecture") && test::contains(refused, "--allow-llm-mismatch"))
+      << refused;
+  o.allow_llm_mismatch = true;
+  const nlohmann::json allowed = eval::run_evaluation(o);
+  ASSERT_EQ(allowed["warnings"].size(), 1u);
+  EXPECT_TRUE(test::contains(eval::results_markdown(allowed), "**warning:**"));
+
+  o.model = provenance_checkpoint(dir / "old", nullptr).string();
+  const nlohmann::json old = eval::run_evaluation(o);
+  ASSERT_EQ(old["warnings"].size(), 1u);
+  EXPECT_TRUE(test::contains(old["warnings"][0].get<std::string>(), "records no text side"));
+}
+
+// ImageNet's layout: class folders named by id (n0...), names from a
+// "wnid<TAB>name" file or, with "folders": "sorted", one name per line in
+// folder order; a count that does not match, and a missing root, are named.
+TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path cifar = test::shared_dir() / "data" / "cifar10" / "test";
+  for (const auto& [wnid, cls] : {std::pair{"n02123045", "cat"}, std::pair{"n02085620", "dog"}}) {
+    fs::create_directories(dir / "val" / wnid);
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(cifar / cls)) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (int i = 0; i < 5; ++i) fs::copy_file(files[i], dir / "val" / wnid / files[i].filename());
+  }
+  write_file_atomic(dir / "names.tsv", "n02123045\ttabby cat\nn02085620\tChihuahua\n");
+  write_file_atomic(dir / "names-sorted.txt", "Chihuahua\ntabby cat\n");  // n02085620 sorts first
+  write_file_atomic(dir / "three.txt", "a\nb\nc\n");
+  write_file_atomic(dir / "templates.txt", "a photo of a {}.\n");
+  const auto task = [&](const std::string& name, const std::string& classes, bool sorted) {
+    nlohmann::json t = {{"name", name},
+                        {"type", "zero-shot"},
+                        {"root", (dir / "val").string()},
+                        {"classes", (dir / classes).string()},
+                        {"templates", (dir / "templates.txt").string()},
+                        {"source", "ImageNet ILSVRC2012 validation images, https://image-net.org"}};
+    if (sorted) t["folders"] = "sorted";
+    return t;
+  };
+  write_json_file_atomic(
+      dir / "bench.json",
+      {{"name", "wnid"},
+       {"tasks", {task("by-id", "names.tsv", false), task("sorted", "names-sorted.txt", true)}}});
+  eval::EvalOptions o;
+  o.model = provenance_checkpoint(dir / "run", nullptr).string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.benchmarks = {(dir / "bench.json").string()};
+  o.dtype = "f32";
+  const nlohmann::json r = eval::run_evaluation(o);
+  ASSERT_EQ(r["tasks"].size(), 2u);
+  for (const auto& t : r["tasks"]) {
+    EXPECT_EQ(t["images"], 10);
+    EXPECT_TRUE(t["per_class_top1"].contains("tabby cat") && t["per_class_top1"].contains("Chihuahua")) << t;
+  }
+  // The same images, classes and names either way: the same accuracy per class.
+  EXPECT_EQ(r["tasks"][0]["per_class_top1"], r["tasks"][1]["per_class_top1"]);
+
+  write_json_file_atomic(dir / "bad.json", {{"name", "bad"}, {"tasks", {task("three", "three.txt", true)}}});
+  o.benchmarks = {(dir / "bad.json").string()};
+  EXPECT_TRUE(test::contains(test::error_of([&] { eval::run_evaluation(o); }), "names 3 classes but"));
+  nlohmann::json missing = task("missing", "names.tsv", false);
+  missing["root"] = (dir / "nowhere").string();
+  write_json_file_atomic(dir / "missing.json", {{"name", "m"}, {"tasks", {missing}}});
+  o.benchmarks = {(dir / "missing.json").string()};
+  const std::string message = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(message, "no folder " + (dir / "nowhere").string() + "; ImageNet ILSVRC2012"))
+      << message;
+
+  o.batch_size = 0;
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { eval::run_evaluation(o); }), "--batch-size must be positive"));
+  o.batch_size = 64;
+
+  // The shipped preset: OpenAI's 1000 names and 80 templates; without the data,
+  // one line naming the expected folder and where the images are published.
+  const fs::path configs = fs::path(FLAME_SOURCE_DIR) / "configs" / "benchmarks";
+  std::ifstream names(configs / "imagenet-classnames-en.txt"),
+      templates(configs / "templates" / "imagenet-openai.txt");
+  std::string line;
+  int n = 0, t = 0;
+  while (std::getline(names, line)) n += !line.empty();
+  while (std::getline(templates, line)) t += line.find("{}") != std::string::npos;
+  EXPECT_EQ(n, 1000);
+  EXPECT_EQ(t, 80);
+  o.benchmarks = {"imagenet"};
+  o.data_root = (dir / "no-data").string();
+  const std::string absent = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(absent, "no folder " + (dir / "no-data" / "imagenet" / "val").string()) &&
+              test::contains(absent, "https://image-net.org"))
+      << absent;
 }
 
 TEST(Evaluate, EveryTaskTypeOnATinyModel) {

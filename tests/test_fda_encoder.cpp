@@ -32,13 +32,39 @@ Loaded load(const std::string& arch, const std::string& dtype) {
   return {llm::Transformer::load(dir, options), llm::Tokenizer::load(dir)};
 }
 
-torch::Tensor encode(const Loaded& m, const std::string& prompts, EncodeMode mode, EncodeStats* stats = nullptr,
-                     int64_t batch_tokens = 8192) {
+torch::Tensor encode(const Loaded& m, const std::string& prompts, EncodeMode mode,
+                     EncodeStats* stats = nullptr, int64_t batch_tokens = 8192) {
   FacetEncoderOptions options;
   options.mode = mode;
   options.batch_tokens = batch_tokens;
   FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set(prompts), options);
   return encoder.encode_texts(kCaptions, stats);
+}
+
+// One --layer rule everywhere (Python's hidden_states numbering): -1 is after
+// the final norm, -2 the second to last (the default), 0..L as numbered,
+// anything else refused naming the range. (flame embed used to map every
+// negative value to L-1.)
+TEST(Fda, LayerFollowsPythonNumbering) {
+  EXPECT_EQ(llm::hidden_state_index(-1, 3), 3);
+  EXPECT_EQ(llm::hidden_state_index(-2, 3), 2);
+  EXPECT_EQ(llm::hidden_state_index(-4, 3), 0);
+  EXPECT_EQ(llm::hidden_state_index(1, 3), 1);
+  EXPECT_TRUE(
+      test::contains(test::error_of([] { llm::hidden_state_index(-5, 3); }), "--layer -5 is out of range"));
+  EXPECT_TRUE(test::contains(test::error_of([] { llm::hidden_state_index(4, 3); }), "0..3"));
+  const Loaded m = load("llama", "f32");
+  const auto layer_output = [&](int64_t layer) {
+    FacetEncoderOptions options;
+    options.layer = layer;
+    FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set("raw"), options);
+    EXPECT_EQ(encoder.layer(), llm::hidden_state_index(layer, 3));
+    return encoder.encode_texts({kCaptions[0]});
+  };
+  EXPECT_TRUE(torch::equal(layer_output(-2), layer_output(2)));
+  EXPECT_TRUE(torch::equal(layer_output(-1), layer_output(3)));
+  EXPECT_FALSE(torch::equal(layer_output(-1), layer_output(-2)));
+  EXPECT_EQ(FacetEncoderOptions{}.layer, -2);  // the method's layer by default
 }
 
 class FdaParity : public ::testing::TestWithParam<std::string> {};

@@ -10,11 +10,13 @@
 #include <archive_entry.h>
 #include <png.h>
 #include <turbojpeg.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -58,7 +60,6 @@ Strings flickr_names(size_t n) {
 std::string flickr_bytes(const std::string& name) {
   return read_file(flickr_dir() / "images" / name);
 }
-
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -125,7 +126,6 @@ torch::Tensor random_image(int64_t height, int64_t width, int64_t channels, uint
   return torch::randint(0, 256, {height, width, channels}, generator, torch::kUInt8);
 }
 
-
 // ---- decoding ----
 
 TEST(ImageDecode, RealFlickrJpegs) {
@@ -135,6 +135,21 @@ TEST(ImageDecode, RealFlickrJpegs) {
     EXPECT_EQ(image.sizes(), torch::IntArrayRef({128, 128, 3})) << name;
     EXPECT_GT(image.to(torch::kFloat32).std().item<double>(), 10.0) << name;  // a photo, not a blank
   }
+}
+
+// A header claiming 20000 x 20000 pixels (a decompression bomb, or a corrupt
+// size) is refused before any pixel buffer is allocated.
+TEST(ImageDecode, ImagesAboveThePixelLimitAreRefused) {
+  std::string png = encode_png_rgb(torch::zeros({1, 1, 3}, torch::kUInt8));
+  // IHDR data starts at byte 16: width, height (big-endian); its CRC follows the 13 data bytes.
+  for (int offset : {16, 20}) {
+    png[offset] = 0, png[offset + 1] = 0, png[offset + 2] = static_cast<char>(0x4e), png[offset + 3] = 0x20;
+  }
+  const uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17);
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>((crc >> (24 - 8 * i)) & 0xff);
+  const std::string message = error_of([&] { decode_image(png, "bomb.png"); });
+  EXPECT_TRUE(contains(message, "'bomb.png': 20000x20000 pixels is more than the limit of 178956970"))
+      << message;
 }
 
 TEST(ImageDecode, PngRoundTripsExactPixels) {
@@ -536,8 +551,8 @@ struct LoaderData {
   Strings keys;
 };
 
-LoaderData make_loader_data(int n, const std::set<int>& corrupt = {},
-                            const std::set<int>& no_embedding = {}) {
+LoaderData make_loader_data(int n, const std::set<int>& corrupt = {}, const std::set<int>& no_embedding = {},
+                            int64_t facets = 2) {
   const auto dir = fresh_temp_dir("-data");
   const Strings names = flickr_names(n);
   Members members;
@@ -555,10 +570,11 @@ LoaderData make_loader_data(int n, const std::set<int>& corrupt = {},
   write_tar(dir / "images.tar", members);
   data.images = std::make_shared<const ImageSource>(ImageSource::open((dir / "images.tar").string()));
   {
-    text::EmbeddingStoreWriter writer(dir / "store", identity(2, 8));
+    text::EmbeddingStoreWriter writer(dir / "store", identity(facets, 8));
     std::reverse(embedded.begin(), embedded.end());  // store order need not match image order
     auto generator = at::detail::createCPUGenerator(3);
-    writer.write_shard(0, embedded, torch::randn({static_cast<int64_t>(embedded.size()), 2, 8}, generator));
+    writer.write_shard(0, embedded,
+                       torch::randn({static_cast<int64_t>(embedded.size()), facets, 8}, generator));
     writer.finalize();
   }
   data.texts = std::make_shared<const text::JoinedStores>(text::JoinedStores::open({dir / "store"}));
@@ -694,6 +710,67 @@ TEST(TrainLoader, ResumeFromStateGivesIdenticalBatches) {
   LoaderState beyond{0, 21, 0};
   EXPECT_TRUE(
       contains(error_of([&] { TrainLoader(data.images, data.texts, options, beyond); }), "position 21"));
+}
+
+// Which of `key`'s stored positives each row of `texts` [P, D] is.
+std::vector<int64_t> positives_of(const text::JoinedStores& store, const std::string& key,
+                                  const torch::Tensor& texts) {
+  const torch::Tensor all = store.get(key);  // [K, D]
+  std::vector<int64_t> found;
+  for (int64_t p = 0; p < texts.size(0); ++p) {
+    int64_t index = -1;
+    for (int64_t k = 0; k < all.size(0); ++k)
+      if (torch::equal(all[k], texts[p])) index = k;
+    found.push_back(index);
+  }
+  return found;
+}
+
+TEST(TrainLoader, PositivesPerStepAreASeededSubsetThatResumes) {
+  const LoaderData data = make_loader_data(20, {}, {}, 11);
+  LoaderOptions options = small_options(5);
+  options.positives_per_item = 6;
+  TrainLoader loader(data.images, data.texts, options);
+  const std::vector<Batch> batches = take(loader, 8);              // two epochs
+  std::map<std::string, std::vector<std::vector<int64_t>>> draws;  // key -> its draw in each epoch
+  for (const Batch& b : batches) {
+    ASSERT_EQ(b.texts.sizes(), torch::IntArrayRef({5, 6, 8}));
+    for (size_t j = 0; j < b.keys.size(); ++j) {
+      const std::vector<int64_t> drawn = positives_of(*data.texts, b.keys[j], b.texts[j]);
+      const std::set<int64_t> distinct(drawn.begin(), drawn.end());
+      EXPECT_EQ(distinct.size(), 6u) << b.keys[j];  // six different positives of this image
+      EXPECT_EQ(distinct.count(-1), 0u) << b.keys[j];
+      draws[b.keys[j]].push_back(drawn);
+    }
+  }
+  int redrawn = 0;
+  std::set<std::vector<int64_t>> first_epoch;
+  for (const auto& [key, per_epoch] : draws) {
+    ASSERT_EQ(per_epoch.size(), 2u) << key;
+    redrawn += per_epoch[0] != per_epoch[1];
+    first_epoch.insert(per_epoch[0]);
+  }
+  EXPECT_GE(redrawn, 18);              // drawn anew each epoch (11*10*9*8*7*6 orders: a repeat is rare)
+  EXPECT_GE(first_epoch.size(), 18u);  // and differently per image
+
+  // The seed fixes the draws; a resumed loader draws the same.
+  TrainLoader again(data.images, data.texts, options);
+  expect_same_batches(take(again, 8), batches);
+  LoaderOptions reseeded = options;
+  reseeded.seed = 18;
+  TrainLoader other(data.images, data.texts, reseeded);
+  EXPECT_FALSE(torch::equal(other.next().texts, batches[0].texts));
+  TrainLoader first(data.images, data.texts, options);
+  take(first, 3);
+  TrainLoader resumed(data.images, data.texts, options, first.state());
+  expect_same_batches(take(resumed, 5), std::vector<Batch>(batches.begin() + 3, batches.end()));
+
+  // All K (11) or more: every positive, in stored order.
+  options.positives_per_item = 11;
+  TrainLoader all(data.images, data.texts, options);
+  const Batch b = all.next();
+  for (size_t j = 0; j < b.keys.size(); ++j)
+    EXPECT_TRUE(torch::equal(b.texts[j], data.texts->get(b.keys[j])));
 }
 
 TEST(TrainLoader, CorruptImageIsSkippedAndCounted) {

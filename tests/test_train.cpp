@@ -1,7 +1,10 @@
 // Training: schedule, options, checkpoints, bit-for-bit resume, NaN stop,
 // and data parallel (2 processes == 1 process on the same global batch).
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
+#include <unistd.h>
+#include <functional>
 
 #include <algorithm>
 #include <cmath>
@@ -212,20 +215,31 @@ TEST(Train, LossDecreasesAndLogsEveryStep) {
   auto encoder = train::load_image_encoder(dir / "run");
   const auto saved = checkpoint_tensors(summary.last_checkpoint);
   EXPECT_TRUE(torch::equal(encoder->logit_scale.detach(), saved.at("logit_scale")));
+  // It records the text side it was trained against, for eval and interpret.
+  const nlohmann::json config = read_json_file(summary.last_checkpoint / "config.json");
+  ASSERT_EQ(config["text_stores"].size(), 1u);
+  EXPECT_EQ(config["text_stores"][0],
+            text::identity_to_json(text::EmbeddingStore::open(data.store).identity()));
+  EXPECT_EQ(config["text_stores"][0]["layer"], 1);
+  EXPECT_EQ(config["text_stores"][0]["prompt_set"]["name"], "short");
 }
 
-TEST(Train, ResumeIsBitForBit) {
+// `vary` changes the options of both runs.
+void expect_resume_bit_for_bit(const std::function<void(train::TrainOptions&)>& vary) {
   const fs::path dir = fresh_temp_dir();
   const TrainData data = make_train_data(dir, 24);
   // Uninterrupted: 6 steps, checkpoints at 3 and 6.
   train::TrainOptions full = tiny_options(data, dir / "full");
+  vary(full);
   std::vector<double> full_losses;
   train::TrainHooks record;
   record.on_step = [&](const train::StepLog& s) { full_losses.push_back(s.loss); };
   train::run_training(full, false, record);
+  ASSERT_EQ(full_losses.size(), 6u);
 
   // Interrupted after step 4 (the last checkpoint is step 3), then resumed.
   train::TrainOptions cut = tiny_options(data, dir / "cut");
+  vary(cut);
   train::TrainHooks stop;
   stop.stop_after_step = 4;
   train::run_training(cut, false, stop);
@@ -255,6 +269,126 @@ TEST(Train, ResumeIsBitForBit) {
     names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"latest", "step-00000003", "step-00000006"}));
+}
+
+TEST(Train, ResumeIsBitForBit) {
+  expect_resume_bit_for_bit([](train::TrainOptions&) {});
+}
+
+// A random 2 of the 3 positives per image per step (the recipe's draw), 2
+// epochs of 24 images at batch 8 instead of --steps (6 steps either way), and
+// gradient checkpointing: a resumed run still continues exactly.
+TEST(Train, ResumeIsBitForBitWithPositivesPerStepAndEpochs) {
+  expect_resume_bit_for_bit([](train::TrainOptions& o) {
+    o.positives_per_step = 2;
+    o.epochs = 2;
+    o.steps = 1;
+    o.grad_checkpointing = true;
+  });
+}
+
+// Each step trains on its own draw of positives: the loss differs from a run
+// on all of them, and the run refuses more positives than the stores hold.
+TEST(Train, PositivesPerStepDrawsASubset) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  std::vector<double> all, subset;
+  train::TrainOptions o = tiny_options(data, dir / "all");
+  o.steps = 2;
+  train::TrainHooks record_all;
+  record_all.on_step = [&](const train::StepLog& s) { all.push_back(s.loss); };
+  train::run_training(o, false, record_all);
+  o.out = (dir / "subset").string();
+  o.positives_per_step = 1;
+  train::TrainHooks record_subset;
+  record_subset.on_step = [&](const train::StepLog& s) { subset.push_back(s.loss); };
+  train::run_training(o, false, record_subset);
+  ASSERT_EQ(subset.size(), 2u);
+  EXPECT_NE(all[0], subset[0]);
+  o.out = (dir / "too-many").string();
+  o.positives_per_step = 4;
+  EXPECT_TRUE(contains(error_of([&] { train::run_training(o, false); }),
+                       "--positives-per-step 4 exceeds the 3 positives per image"));
+}
+
+std::vector<int64_t> logged_steps(const fs::path& run) {
+  std::vector<int64_t> steps;
+  std::ifstream in(run / "train-log.jsonl");
+  for (std::string line; std::getline(in, line);) steps.push_back(nlohmann::json::parse(line).at("step"));
+  return steps;
+}
+
+// A folder that holds a run is not trained into again by accident (two runs'
+// checkpoints and logs would mix): --resume continues it, --overwrite deletes
+// it first, and a second process on the folder is refused naming the holder.
+TEST(Train, AFolderHoldingARunIsResumedOrOverwrittenNeverMixed) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 2;
+  train::run_training(o, train::RunStart::kNew);
+  const std::string again = error_of([&] { train::run_training(o, train::RunStart::kNew); });
+  EXPECT_TRUE(contains(again, "already holds a run") && contains(again, "--resume") &&
+              contains(again, "--overwrite"))
+      << again;
+  EXPECT_EQ(logged_steps(dir / "run"), (std::vector<int64_t>{1, 2}));  // untouched
+
+  o.steps = 3;
+  o.seed = 6;
+  train::run_training(o, train::RunStart::kOverwrite);
+  EXPECT_EQ(logged_steps(dir / "run"), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(train::latest_checkpoint(dir / "run")->filename(), "step-00000003");
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "step-00000002"));  // the old run's
+
+  const DirectoryLock holder(dir / "run", "the run folder");
+  const std::string locked = error_of([&] { train::run_training(o, train::RunStart::kResume); });
+  EXPECT_TRUE(contains(locked, fmt::format("the run folder is in use by pid {} on host", ::getpid())))
+      << locked;
+}
+
+// kill -9 after step 4 (last checkpoint: step 3), with a half-written log line
+// and an interrupted checkpoint write left behind: the resumed run removes the
+// leftovers and logs steps 4.. once.
+TEST(Train, ResumeCutsTheLogToTheCheckpointAndRemovesInterruptedWrites) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 24);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  train::TrainHooks stop;
+  stop.stop_after_step = 4;
+  train::run_training(o, false, stop);
+  {
+    std::ofstream log(dir / "run" / "train-log.jsonl", std::ios::app);
+    log << R"({"step": 5, "lo)";
+  }
+  fs::create_directories(dir / "run" / "checkpoints" / ".step-00000006.tmp-99999");
+  write_file_atomic(dir / "run" / "checkpoints" / ".step-00000006.tmp-99999" / "model.safetensors",
+                    "partial");
+  write_file_atomic(dir / "run" / ".summary.json.tmp.99999.1f", "{");
+  const train::TrainSummary summary = train::run_training(o, true);
+  EXPECT_EQ(summary.first_step, 3);
+  EXPECT_EQ(logged_steps(dir / "run"), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / ".step-00000006.tmp-99999"));
+  EXPECT_FALSE(fs::exists(dir / "run" / ".summary.json.tmp.99999.1f"));
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "step-00000006" / "model.safetensors"));
+}
+
+// Killed while writing summary.json after the last step: --resume writes the
+// summary (it exited 1, "already done", and never wrote it); with the summary
+// there, a resume has nothing to do and says so.
+TEST(Train, AFinishedRunWithoutItsSummaryGetsOneOnResume) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 3;
+  const train::TrainSummary full = train::run_training(o, false);
+  fs::remove(dir / "run" / "summary.json");
+  const train::TrainSummary resumed = train::run_training(o, true);
+  EXPECT_EQ(resumed.steps, 3);
+  EXPECT_EQ(resumed.final_loss, full.final_loss);
+  const nlohmann::json written = read_json_file(dir / "run" / "summary.json");
+  EXPECT_EQ(written["steps"], 3);
+  EXPECT_EQ(written["last_checkpoint"], (dir / "run" / "checkpoints" / "step-00000003").string());
+  EXPECT_TRUE(contains(error_of([&] { train::run_training(o, true); }), "has already done 3 of 3 steps"));
 }
 
 TEST(Train, ResumeRefusesOtherOptions) {

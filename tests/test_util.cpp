@@ -4,7 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +34,45 @@ TEST(Util, AtomicWriteReplacesWholeFileAndLeavesNoTemp) {
   }
   EXPECT_EQ(files, 1);
   EXPECT_THROW(read_file(dir / "missing.txt"), Error);
+}
+
+size_t entries(const fs::path& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += !e.path().empty();
+  return n;
+}
+
+// A write that cannot finish (the target is a directory) leaves no temp file;
+// check_output_file finds such problems before a long job, leaving nothing.
+TEST(Util, OutputChecksComeFirstAndFailedWritesLeaveNothing) {
+  const auto dir = test::fresh_temp_dir();
+  fs::create_directories(dir / "taken");
+  EXPECT_TRUE(test::contains(test::error_of([&] { write_file_atomic(dir / "taken", "x"); }), "taken"));
+  EXPECT_EQ(entries(dir), 1u);  // only the directory: no ".taken.tmp..." left
+  EXPECT_TRUE(test::contains(test::error_of([&] { check_output_file(dir / "taken", "--out"); }),
+                             "--out '" + (dir / "taken").string() + "' is a directory"));
+  const std::string no_folder =
+      test::error_of([&] { check_output_file("/proc/flame-test/r.json", "--out"); });
+  EXPECT_TRUE(test::contains(no_folder, "--out '/proc/flame-test/r.json': cannot create the folder"))
+      << no_folder;
+  const std::string read_only = test::error_of([&] { check_output_file("/proc/version.json", "--out"); });
+  EXPECT_TRUE(test::contains(read_only, "--out '/proc/version.json' cannot be written")) << read_only;
+  check_output_file(dir / "new" / "results.json", "--out");  // creatable: fine, nothing written
+  EXPECT_TRUE(fs::is_directory(dir / "new"));
+  EXPECT_EQ(entries(dir / "new"), 0u);
+}
+
+// One writer per folder: a second lock fails naming the holder; the lock goes
+// with its owner.
+TEST(Util, DirectoryLockNamesTheHolder) {
+  const auto dir = test::fresh_temp_dir();
+  auto first = std::make_unique<DirectoryLock>(dir / "run", "the run folder");
+  const std::string message = test::error_of([&] { DirectoryLock second(dir / "run", "the run folder"); });
+  EXPECT_TRUE(test::contains(message, fmt::format("the run folder is in use by pid {} on host", ::getpid())))
+      << message;
+  EXPECT_TRUE(test::contains(message, (dir / "run" / ".lock").string())) << message;
+  first.reset();
+  DirectoryLock again(dir / "run", "the run folder");
 }
 
 TEST(Util, ParsesByteSizes) {

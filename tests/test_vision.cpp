@@ -2,6 +2,7 @@
 // ViT (names, parameter counts, init, patch dropout, gradient checkpointing)
 // and the image encoder (projector, pooling, logit scale, weight-decay groups).
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include <torch/torch.h>
 
@@ -364,6 +365,37 @@ TEST(Vit, GradCheckpointingGivesTheSameGradients) {
     nodes = count_checkpoint_nodes(out);
   }
   EXPECT_EQ(nodes, 0);
+}
+
+// The attention core against a per-head loop in double precision; with
+// LibTorch >= 2.0 also scaled_dot_product_attention (the CUDA path) against
+// the explicit one, fp32, with and without the text tower's causal mask.
+TEST(Vit, AttentionMatchesAReferenceAndSdpa) {
+  torch::manual_seed(3);
+  const torch::Tensor q = torch::randn({2, 3, 7, 8}), k = torch::randn({2, 3, 7, 8}),
+                      v = torch::randn({2, 3, 7, 8});
+  for (const torch::Tensor& mask : {torch::Tensor(), causal_mask(7)}) {
+    const torch::Tensor got = explicit_attention(q, k, v, mask);
+    torch::Tensor expected = torch::empty_like(got, torch::kDouble);
+    for (int64_t b = 0; b < 2; ++b) {
+      for (int64_t h = 0; h < 3; ++h) {
+        torch::Tensor scores =
+            torch::mm(q[b][h].to(torch::kDouble), k[b][h].to(torch::kDouble).t()) / std::sqrt(8.0);
+        if (mask.defined()) scores = scores + mask.to(torch::kDouble);
+        expected[b][h] = torch::mm(torch::softmax(scores, -1), v[b][h].to(torch::kDouble));
+      }
+    }
+    EXPECT_TRUE(torch::allclose(got.to(torch::kDouble), expected, 1e-5, 1e-5)) << mask.defined();
+#if TORCH_VERSION_MAJOR >= 2
+    const c10::optional<torch::Tensor> m = mask.defined() ? c10::optional<torch::Tensor>(mask) : c10::nullopt;
+    EXPECT_TRUE(torch::allclose(at::scaled_dot_product_attention(q, k, v, m), got, 1e-5, 1e-5));
+    if (torch::cuda::is_available()) {
+      const torch::Tensor on_gpu =
+          attention(q.cuda(), k.cuda(), v.cuda(), mask.defined() ? mask.cuda() : mask);
+      EXPECT_TRUE(torch::allclose(on_gpu.cpu(), got, 1e-5, 1e-5));
+    }
+#endif
+  }
 }
 
 TEST(ImageEncoder, EncodeShapesAndAveragePooling) {

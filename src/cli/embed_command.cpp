@@ -93,7 +93,10 @@ void add_embed_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-tokens", o->encoder.max_tokens,
                   "longest prompt; longer captions are truncated (0 = model context)");
-  cmd->add_option("--layer", o->encoder.layer, "hidden_states layer (-1 = second to last)")
+  cmd->add_option(
+         "--layer", o->encoder.layer,
+         "hidden_states index as Python numbers it: 0 = embeddings, i = after layer i, -1 = after the "
+         "final norm, -2 = second to last (the method's)")
       ->capture_default_str();
   cmd->add_flag("--normalize", o->encoder.normalize, "store L2-normalised vectors");
   cmd->add_option("--mode", *mode, "fda, fda-cache or naive")

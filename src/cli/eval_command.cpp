@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "eval/evaluate.h"
+#include "util/file.h"
 
 namespace flame::cli {
 
@@ -17,7 +18,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--llm", o->llm,
                   "the frozen LLM a FLAME model was trained against (not for CLIP baselines)");
   cmd->add_option("--benchmark", o->benchmarks,
-                  "benchmark name in configs/benchmarks (flickr8k, cifar10) or JSON file")
+                  "benchmark name in configs/benchmarks (flickr8k, cifar10, imagenet) or JSON file")
       ->required();
   cmd->add_option("--tasks", o->tasks, "run only these tasks (names from the benchmark files)")
       ->delimiter(',');
@@ -29,12 +30,23 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "images per encoder pass")->capture_default_str();
   cmd->add_option("--out", o->out, "results JSON");
+  cmd->add_flag(
+      "--allow-llm-mismatch", o->allow_llm_mismatch,
+      "evaluate with an --llm other than the one the model's stores were made with (a warning goes into "
+      "the results)");
   add_threads_option(*cmd, threads.get());
   cmd->callback([o, threads] {
     apply_threads(*threads);
-    const nlohmann::json results = eval::run_evaluation(*o);
-    std::cout << eval::results_markdown(results);
-    if (!o->out.empty()) fmt::print("wrote {}\n", o->out);
+    // The table is printed before the JSON is written: a failing write loses nothing shown.
+    if (!o->out.empty()) check_output_file(o->out, "--out");
+    eval::EvalOptions options = *o;
+    options.out.clear();
+    const nlohmann::json results = eval::run_evaluation(options);
+    std::cout << eval::results_markdown(results) << std::flush;
+    if (!o->out.empty()) {
+      write_json_file_atomic(o->out, results);
+      fmt::print("wrote {}\n", o->out);
+    }
   });
 }
 

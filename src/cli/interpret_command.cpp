@@ -2,6 +2,7 @@
 // through the frozen LLM's output head and writes, per image, the most likely
 // word of each patch (or pooled cell) as JSON and as a picture.
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include "llm/config.h"
 #include "llm/load_llm.h"
 #include "train/checkpoint.h"
+#include "train/text_provenance.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -24,6 +26,7 @@ namespace {
 struct InterpretOptions {
   std::string model;
   std::string llm;
+  bool allow_llm_mismatch = false;
   int pool = 1;
   std::string out = "interpret";
   std::string dtype = "bf16";
@@ -74,6 +77,8 @@ void add_interpret_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "LLM compute dtype: bf16, f16 or f32")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_flag("--allow-llm-mismatch", o->allow_llm_mismatch,
+                "read the patches through an LLM other than the one the model's stores were made with");
   add_threads_option(*cmd, &o->threads);
   cmd->add_option("IMAGE", o->images, "JPEG or PNG images")->required()->check(CLI::ExistingFile);
   cmd->callback([o] {
@@ -96,6 +101,15 @@ void add_interpret_command(CLI::App& app) {
           "it was trained against",
           o->model, encoder->text_dim(), o->llm, llm_config.hidden_size);
     }
+    const fs::path checkpoint = train::resolve_checkpoint(o->model);
+    const train::TextProvenance provenance = train::read_text_provenance(
+        read_json_file(checkpoint / "config.json"), (checkpoint / "config.json").string());
+    if (!provenance.known)
+      spdlog::warn("{} records no text side (written before checkpoints kept it): --llm is not checked",
+                   checkpoint.string());
+    const std::string mismatch =
+        train::check_llm(provenance, o->llm, o->allow_llm_mismatch, checkpoint.string());
+    if (!mismatch.empty()) spdlog::warn("--allow-llm-mismatch: {}", mismatch);
     const auto [model, tokenizer] = llm::load_llm(o->llm, o->dtype, o->device);
 
     std::set<std::string> used;

@@ -58,9 +58,7 @@ void add_embed(CLI::App& llm) {
   cmd->callback([o, layer, out, show] {
     const auto [model, tokenizer] = load(*o);
     const int64_t L = model.num_layers();
-    const int64_t index = *layer < 0 ? L + 1 + *layer : *layer;
-    if (index < 0 || index > L)
-      fail("--layer {} is out of range for {} layers (0..{} or -{}..-1)", *layer, L, L, L + 1);
+    const int64_t index = llm::hidden_state_index(*layer, L);
     const auto ids = to_int64(tokenizer->encode(o->text));
     if (ids.empty()) fail("the text has no tokens");
     const auto start = std::chrono::steady_clock::now();

@@ -15,8 +15,9 @@ namespace flame::data {
 namespace {
 
 // Distinct salts keep the shuffle and the augmentation streams unrelated.
-constexpr uint64_t kShuffleSalt = 0x53485546464c45ull;  // "SHUFFLE"
-constexpr uint64_t kAugmentSalt = 0x4155474d454e54ull;  // "AUGMENT"
+constexpr uint64_t kShuffleSalt = 0x53485546464c45ull;     // "SHUFFLE"
+constexpr uint64_t kAugmentSalt = 0x4155474d454e54ull;     // "AUGMENT"
+constexpr uint64_t kPositiveSalt = 0x504f534954495645ull;  // "POSITIVE"
 
 int64_t json_integer(const nlohmann::json& in, const char* name) {
   const auto it = in.find(name);
@@ -24,6 +25,27 @@ int64_t json_integer(const nlohmann::json& in, const char* name) {
     fail("loader state: field '{}' is missing or not a non-negative integer", name);
   }
   return it->get<int64_t>();
+}
+
+// `count` of each row's K positives, a uniform random subset drawn from the
+// row's seed (a partial Fisher-Yates with portable draws: the same subset on
+// every platform), in the order drawn.
+torch::Tensor select_positives(const torch::Tensor& texts, int64_t count,
+                               const std::vector<uint64_t>& seeds) {
+  const int64_t rows = texts.size(0), k = texts.size(1);
+  torch::Tensor index = torch::empty({rows, count}, torch::kLong);
+  auto out = index.accessor<int64_t, 2>();
+  std::vector<int64_t> order(static_cast<size_t>(k));
+  for (int64_t i = 0; i < rows; ++i) {
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(seeds[static_cast<size_t>(i)]);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t pick = j + static_cast<int64_t>(random_below(rng, static_cast<uint64_t>(k - j)));
+      std::swap(order[static_cast<size_t>(j)], order[static_cast<size_t>(pick)]);
+      out[i][j] = order[static_cast<size_t>(j)];
+    }
+  }
+  return texts.gather(1, index.unsqueeze(-1).expand({rows, count, texts.size(2)}));
 }
 
 }  // namespace
@@ -195,6 +217,7 @@ Batch TrainLoader::next() {
   Batch batch;
   std::vector<torch::Tensor> images;
   std::vector<int64_t> rows;
+  std::vector<uint64_t> positive_seeds;  // per image: its epoch and item, so a resumed run draws the same
   while (static_cast<int64_t>(images.size()) < options_.batch_size) {
     Result result = take();
     state_.epoch = result.work.epoch;
@@ -212,8 +235,11 @@ Batch TrainLoader::next() {
       const int64_t seen = state_.epoch * stream_length_ + state_.position;
       const double allowed = options_.max_skip_fraction * static_cast<double>(std::max(seen, stream_length_));
       if (static_cast<double>(state_.skipped_images) > allowed) {
-        fail("too many unreadable images: {} skipped of {} seen (limit {}%); the last was '{}': {}",
-             state_.skipped_images, seen, options_.max_skip_fraction * 100, key, result.error);
+        fail(
+            "too many unreadable images: {} skipped of {} seen (limit {}%, --max-skip-fraction {}); the last "
+            "was '{}': {}",
+            state_.skipped_images, seen, options_.max_skip_fraction * 100, options_.max_skip_fraction, key,
+            result.error);
       }
       continue;
     }
@@ -221,10 +247,19 @@ Batch TrainLoader::next() {
     batch.keys.push_back(key);
     images.push_back(std::move(result.image));
     rows.push_back(row_of_[static_cast<size_t>(result.work.item)]);
+    positive_seeds.push_back(mix_seed(mix_seed(options_.seed, kPositiveSalt),
+                                      static_cast<uint64_t>(result.work.epoch),
+                                      static_cast<uint64_t>(result.work.item)));
   }
   batch.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   batch.images = torch::stack(images);
   batch.texts = texts_->batch_texts(rows);
+  if (options_.pin_memory) batch.images = batch.images.pin_memory();
+  if (options_.positives_per_item > 0 && batch.texts.defined() &&
+      options_.positives_per_item < batch.texts.size(1)) {
+    batch.texts = select_positives(batch.texts, options_.positives_per_item, positive_seeds);
+  }
+  if (options_.pin_memory && batch.texts.defined()) batch.texts = batch.texts.pin_memory();
   batch.text_rows = std::move(rows);
   return batch;
 }

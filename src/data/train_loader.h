@@ -38,6 +38,14 @@ struct LoaderOptions {
   // Unreadable images are skipped, but more than this fraction of the items
   // seen (counted over at least one epoch's worth) means broken data: throw.
   double max_skip_fraction = 0.01;
+  // Positives per image per batch: a random subset of the K embeddings of
+  // each image (the method's released training draws 6 of 11), drawn from
+  // the seed, the epoch and the item, so a resumed run draws the same. 0 or
+  // >= K: all K.
+  int64_t positives_per_item = 0;
+  // Batches in page-locked memory, so the copy to a GPU can be asynchronous
+  // (non_blocking) and overlap the step; CUDA builds only.
+  bool pin_memory = false;
 };
 
 // Where a rank's stream stands. Rank r's stream in epoch e is positions

@@ -22,6 +22,7 @@
 #include "text/fda_encoder.h"
 #include "text/prompts.h"
 #include "train/checkpoint.h"
+#include "train/text_provenance.h"
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -69,6 +70,23 @@ class Models {
     if (!needs_text) return;
     if (o.llm.empty())
       fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
+    const fs::path checkpoint = train::resolve_checkpoint(o.model);
+    provenance_ = train::read_text_provenance(read_json_file(checkpoint / "config.json"),
+                                              (checkpoint / "config.json").string());
+    if (!provenance_.known) {
+      warnings_.push_back(
+          fmt::format("{} records no text side (written before checkpoints kept it): the LLM and layer are "
+                      "not checked, the "
+                      "default layer (L-1) is used",
+                      checkpoint.string()));
+      spdlog::warn("{}", warnings_.back());
+    }
+    const std::string mismatch =
+        train::check_llm(provenance_, o.llm, o.allow_llm_mismatch, checkpoint.string());
+    if (!mismatch.empty()) {
+      warnings_.push_back(mismatch);
+      spdlog::warn("--allow-llm-mismatch: {}", mismatch);
+    }
     auto loaded = llm::load_llm(o.llm, o.dtype, o.device);
     llm_ = std::make_unique<llm::Transformer>(std::move(loaded.model));
     tokenizer_ = std::move(loaded.tokenizer);
@@ -81,11 +99,12 @@ class Models {
   }
 
   bool is_clip() const { return model_.is_clip(); }
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // [N, D] normalised pooled features of the image files. Features are kept
   // per file: the Flickr8k tasks share their test images and the CIFAR-10
   // tasks theirs, so each image is decoded and encoded once per evaluation.
-  // Decoding runs on all cores, each thread taking every T-th image.
+  // Decoding runs on --threads threads, each taking every T-th image.
   torch::Tensor image_features(const std::vector<fs::path>& files, const std::string& label) {
     torch::NoGradGuard no_grad;
     std::vector<fs::path> missing;
@@ -97,7 +116,8 @@ class Models {
     t.size = model_.image->config().image_size;
     t.train = false;
     ProgressBar progress(label + " images", static_cast<int64_t>(missing.size()), "img");
-    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
+    // --threads decoders (torch's thread count), not one per core: each holds an image's pixels.
+    const size_t threads = static_cast<size_t>(std::max(1, torch::get_num_threads()));
     for (size_t begin = 0; begin < missing.size(); begin += batch_size_) {
       const size_t end = std::min(missing.size(), begin + static_cast<size_t>(batch_size_));
       std::vector<torch::Tensor> batch(end - begin);
@@ -133,7 +153,12 @@ class Models {
     if (!model_.is_clip()) {
       text::FacetEncoderOptions o;
       o.normalize = true;
-      const text::FacetEncoder encoder(*llm_, *tokenizer_, text::load_prompt_set(prompt_set), o);
+      const text::PromptSet prompts = text::load_prompt_set(prompt_set);
+      if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
+        o.layer = trained->layer;  // the layer training's stores were taken from
+        note_prompt_difference(*trained, prompts);
+      }
+      const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, o);
       return encoder.encode_texts(texts).cpu();
     }
     // Batches of similar length: the tower stops at a batch's longest caption.
@@ -158,8 +183,22 @@ class Models {
   }
 
  private:
+  // A prompt set of the same name but other content than training's (edited
+  // since): worth a warning, once.
+  void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts) {
+    if (trained.prompt_set_name != prompts.name || trained.prompt_set_sha256 == prompts.sha256) return;
+    const std::string warning = fmt::format(
+        "prompt set '{}' differs from the one the model was trained with (sha256 {} now, {} then)",
+        prompts.name, prompts.sha256.substr(0, 12), trained.prompt_set_sha256.substr(0, 12));
+    if (std::find(warnings_.begin(), warnings_.end(), warning) != warnings_.end()) return;
+    warnings_.push_back(warning);
+    spdlog::warn("{}", warning);
+  }
+
   torch::Device device_;
   train::TrainedModel model_;
+  train::TextProvenance provenance_;  // FLAME: what the training stores were made with
+  std::vector<std::string> warnings_;
   std::unique_ptr<llm::Transformer> llm_;  // FLAME only
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
@@ -247,12 +286,51 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
   return out;
 }
 
-// ROOT/<class>/* for the classes in the file, at most `per_class` each (0: all).
-void list_class_images(const fs::path& root, const std::vector<std::string>& classes, int64_t per_class,
-                       std::vector<fs::path>* files, std::vector<int64_t>* labels) {
-  for (size_t c = 0; c < classes.size(); ++c) {
-    const fs::path dir = root / classes[c];
-    if (!fs::is_directory(dir)) fail("no folder {} for class '{}'", dir.string(), classes[c]);
+// A classification task's classes: the folder under "root" that holds each
+// class's images, and the name its text prompts use. The "classes" file is
+// either one name per line (folders named by class, as CIFAR-10 here), or
+// "FOLDER<TAB>name" lines (ImageNet: n01440764<TAB>tench). With
+// "folders": "sorted", line i names the i-th folder in sorted order
+// (torchvision's ImageFolder numbering, which OpenAI's ImageNet class names
+// follow). Several files can name one folder tree in several languages.
+struct ClassList {
+  std::vector<std::string> folders, names;
+};
+
+ClassList read_classes(const nlohmann::json& task, const std::string& data_root) {
+  const std::string file = field(task, "classes", data_root);
+  ClassList c;
+  for (const std::string& line : read_lines(file)) {
+    const size_t tab = line.find('\t');
+    c.folders.push_back(tab == std::string::npos ? line : line.substr(0, tab));
+    c.names.push_back(tab == std::string::npos ? line : line.substr(tab + 1));
+  }
+  if (c.names.empty()) fail("task '{}': no classes in {}", task.at("name").get<std::string>(), file);
+  const fs::path root = field(task, "root", data_root);
+  if (task.value("folders", std::string("named")) == "sorted" && fs::is_directory(root)) {
+    std::vector<std::string> folders;
+    for (const auto& e : fs::directory_iterator(root))
+      if (e.is_directory()) folders.push_back(e.path().filename().string());
+    std::sort(folders.begin(), folders.end());
+    if (folders.size() != c.names.size()) {
+      fail("task '{}': {} names {} classes but {} holds {} class folders", task.at("name").get<std::string>(),
+           file, c.names.size(), root.string(), folders.size());
+    }
+    c.folders = folders;
+  }
+  return c;
+}
+
+// ROOT/<folder>/* for each class, at most `per_class` each (0: all).
+void list_class_images(const nlohmann::json& task, const fs::path& root, const ClassList& classes,
+                       int64_t per_class, std::vector<fs::path>* files, std::vector<int64_t>* labels) {
+  if (!fs::is_directory(root)) {
+    fail("task '{}': no folder {}{}", task.at("name").get<std::string>(), root.string(),
+         task.contains("source") ? "; " + task.at("source").get<std::string>() : std::string());
+  }
+  for (size_t c = 0; c < classes.folders.size(); ++c) {
+    const fs::path dir = root / classes.folders[c];
+    if (!fs::is_directory(dir)) fail("no folder {} for class '{}'", dir.string(), classes.names[c]);
     std::vector<fs::path> found;
     for (const auto& e : fs::directory_iterator(dir)) {
       if (e.is_regular_file()) found.push_back(e.path());
@@ -269,27 +347,27 @@ void list_class_images(const fs::path& root, const std::vector<std::string>& cla
 nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::string& data_root,
                              int64_t limit) {
   const std::string name = task.at("name");
-  const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
+  const ClassList classes = read_classes(task, data_root);
   const std::vector<std::string> templates = read_lines(field(task, "templates", data_root));
   for (const auto& t : templates) {
     if (t.find("{}") == std::string::npos) fail("task '{}': template '{}' has no {{}}", name, t);
   }
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
-  list_class_images(field(task, "root", data_root), classes,
-                    limit > 0 ? std::max<int64_t>(1, limit / classes.size()) : 0, &files, &labels);
+  const auto C = static_cast<int64_t>(classes.names.size()), T = static_cast<int64_t>(templates.size());
+  list_class_images(task, field(task, "root", data_root), classes,
+                    limit > 0 ? std::max<int64_t>(1, limit / C) : 0, &files, &labels);
   const torch::Tensor image = m.image_features(files, name);
   std::vector<std::string> prompts;
-  for (const auto& c : classes) {
+  for (const auto& c : classes.names) {
     for (const auto& t : templates)
       prompts.push_back(t.substr(0, t.find("{}")) + c + t.substr(t.find("{}") + 2));
   }
-  const int64_t C = static_cast<int64_t>(classes.size()), T = static_cast<int64_t>(templates.size());
   const torch::Tensor text = m.text_features(prompts, "raw").select(1, 0).view({C, T, -1});
   const torch::Tensor class_vectors = l2_normalize(l2_normalize(text).mean(1));  // templates averaged
   const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
   nlohmann::json per_class = nlohmann::json::object();
-  for (size_t c = 0; c < classes.size(); ++c) per_class[classes[c]] = acc.per_class_top1[c];
+  for (size_t c = 0; c < classes.names.size(); ++c) per_class[classes.names[c]] = acc.per_class_top1[c];
   return {{"name", name},   {"type", "zero-shot"}, {"images", files.size()}, {"classes", C},
           {"templates", T}, {"top1", acc.top1},    {"top5", acc.top5},       {"per_class_top1", per_class}};
 }
@@ -297,11 +375,12 @@ nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::s
 nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root,
                                 int64_t limit) {
   const std::string name = task.at("name");
-  const std::vector<std::string> classes = read_lines(field(task, "classes", data_root));
+  const ClassList classes = read_classes(task, data_root);
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
-  list_class_images(field(task, "root", data_root), classes,
-                    limit > 0 ? std::max<int64_t>(5, limit / classes.size()) : 0, &files, &labels);
+  const auto C = static_cast<int64_t>(classes.names.size());
+  list_class_images(task, field(task, "root", data_root), classes,
+                    limit > 0 ? std::max<int64_t>(5, limit / C) : 0, &files, &labels);
   const torch::Tensor features = m.image_features(files, name);
   // Split by index within each class: 3/5 train, 1/5 validation, 1/5 test.
   std::vector<int64_t> split[3];
@@ -337,7 +416,10 @@ torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& 
 }
 
 nlohmann::json run_evaluation(const EvalOptions& o) {
+  if (!o.out.empty()) check_output_file(o.out, "--out");  // before the work, not after it
   if (o.model.empty()) fail("flame eval needs --model");
+  if (o.batch_size <= 0) fail("flame eval: --batch-size must be positive, not {}", o.batch_size);
+  if (o.limit < 0) fail("flame eval: --limit must not be negative (0: all), not {}", o.limit);
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
   std::vector<nlohmann::json> tasks;
@@ -370,7 +452,8 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
                               {"data_root", data_root},
                               {"limit", o.limit},
                               {"dtype", o.dtype},
-                              {"device", o.device}}},
+                              {"device", o.device},
+                              {"allow_llm_mismatch", o.allow_llm_mismatch}}},
                             {"tasks", nlohmann::json::array()}};
   for (const auto& t : tasks) {
     const std::string type = t["type"];
@@ -387,12 +470,16 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
     r["task"] = t;
     results["tasks"].push_back(r);
   }
+  results["warnings"] = models.warnings();
   if (!o.out.empty()) write_json_file_atomic(o.out, results);
   return results;
 }
 
 std::string results_markdown(const nlohmann::json& results) {
   std::ostringstream md;
+  // Warnings first: a table computed with another LLM must say so.
+  for (const auto& w : results.value("warnings", nlohmann::json::array()))
+    md << "> **warning:** " << w.get<std::string>() << "\n\n";
   bool header = false;
   for (const auto& t : results["tasks"]) {
     if (t["type"] != "retrieval") continue;

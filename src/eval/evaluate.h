@@ -33,13 +33,18 @@ struct EvalOptions {
   std::string device = "cpu";
   int64_t batch_size = 64;  // images per encoder pass
   std::string out;          // results JSON (written atomically); empty: none
+  // A FLAME checkpoint records the LLM its stores came from; another --llm is
+  // refused unless this is set (then the results carry a warning).
+  bool allow_llm_mismatch = false;
 };
 
 // Image-text similarity [N, T] of normalised image features [N, D] and text
 // facets [T, K, D]: the mean cosine over the K facets (K = 1: plain cosine).
 torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text);
 
-// Runs the tasks; returns {"config": ..., "tasks": [{"name", "type", ...numbers}]}.
+// Runs the tasks; returns {"config": ..., "tasks": [{"name", "type", ...numbers}],
+// "warnings": [...]}. A FLAME model's texts are encoded as its training stores
+// were (their layer, per prompt set; train/text_provenance.h).
 // Throws flame::Error naming the file or task on bad input.
 nlohmann::json run_evaluation(const EvalOptions& options);
 

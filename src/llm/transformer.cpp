@@ -4,14 +4,25 @@
 #include <chrono>
 #include <cmath>
 
-#include "llm/allocator.h"
 #include "llm/attention.h"
 #include "llm/cpu_kernels.h"
 #include "llm/rms_norm.h"
 #include "llm/weights.h"
+#include "util/allocator.h"
 #include "util/error.h"
 
 namespace flame::llm {
+
+int64_t hidden_state_index(int64_t layer, int64_t num_layers) {
+  const int64_t index = layer < 0 ? num_layers + 1 + layer : layer;
+  if (index < 0 || index > num_layers) {
+    fail(
+        "--layer {} is out of range for {} layers: 0..{} (0 = embeddings, {} = after the final norm) or "
+        "-{}..-1 (from the end, as Python's hidden_states[-1])",
+        layer, num_layers, num_layers, num_layers, num_layers + 1);
+  }
+  return index;
+}
 
 namespace {
 
@@ -39,13 +50,14 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 // One [rows, in] matrix over two adjacent ones of the same file, without a
 // copy; undefined when they are not adjacent in memory.
 torch::Tensor view_adjacent(const torch::Tensor& a, const torch::Tensor& b) {
-  if (!a.device().is_cpu() || !a.is_contiguous() || !b.is_contiguous() || a.scalar_type() != b.scalar_type() ||
-      a.size(1) != b.size(1)) {
+  if (!a.device().is_cpu() || !a.is_contiguous() || !b.is_contiguous() ||
+      a.scalar_type() != b.scalar_type() || a.size(1) != b.size(1)) {
     return {};
   }
   const auto* a_end = static_cast<const char*>(a.data_ptr()) + a.nbytes();
   if (a_end != static_cast<const char*>(b.data_ptr())) return {};
-  return torch::from_blob(a.data_ptr(), {a.size(0) + b.size(0), a.size(1)}, [a, b](void*) {}, a.options());
+  return torch::from_blob(
+      a.data_ptr(), {a.size(0) + b.size(0), a.size(1)}, [a, b](void*) {}, a.options());
 }
 
 // Concatenated along dim 0; an adjacent pair is viewed without copying.
@@ -364,8 +376,8 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
   return out;
 }
 
-torch::Tensor Transformer::hidden_at(const torch::Tensor& input_ids, const torch::Tensor& valid, int64_t layer,
-                                     const torch::Tensor& index) const {
+torch::Tensor Transformer::hidden_at(const torch::Tensor& input_ids, const torch::Tensor& valid,
+                                     int64_t layer, const torch::Tensor& index) const {
   ForwardInput in;
   in.input_ids = input_ids;
   in.valid = valid;

@@ -44,11 +44,11 @@ struct TransformerOptions {
 };
 
 struct ForwardInput {
-  torch::Tensor input_ids;       // [B, T] integer token ids (padding: any valid id)
-  torch::Tensor valid;           // [B, T] bool, false = padding; undefined = all tokens real
-  torch::Tensor positions;       // [B, T] int64; undefined = the row's past next_positions() + 0..T-1
-  torch::Tensor attention_mask;  // [B, T, P + T] bool, true = may attend; undefined = causal.
-                                 // Padding keys and the sliding window are masked in addition.
+  torch::Tensor input_ids;        // [B, T] integer token ids (padding: any valid id)
+  torch::Tensor valid;            // [B, T] bool, false = padding; undefined = all tokens real
+  torch::Tensor positions;        // [B, T] int64; undefined = the row's past next_positions() + 0..T-1
+  torch::Tensor attention_mask;   // [B, T, P + T] bool, true = may attend; undefined = causal.
+                                  // Padding keys and the sliding window are masked in addition.
   const KvCache* past = nullptr;  // read-only; P = past->length()
   // Which cache row each row continues. By default row b -> b / rows_per_past:
   // rows_per_past consecutive rows share one cache row without copies (FDA: a
@@ -75,29 +75,37 @@ struct ForwardRequest {
 };
 
 struct ForwardOutput {
-  std::vector<torch::Tensor> hidden;  // per requested layer: [B, G, hidden] (or [B, T, hidden]), compute dtype
-  torch::Tensor logits;               // [B, G, vocab] float32 when asked
-  KvCache cache;                      // when asked: layers run so far, rows as the input's
+  std::vector<torch::Tensor>
+      hidden;            // per requested layer: [B, G, hidden] (or [B, T, hidden]), compute dtype
+  torch::Tensor logits;  // [B, G, vocab] float32 when asked
+  KvCache cache;         // when asked: layers run so far, rows as the input's
 };
 
 struct LayerWeights {
-  torch::Tensor input_norm;      // [hidden]
-  torch::Tensor qkv, qkv_bias;   // fused [(Hq + 2 Hkv) D, hidden] (bias optional)
-  torch::Tensor q, k, v;         // unfused projections (fuse_projections = false)
+  torch::Tensor input_norm;     // [hidden]
+  torch::Tensor qkv, qkv_bias;  // fused [(Hq + 2 Hkv) D, hidden] (bias optional)
+  torch::Tensor q, k, v;        // unfused projections (fuse_projections = false)
   torch::Tensor q_bias, k_bias, v_bias;
-  torch::Tensor o, o_bias;       // [hidden, Hq D]
-  torch::Tensor post_norm;       // [hidden]
+  torch::Tensor o, o_bias;              // [hidden, Hq D]
+  torch::Tensor post_norm;              // [hidden]
   torch::Tensor gate_up, gate_up_bias;  // fused [2 I, hidden]
   torch::Tensor gate, up, gate_bias, up_bias;
   torch::Tensor down, down_bias;  // [hidden, I]
 };
+
+// The hidden_states index `layer` names, as Hugging Face and Python number
+// them (0 = embeddings, i = after decoder layer i, L = after the final norm;
+// negative counts from the end: -1 = L, -2 = L-1). One rule for every command
+// that takes --layer; outside -(L+1)..L throws flame::Error naming the range.
+int64_t hidden_state_index(int64_t layer, int64_t num_layers);
 
 class Transformer {
  public:
   // Loads and validates every expected tensor (name and shape); weights are
   // frozen, and zero-copy views of the file where dtype and device allow.
   static Transformer load(const std::filesystem::path& dir, const TransformerOptions& options = {});
-  static Transformer load(const WeightFiles& weights, const LlmConfig& config, const TransformerOptions& options = {});
+  static Transformer load(const WeightFiles& weights, const LlmConfig& config,
+                          const TransformerOptions& options = {});
 
   ForwardOutput forward(const ForwardInput& input, const ForwardRequest& request) const;
 
@@ -124,7 +132,7 @@ class Transformer {
 
   LlmConfig config_;
   TransformerOptions options_;
-  torch::Tensor embed_;    // [vocab, hidden]
+  torch::Tensor embed_;  // [vocab, hidden]
   std::vector<LayerWeights> layers_;
   torch::Tensor final_norm_;
   torch::Tensor lm_head_;  // [vocab, hidden], = embed_ when tied

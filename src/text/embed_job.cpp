@@ -219,6 +219,13 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
   summary.problems = static_cast<int64_t>(problems.size());
   for (const auto& p : problems) summary.dropped += p.dropped ? 1 : 0;
   report_problems(o, problems, summary.dropped);
+  // A job that embeds nothing is a mistake (a wrong --field, every line bad),
+  // not an empty success. One part of several may be empty on a tiny input.
+  if (summary.records == 0 && o.part.count == 1) {
+    fail("nothing to embed: no caption was read from {} ({} record(s) dropped{})", fmt::join(o.inputs, ", "),
+         summary.dropped, summary.problems > 0 ? "; reasons in " + (o.out / "problems.jsonl").string() : "");
+  }
+  if (summary.records == 0) spdlog::warn("part {} of {} holds no caption", o.part.index, o.part.count);
 
   summary.seconds = seconds_since(start);
   writer.finalize({{"inputs", o.inputs},

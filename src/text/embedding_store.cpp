@@ -36,17 +36,8 @@ EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity id
     : dir_(dir), identity_(std::move(identity)), part_(part) {
   identity_.validate(dir_.string());
   part_.validate(dir_.string());
-  fs::create_directories(dir_);
-  const fs::path lock_path = dir_ / ".lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) fail("cannot create '{}': {}", lock_path.string(), std::strerror(errno));
-  // The kernel drops the lock when the process dies, so a killed job never
-  // leaves the store locked.
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    fail("{}: another process is writing this store (it holds '{}')", dir_.string(), lock_path.string());
-  }
-  try {
+  lock_ = std::make_unique<DirectoryLock>(dir_, "the store");
+  {
     // With the lock held, temp files can only be leftovers of killed jobs.
     for (const auto& entry : fs::directory_iterator(dir_)) {
       if (is_store_temp_file(entry.path().filename().string())) {
@@ -87,15 +78,10 @@ EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity id
       }
       shard_ids_.push_back(id);
     }
-  } catch (...) {
-    ::close(lock_fd_);
-    throw;
   }
 }
 
-EmbeddingStoreWriter::~EmbeddingStoreWriter() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);
-}
+EmbeddingStoreWriter::~EmbeddingStoreWriter() = default;
 
 bool EmbeddingStoreWriter::has_shard(int64_t shard_id, const std::vector<std::string>* expected_keys) const {
   if (!std::binary_search(shard_ids_.begin(), shard_ids_.end(), shard_id)) return false;
@@ -164,6 +150,8 @@ EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
   EmbeddingStore store;
   store.dir_ = dir;
   const fs::path manifest_path = dir / kManifestFile;
+  if (!fs::exists(dir)) fail("{}: no such embedding store (the path does not exist)", dir.string());
+  if (!fs::is_directory(dir)) fail("{}: not an embedding store (a store is a folder)", dir.string());
   if (!fs::exists(manifest_path)) {
     fail("{}: no {}: not an embedding store, or its job has not finished (the manifest is written last)",
          dir.string(), kManifestFile);

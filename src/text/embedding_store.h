@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 
 #include "text/store_manifest.h"
 #include "text/store_shard.h"
+#include "util/file.h"
 
 namespace flame::text {
 
@@ -63,7 +65,7 @@ class EmbeddingStoreWriter {
   fs::path dir_;
   StoreIdentity identity_;
   PartSelection part_;
-  int lock_fd_ = -1;
+  std::unique_ptr<DirectoryLock> lock_;
   std::vector<int64_t> shard_ids_;  // complete shards on disk, sorted
 };
 

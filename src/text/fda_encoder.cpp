@@ -47,11 +47,7 @@ FacetEncoder::FacetEncoder(const llm::Transformer& model, const llm::Tokenizer& 
                            FacetEncoderOptions options)
     : model_(model), tokenizer_(tokenizer), prompts_(std::move(prompts)), options_(options) {
   const int64_t num_layers = model_.num_layers();
-  layer_ = options_.layer < 0 ? num_layers - 1 : options_.layer;
-  if (layer_ < 0 || layer_ > num_layers) {
-    fail("layer {} is outside 0..{} (hidden_states numbering: 0 = embeddings, {} = after the final norm)",
-         options_.layer, num_layers, num_layers);
-  }
+  layer_ = llm::hidden_state_index(options_.layer, num_layers);
   max_tokens_ = options_.max_tokens > 0 ? options_.max_tokens : model_.config().max_position_embeddings;
   for (const auto& facet : prompts_.facets) {
     facet_tokens_.push_back(to_token_ids(tokenizer_.encode(facet.text, /*add_special_tokens=*/false)));

@@ -36,7 +36,7 @@ std::string to_string(EncodeMode mode);
 
 struct FacetEncoderOptions {
   EncodeMode mode = EncodeMode::Fda;
-  int64_t layer = -1;           // Hugging Face hidden_states index; -1 = L-1 (second to last layer)
+  int64_t layer = -2;           // hidden_states index (llm::hidden_state_index); -2 = L-1, the method's
   int64_t batch_tokens = 8192;  // padded tokens per forward pass (at least one caption)
   int64_t max_tokens = 0;       // longest prompt (prefix + one facet); 0 = max_position_embeddings
   bool normalize = false;       // L2-normalise each facet vector

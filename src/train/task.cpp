@@ -12,6 +12,7 @@
 #include "text/joined_stores.h"
 #include "train/autocast.h"
 #include "train/loss.h"
+#include "train/text_provenance.h"
 #include "vision/image_encoder.h"
 
 namespace flame::train {
@@ -29,13 +30,18 @@ class FlameTask : public TrainTask {
 
   std::shared_ptr<const data::PairedTexts> paired_texts() const override { return stores_; }
   std::vector<std::string> facets() const override { return stores_->facets(); }
+  nlohmann::json text_provenance() const override {
+    std::vector<text::StoreIdentity> identities;
+    for (const text::EmbeddingStore& store : stores_->stores()) identities.push_back(store.identity());
+    return text_provenance_json(identities);
+  }
   TrainedModel make_model(const vision::VitConfig& vit) const override {
     return make_flame_model(vit, stores_->dim());
   }
 
  protected:
   torch::Tensor text_features(TrainedModel&, const data::Batch& batch) override {
-    return batch.texts.to(device());
+    return batch.texts.to(device(), /*non_blocking=*/true);  // pinned on CUDA: an asynchronous copy
   }
 
  private:
@@ -100,7 +106,7 @@ torch::Tensor TrainTask::loss(TrainedModel& model, const data::Batch& batch, Dis
   torch::Tensor image, text;
   {
     AutocastScope autocast(options_.precision == Precision::kBf16, device_);
-    image = model.image->encode(batch.images.to(device_)).pooled;
+    image = model.image->encode(batch.images.to(device_, /*non_blocking=*/true)).pooled;
     text = text_features(model, batch);
   }
   const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(-1);

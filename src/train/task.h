@@ -13,6 +13,8 @@
 // or sigmoid over the whole batch (train/loss.h).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <torch/torch.h>
 
 #include <memory>
@@ -21,10 +23,10 @@
 
 #include "data/paired_texts.h"
 #include "data/train_loader.h"
-#include "util/distributed.h"
 #include "train/train_options.h"
 #include "train/trained_model.h"
 #include "train/trainer.h"
+#include "util/distributed.h"
 #include "vision/vit_config.h"
 
 namespace flame::train {
@@ -47,6 +49,9 @@ class TrainTask {
   virtual std::shared_ptr<const data::PairedTexts> paired_texts() const = 0;
   // config.json's "facets": the names of an image's K texts.
   virtual std::vector<std::string> facets() const = 0;
+  // What the checkpoints record of the text side (train/text_provenance.h):
+  // the joined stores' identities (FLAME); null for a text tower trained here.
+  virtual nlohmann::json text_provenance() const { return nullptr; }
   // The trained module, initialised from the torch RNG (the caller seeds it).
   virtual TrainedModel make_model(const vision::VitConfig& vit) const = 0;
   // End of the run, after summary.steps is set: the task's fields of the

@@ -1,8 +1,11 @@
 #include "train/train_options.h"
 
 #include <cstddef>
+#include <filesystem>
 
+#include "util/config_files.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace flame::train {
 
@@ -93,6 +96,8 @@ void to_json(nlohmann::json& out, const TrainOptions& o) {
          {"batch_size", o.batch_size},
          {"accum_steps", o.accum_steps},
          {"steps", o.steps},
+         {"epochs", o.epochs},
+         {"positives_per_step", o.positives_per_step},
          {"lr", o.lr},
          {"min_lr", o.min_lr},
          {"warmup_steps", o.warmup_steps},
@@ -102,6 +107,7 @@ void to_json(nlohmann::json& out, const TrainOptions& o) {
          {"eps", o.eps},
          {"grad_clip", o.grad_clip},
          {"precision", to_string(o.precision)},
+         {"grad_checkpointing", o.grad_checkpointing},
          {"save_every", o.save_every},
          {"keep_checkpoints", o.keep_checkpoints},
          {"seed", o.seed},
@@ -133,6 +139,8 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "batch_size", o.batch_size);
   read_field(in, "accum_steps", o.accum_steps);
   read_field(in, "steps", o.steps);
+  read_field(in, "epochs", o.epochs);
+  read_field(in, "positives_per_step", o.positives_per_step);
   read_field(in, "lr", o.lr);
   read_field(in, "min_lr", o.min_lr);
   read_field(in, "warmup_steps", o.warmup_steps);
@@ -142,6 +150,7 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "eps", o.eps);
   read_field(in, "grad_clip", o.grad_clip);
   read_choice(in, "precision", o.precision);
+  read_field(in, "grad_checkpointing", o.grad_checkpointing);
   read_field(in, "save_every", o.save_every);
   read_field(in, "keep_checkpoints", o.keep_checkpoints);
   read_field(in, "seed", o.seed);
@@ -149,6 +158,20 @@ void from_json(const nlohmann::json& in, TrainOptions& o) {
   read_field(in, "prefetch_batches", o.prefetch_batches);
   read_field(in, "max_skip_fraction", o.max_skip_fraction);
   read_field(in, "device", o.device);
+}
+
+nlohmann::json read_recipe(const std::string& name_or_path) {
+  const std::filesystem::path path = find_preset(name_or_path, {config_dir("recipes"), "recipe", "recipe"});
+  const nlohmann::json recipe = read_json_file(path);
+  if (!recipe.is_object() || !recipe.contains("train") || !recipe.at("train").is_object())
+    fail("recipe {}: expected an object with a \"train\" object of train options", path.string());
+  TrainOptions check;
+  try {
+    from_json(recipe.at("train"), check);
+  } catch (const Error& e) {
+    fail("recipe {}: {}", path.string(), e.what());
+  }
+  return recipe.at("train");
 }
 
 void validate(const TrainOptions& o, int world_size) {
@@ -163,6 +186,9 @@ void validate(const TrainOptions& o, int world_size) {
   }
   if (o.out.empty()) fail("train: no run directory given (--out)");
   if (o.steps <= 0) fail("train: --steps must be positive, not {}", o.steps);
+  if (o.epochs < 0) fail("train: --epochs must not be negative (0: use --steps), not {}", o.epochs);
+  if (o.positives_per_step < 0)
+    fail("train: --positives-per-step must not be negative (0: all), not {}", o.positives_per_step);
   if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
   const int64_t parts = o.accum_steps * world_size;
   if (o.batch_size <= 0 || o.batch_size % parts != 0) {
@@ -188,10 +214,13 @@ void validate(const TrainOptions& o, int world_size) {
 nlohmann::json resume_identity(const TrainOptions& o) {
   nlohmann::json j;
   to_json(j, o);
-  for (const char* free :
-       {"steps", "save_every", "keep_checkpoints", "workers", "prefetch_batches", "out", "device"}) {
+  for (const char* free : {"steps", "epochs", "save_every", "keep_checkpoints", "workers", "prefetch_batches",
+                           "out", "device", "grad_checkpointing"}) {
     j.erase(free);
   }
+  // Fields added later are left out at their defaults, so runs checkpointed
+  // before they existed still resume.
+  if (o.positives_per_step == 0) j.erase("positives_per_step");
   // Only the text side's own fields; a FLAME run's identity is the one runs
   // had before the CLIP baseline existed, so their checkpoints still resume.
   if (o.text_tower == TextTower::kLlm) {

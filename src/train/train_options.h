@@ -56,6 +56,8 @@ struct TrainOptions {
   int64_t batch_size = 32;             // global: all ranks and accumulation steps together
   int64_t accum_steps = 1;             // micro-batches per optimizer step (each its own contrastive batch)
   int64_t steps = 100;                 // optimizer steps in total
+  int64_t epochs = 0;                  // > 0: steps = ceil(epochs x paired images / batch_size) instead
+  int64_t positives_per_step = 0;      // > 0: a seeded random subset of each image's K positives per step
   double lr = 5e-4;
   double min_lr = 0.0;        // the cosine decays to this
   int64_t warmup_steps = 10;  // linear warm-up from 0
@@ -63,10 +65,11 @@ struct TrainOptions {
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
   double grad_clip = 1.0;                  // max global L2 norm; 0 = off
   Precision precision = Precision::kFp32;  // bf16: autocast, matmuls and convs in bf16
-  int64_t save_every = 100;                // steps between checkpoints (and at the end)
-  int64_t keep_checkpoints = 2;            // newest checkpoints kept
-  uint64_t seed = 0;                       // initialisation, data order, augmentation, patch dropout
-  int workers = 2;                         // loader threads
+  bool grad_checkpointing = false;  // recompute each block in backward (also on when the model says so)
+  int64_t save_every = 100;         // steps between checkpoints (and at the end)
+  int64_t keep_checkpoints = 2;     // newest checkpoints kept
+  uint64_t seed = 0;                // initialisation, data order, augmentation, patch dropout
+  int workers = 2;                  // loader threads
   int prefetch_batches = 2;
   double max_skip_fraction = 0.01;  // unreadable images tolerated before the run stops
   std::string device = "cpu";       // "cpu" or "cuda[:i]"
@@ -77,6 +80,11 @@ void to_json(nlohmann::json& out, const TrainOptions& options);
 // unknown choice; unknown fields are refused (a typo would otherwise be
 // silently ignored).
 void from_json(const nlohmann::json& in, TrainOptions& options);
+
+// The "train" object of a recipe (a preset in configs/recipes or a JSON file:
+// {"description", "sources", "train": {fields of TrainOptions}}), checked
+// field by field; errors name the file.
+nlohmann::json read_recipe(const std::string& name_or_path);
 
 // Checks values and their combinations (batch divisible by ranks x accumulation
 // steps, the text tower's inputs, ...); `world_size` ranks.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <sstream>
 
 #include "data/image_source.h"
 #include "data/train_loader.h"
@@ -14,6 +15,7 @@
 #include "train/lr_schedule.h"
 #include "train/task.h"
 #include "train/trained_model.h"
+#include "util/allocator.h"
 #include "util/distributed.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -133,8 +135,6 @@ Start resume_from(const TrainOptions& o, bool resume, Distributed& dist, Trained
   } else if (resume && dist.is_main()) {
     spdlog::info("no checkpoint in {}: starting a new run", o.out);
   }
-  if (start.step >= o.steps)
-    fail("the run in {} has already done {} of {} steps", o.out, start.step, o.steps);
   return start;
 }
 
@@ -150,6 +150,8 @@ data::LoaderOptions loader_options(const TrainOptions& o, const vision::VitConfi
   l.rank = dist.rank();
   l.world_size = dist.world_size();
   l.max_skip_fraction = o.max_skip_fraction;
+  l.positives_per_item = o.positives_per_step;
+  l.pin_memory = llm::parse_device(o.device).is_cuda();
   return l;
 }
 
@@ -160,6 +162,7 @@ nlohmann::json checkpoint_config(const TrainOptions& o, const TrainTask& task, c
   to_json(train_json, o);
   nlohmann::json config = model_config_json(model);
   config["facets"] = task.facets();
+  if (!task.text_provenance().is_null()) config["text_stores"] = task.text_provenance();
   config["train"] = train_json;
   config["train_identity"] = resume_identity(o);
   return config;
@@ -200,6 +203,26 @@ void all_reduce_gradients(Run& run) {
   run.dist.all_reduce_sum_(grads);
 }
 
+// The global L2 norm of the gradients (returned), which are scaled down to
+// `max_norm` when above it (0: no clipping), as torch.nn.utils.clip_grad_norm_
+// computes it: one norm per gradient, the norm of those.
+double clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads, norms;
+  for (const torch::Tensor& p : parameters) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().norm());
+  }
+  if (grads.empty()) return 0;
+  const double total = torch::stack(norms).norm().item<double>();
+  const double scale = max_norm / (total + 1e-6);
+  if (max_norm > 0 && scale < 1) {
+    for (torch::Tensor& g : grads) g.mul_(scale);
+  }
+  return total;
+}
+
 // Optimizer step `step` (0-based) at learning rate `lr`: accum_steps
 // micro-batches forward and backward, the gradients summed over the ranks and
 // clipped, AdamW, the logit scale clamped. Stops on a non-finite loss or
@@ -207,7 +230,9 @@ void all_reduce_gradients(Run& run) {
 StepResult train_step(Run& run, int64_t step, double lr, const fs::path& last_checkpoint) {
   for (auto& group : run.optimizer.param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  run.optimizer.zero_grad();
+  // Gradients dropped, not zeroed (Python's zero_grad(set_to_none=True)):
+  // the first backward then stores its gradient instead of adding it to zeros.
+  for (torch::Tensor& p : run.model.root->parameters()) p.mutable_grad() = torch::Tensor();
   StepResult r;
   const int64_t accum_steps = run.o.accum_steps;
   for (int64_t micro = 0; micro < accum_steps; ++micro) {
@@ -225,8 +250,7 @@ StepResult train_step(Run& run, int64_t step, double lr, const fs::path& last_ch
     r.loss += value / accum_steps;
   }
   all_reduce_gradients(run);
-  r.grad_norm = torch::nn::utils::clip_grad_norm_(run.model.root->parameters(),
-                                                  run.o.grad_clip > 0 ? run.o.grad_clip : 1e30);
+  r.grad_norm = clip_gradients(run.model.root->parameters(), run.o.grad_clip);
   if (!std::isfinite(r.grad_norm))
     stop_non_finite("the gradient norm", r.grad_norm, step + 1, "", last_checkpoint);
   run.optimizer.step();
@@ -270,11 +294,33 @@ void save(Run& run, int64_t step, TrainSummary& summary) {
   run.dist.barrier();
 }
 
+// A resumed run continues after `step`: log lines of later steps (written
+// before the run was stopped, then superseded) are dropped, as is a line cut
+// by a kill.
+void cut_log_to(const fs::path& log, int64_t step) {
+  if (!fs::exists(log)) return;
+  std::istringstream in(read_file(log));
+  std::string line, kept;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (entry.is_object() && entry.value("step", int64_t{0}) <= step) {
+      kept += line + "\n";
+    } else {
+      ++dropped;
+    }
+  }
+  if (dropped == 0) return;
+  write_file_atomic(log, kept);
+  spdlog::info("{}: dropped {} lines of steps after {}, which this run repeats", log.string(), dropped, step);
+}
+
 // What rank 0 shows of the steps: train-log.jsonl and the progress bar.
 class StepOutput {
  public:
   StepOutput(const TrainOptions& o, bool main, int64_t first_step) {
     if (!main) return;
+    cut_log_to(fs::path(o.out) / "train-log.jsonl", first_step);
     log_ = std::make_unique<JsonlWriter>(fs::path(o.out) / "train-log.jsonl");
     progress_ = std::make_unique<ProgressBar>("train", o.steps, "step");
     progress_->set_extra_unit("img");
@@ -339,21 +385,125 @@ nlohmann::json TrainSummary::to_json() const {
           {"last_checkpoint", last_checkpoint.string()}};
 }
 
-TrainSummary run_training(const TrainOptions& o, bool resume, const TrainHooks& hooks) {
+namespace {
+
+// Whether `dir` holds (part of) a training run.
+bool holds_run(const fs::path& dir) {
+  return fs::exists(dir / "checkpoints") || fs::exists(dir / "train-log.jsonl") ||
+         fs::exists(dir / "summary.json");
+}
+
+// Temp files of a checkpoint, log or summary write that was interrupted (a
+// kill, a full disk): ".step-N.tmp-PID" folders and ".NAME.tmp.PID.X" files.
+// Called with the folder's lock held, so no live process owns them.
+void remove_interrupted_writes(const fs::path& run_dir) {
+  for (const fs::path& dir : {run_dir, run_dir / "checkpoints"}) {
+    if (!fs::is_directory(dir)) continue;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind('.', 0) == 0 && name.find(".tmp") != std::string::npos) {
+        spdlog::info("removing '{}', left by an interrupted run", entry.path().string());
+        fs::remove_all(entry.path());
+      }
+    }
+  }
+}
+
+// Rank 0 locks the run folder and checks it against `start`; every rank
+// learns the outcome, so a refusal stops all of them at once.
+std::unique_ptr<DirectoryLock> prepare_run_folder(const TrainOptions& o, RunStart start, Distributed& dist) {
+  std::unique_ptr<DirectoryLock> lock;
+  std::string error;
+  if (dist.is_main()) {
+    try {
+      const fs::path dir(o.out);
+      lock = std::make_unique<DirectoryLock>(dir, "the run folder");
+      if (holds_run(dir) && start == RunStart::kNew) {
+        fail(
+            "{} already holds a run (checkpoints/, train-log.jsonl): pass --resume to continue it, or "
+            "--overwrite to delete it and start again",
+            o.out);
+      }
+      if (holds_run(dir) && start == RunStart::kOverwrite) {
+        spdlog::warn("--overwrite: deleting the run in {}", o.out);
+        for (const char* name : {"checkpoints", "train-log.jsonl", "summary.json"})
+          fs::remove_all(dir / name);
+      }
+      remove_interrupted_writes(dir);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (dist.all_reduce_max(error.empty() ? 0.0 : 1.0) > 0)
+    fail("{}", error.empty() ? "rank 0 could not prepare the run folder" : error);
+  return lock;
+}
+
+// A resumed run that had done all its steps. Killed while writing
+// summary.json, it gets its summary now (the loss from its log); with the
+// summary there, there is nothing to do.
+TrainSummary finished_run(const TrainOptions& o, const Start& start, Distributed& dist) {
+  const fs::path path = fs::path(o.out) / "summary.json";
+  if (fs::exists(path)) fail("the run in {} has already done {} of {} steps", o.out, start.step, o.steps);
+  TrainSummary summary;
+  summary.first_step = summary.steps = start.step;
+  summary.last_checkpoint = start.checkpoint;
+  std::istringstream log(
+      fs::exists(fs::path(o.out) / "train-log.jsonl") ? read_file(fs::path(o.out) / "train-log.jsonl") : "");
+  for (std::string line; std::getline(log, line);) {
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (entry.is_object() && entry.value("step", int64_t{-1}) == start.step)
+      summary.final_loss = entry.value("loss", 0.0);
+  }
+  if (dist.is_main()) {
+    write_json_file_atomic(path, summary.to_json());
+    spdlog::info("the run in {} had done its {} steps: wrote its missing summary.json", o.out, start.step);
+  }
+  return summary;
+}
+
+// With --epochs, the steps that make that many passes over the paired images.
+int64_t total_steps(const TrainOptions& o, const data::TrainLoader& loader, bool main) {
+  if (o.epochs == 0) return o.steps;
+  const int64_t images = loader.skips().usable;
+  const int64_t steps = (o.epochs * images + o.batch_size - 1) / o.batch_size;
+  if (main)
+    spdlog::info("{} epochs of {} images at batch {}: {} steps", o.epochs, images, o.batch_size, steps);
+  return std::max<int64_t>(steps, 1);
+}
+
+// Each image's positives per step: all K, or a subset no larger than K.
+void check_positives(const TrainOptions& o, const TrainTask& task) {
+  const auto k = static_cast<int64_t>(task.facets().size());
+  if (o.positives_per_step > k)
+    fail("train: --positives-per-step {} exceeds the {} positives per image of the text side",
+         o.positives_per_step, k);
+}
+
+}  // namespace
+
+TrainSummary run_training(const TrainOptions& options, RunStart run_start, const TrainHooks& hooks) {
+  TrainOptions o = options;  // with --epochs, steps is set once the images are known
   Distributed dist = Distributed::init(dist_env_from_environment(), llm::parse_device(o.device));
   validate(o, dist.world_size());
-  if (dist.is_main()) fs::create_directories(o.out);
+  retain_freed_memory();  // each step's activations reuse the last step's pages
+  const std::unique_ptr<DirectoryLock> lock = prepare_run_folder(o, run_start, dist);
+  const bool resume = run_start == RunStart::kResume;
 
   // The text side first (FLAME's stores, or CLIP's captions), then the images
   // and the model the task builds.
   const std::unique_ptr<TrainTask> task = make_task(o);
+  check_positives(o, *task);
   const std::shared_ptr<const data::ImageSource> images = open_images(o);
-  const vision::VitConfig vit = vision::load_vit_config(o.model);
+  vision::VitConfig vit = vision::load_vit_config(o.model);
+  vit.grad_checkpointing = vit.grad_checkpointing || o.grad_checkpointing;
   TrainedModel model = init_model(*task, vit, o, dist);
   torch::optim::AdamW optimizer = make_optimizer(task->parameter_groups(model), o);
   const Start start = resume_from(o, resume, dist, model, optimizer);
   data::TrainLoader loader(images, task->paired_texts(), loader_options(o, vit, dist), start.loader);
   // (the loader logs images without a text embedding, with examples)
+  o.steps = total_steps(o, loader, dist.is_main());
+  if (start.step >= o.steps) return finished_run(o, start, dist);
   Run run{o, dist, *task, model, optimizer, loader, checkpoint_config(o, *task, model)};
 
   TrainSummary summary;

@@ -71,11 +71,23 @@ struct TrainSummary {
   nlohmann::json to_json() const;
 };
 
-// Runs (or, with `resume` and a checkpoint in options.out, continues) a run.
-// Data parallel when the torchrun variables are set (util/distributed.h).
-// Throws flame::Error on bad input, on a non-finite loss or gradient (naming
-// the step; the last checkpoint is left intact), and when too many images are
-// unreadable.
-TrainSummary run_training(const TrainOptions& options, bool resume, const TrainHooks& hooks = {});
+// How a run treats its folder (options.out). kNew refuses a folder that already
+// holds a run (checkpoints/, train-log.jsonl or summary.json): mixing two runs
+// would lose both. kResume continues its latest checkpoint (or starts when there
+// is none). kOverwrite deletes the old run's checkpoints and logs first.
+enum class RunStart { kNew, kResume, kOverwrite };
+
+// Runs (or continues) a run. Rank 0 holds DIR/.lock while it runs (a second
+// process on the folder fails naming the holder) and removes the temp files
+// of a checkpoint or log write that was interrupted; a resumed run's
+// train-log.jsonl is cut back to the checkpoint's step, so no step is logged
+// twice. Data parallel when the torchrun variables are set
+// (util/distributed.h). Throws flame::Error on bad input, on a non-finite
+// loss or gradient (naming the step; the last checkpoint is left intact), and
+// when too many images are unreadable.
+TrainSummary run_training(const TrainOptions& options, RunStart start, const TrainHooks& hooks = {});
+inline TrainSummary run_training(const TrainOptions& options, bool resume, const TrainHooks& hooks = {}) {
+  return run_training(options, resume ? RunStart::kResume : RunStart::kNew, hooks);
+}
 
 }  // namespace flame::train

@@ -1,6 +1,7 @@
 #include "util/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,7 +76,25 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
     ::unlink(tmp.c_str());
     fail("cannot flush '{}': {}", tmp.string(), std::strerror(errno));
   }
-  rename_durable(tmp, path);
+  try {
+    rename_durable(tmp, path);
+  } catch (...) {
+    ::unlink(tmp.c_str());  // nothing half-done left beside `path`
+    throw;
+  }
+}
+
+void check_output_file(const fs::path& path, const std::string& what) {
+  if (fs::is_directory(path)) fail("{} '{}' is a directory; give a file name", what, path.string());
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("{} '{}': cannot create the folder '{}': {}", what, path.string(), dir.string(), ec.message());
+  const fs::path probe = temp_path_for(path);
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) fail("{} '{}' cannot be written: {}", what, path.string(), std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 void write_json_file_atomic(const fs::path& path, const nlohmann::json& value) {
@@ -92,6 +111,32 @@ size_t pread_full(int fd, char* out, size_t size, uint64_t offset) {
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+DirectoryLock::DirectoryLock(const fs::path& dir, const std::string& what) {
+  fs::create_directories(dir);
+  const fs::path path = dir / ".lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create '{}': {}", path.string(), std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder(256, '\0');
+    const ssize_t n = ::pread(fd_, holder.data(), holder.size(), 0);
+    holder.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
+    ::close(fd_);
+    fail("{}: {} is in use by {} (it holds '{}')", dir.string(), what,
+         holder.empty() ? "another process" : holder, path.string());
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string holder = fmt::format("pid {} on host {}\n", ::getpid(), host);
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, holder.data(), holder.size(), 0) < 0) {
+    // The lock holds without the note; only the message of a second process is poorer.
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 MappedFile::MappedFile(const fs::path& path) : path_(path) {
@@ -114,7 +159,9 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
   ::close(fd);
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+  release();
+}
 
 void MappedFile::release() {
   if (data_ != nullptr) ::munmap(data_, size_);

@@ -26,6 +26,12 @@ nlohmann::json read_json_file(const fs::path& path);
 // never a partial one.
 void write_file_atomic(const fs::path& path, std::string_view bytes);
 
+// Checks, before a long job starts, that `path` can be written later: not a
+// directory, its folder exists or can be created, and a file can be created
+// there (tried and removed: as root, permission bits say nothing, a read-only
+// file system does). Throws flame::Error naming `what` (e.g. "--out") and the path.
+void check_output_file(const fs::path& path, const std::string& what);
+
 // Writes JSON (indented) atomically.
 void write_json_file_atomic(const fs::path& path, const nlohmann::json& value);
 
@@ -40,6 +46,22 @@ void rename_durable(const fs::path& from, const fs::path& to);
 // reads; returns how many bytes were there before the end of the file. Throws
 // flame::Error on a read error.
 size_t pread_full(int fd, char* out, size_t size, uint64_t offset);
+
+// An exclusive lock on DIR/.lock (flock) while alive: one writer per store or
+// run folder. The holder's pid and host are written into the file, so a second
+// process fails fast naming them: "<dir>: <what> is in use by pid 123 on host
+// h (it holds <dir>/.lock)". The kernel drops the lock when the holder dies,
+// so a killed job never leaves the folder locked. Creates `dir`.
+class DirectoryLock {
+ public:
+  DirectoryLock(const fs::path& dir, const std::string& what);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // A read-only memory map of a whole file. Move-only; unmaps on destruction.
 class MappedFile {

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include <torch/version.h>
+
 #include "util/error.h"
 #include "vision/layer_norm.h"
 
@@ -41,21 +43,56 @@ torch::Tensor causal_mask(int64_t tokens, const torch::Device& device) {
       .triu(1);
 }
 
+torch::Tensor explicit_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& attn_mask) {
+  // As batched [B*H, T, Dh] products (nn.MultiheadAttention's layout): bmm
+  // reads k^T through its strides, where a 4-D matmul would copy it.
+  const auto sizes = q.sizes();
+  const int64_t rows = sizes[0] * sizes[1], tokens = sizes[2], dim = sizes[3];
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
+  const torch::Tensor q3 = (q * scale).reshape({rows, tokens, dim});
+  torch::Tensor scores = torch::bmm(q3, k.reshape({rows, tokens, dim}).transpose(1, 2));
+  torch::Tensor probs;
+  if (attn_mask.defined()) {
+    // The fp32 mask promotes bf16 scores to fp32, so -inf stays -inf; the
+    // softmax then runs in fp32 and its result is cast back.
+    probs = torch::softmax(scores + attn_mask, -1, torch::kFloat).to(q.scalar_type());
+  } else {
+    // A bf16 softmax accumulates in fp32 and rounds once, as the cast of an
+    // fp32 softmax would (nn.MultiheadAttention under autocast does the same).
+    probs = torch::softmax(scores, -1);
+  }
+  return torch::bmm(probs, v.reshape({rows, tokens, dim})).view(sizes);
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& attn_mask) {
+#if TORCH_VERSION_MAJOR >= 2
+  // Flash / memory-efficient kernels: no [T, T] scores in memory. The CPU keeps
+  // the explicit path, so CPU results are the same under every LibTorch.
+  if (q.is_cuda()) {
+    const c10::optional<torch::Tensor> mask =
+        attn_mask.defined() ? c10::optional<torch::Tensor>(attn_mask.to(q.scalar_type())) : c10::nullopt;
+    return at::scaled_dot_product_attention(q, k, v, mask);
+  }
+#endif
+  return explicit_attention(q, k, v, attn_mask);
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
   const int64_t head_dim = width / heads_;
   // [B, T, 3W] -> [3, B, H, T, Dh]
+  // One copy into [3, B, H, T, Dh], so q, k and v are contiguous heads.
   const torch::Tensor qkv = F::linear(x, in_proj_weight, in_proj_bias)
                                 .view({batch, tokens, 3, heads_, head_dim})
-                                .permute({2, 0, 3, 1, 4});
-  const torch::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  torch::Tensor scores = torch::matmul(q, qkv[1].transpose(-2, -1));
-  // The fp32 mask promotes bf16 scores to fp32, so -inf stays -inf.
-  if (attn_mask.defined()) scores = scores + attn_mask;
-  // Softmax in fp32 so bf16 towers do not lose the small attention weights.
-  const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
-  const torch::Tensor out = torch::matmul(probs, qkv[2]).transpose(1, 2).reshape({batch, tokens, width});
-  return out_proj(out);
+                                .permute({2, 0, 3, 1, 4})
+                                .contiguous();
+  // unbind, not qkv[0..2]: three selects would each send back a zero-filled
+  // [3, B, H, T, Dh] gradient, summed twice per block.
+  const std::vector<torch::Tensor> heads = qkv.unbind(0);
+  const torch::Tensor out = attention(heads[0], heads[1], heads[2], attn_mask);  // [B, H, T, Dh]
+  return out_proj(out.transpose(1, 2).reshape({batch, tokens, width}));
 }
 
 MlpImpl::MlpImpl(int64_t width, int64_t hidden) {

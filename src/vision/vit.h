@@ -26,6 +26,16 @@ namespace flame::vision {
 // tokens: [B, 1 + N, W] -> [B, 1 + kept, W]. prob must be in [0, 1).
 torch::Tensor drop_patches(const torch::Tensor& tokens, double prob);
 
+// softmax(q k^T / sqrt(Dh) + attn_mask) v over [B, H, T, Dh] inputs, written
+// out as batched matrix products; with a mask the softmax runs in fp32, the
+// probabilities cast back to q's dtype.
+torch::Tensor explicit_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& attn_mask);
+// The same through scaled_dot_product_attention's fused kernels on CUDA with
+// LibTorch >= 2.0; explicit_attention otherwise.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& attn_mask);
+
 // Multi-head self-attention with OpenCLIP's (nn.MultiheadAttention's) parameter
 // layout: in_proj_weight [3W, W] (q, k, v stacked), in_proj_bias [3W], out_proj.
 // attn_mask (optional, as nn.MultiheadAttention's float mask): added to the

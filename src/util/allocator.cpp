@@ -1,4 +1,4 @@
-#include "llm/allocator.h"
+#include "util/allocator.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -7,7 +7,7 @@
 #include <climits>
 #include <mutex>
 
-namespace flame::llm {
+namespace flame {
 
 void retain_freed_memory() {
 #if defined(__GLIBC__)
@@ -20,4 +20,4 @@ void retain_freed_memory() {
 #endif
 }
 
-}  // namespace flame::llm
+}  // namespace flame

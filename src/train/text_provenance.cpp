@@ -1,0 +1,60 @@
+#include "train/text_provenance.h"
+
+#include "llm/checkpoint_identity.h"
+#include "util/error.h"
+
+namespace flame::train {
+
+nlohmann::json text_provenance_json(const std::vector<text::StoreIdentity>& stores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const text::StoreIdentity& identity : stores) out.push_back(text::identity_to_json(identity));
+  return out;
+}
+
+TextProvenance read_text_provenance(const nlohmann::json& config, const std::string& source) {
+  TextProvenance provenance;
+  const auto it = config.find("text_stores");
+  if (it == config.end()) return provenance;
+  if (!it->is_array() || it->empty()) fail("{}: 'text_stores' must be a non-empty array", source);
+  for (size_t i = 0; i < it->size(); ++i)
+    provenance.stores.push_back(
+        text::identity_from_json(it->at(i), fmt::format("{}: text_stores[{}]", source, i)));
+  provenance.known = true;
+  return provenance;
+}
+
+const text::StoreIdentity* store_for_prompts(const TextProvenance& provenance, const std::string& name) {
+  if (!provenance.known) return nullptr;
+  for (const text::StoreIdentity& store : provenance.stores)
+    if (store.prompt_set_name == name) return &store;
+  return &provenance.stores.front();
+}
+
+std::string check_llm(const TextProvenance& provenance, const std::filesystem::path& llm_dir,
+                      bool allow_mismatch, const std::string& model) {
+  if (!provenance.known) return "";
+  const nlohmann::json trained = provenance.stores.front().llm;
+  const nlohmann::json identity = llm::checkpoint_identity(llm_dir).json;
+  // Only the fields both name: stores written before the sampled fingerprint
+  // carry a "weights_checksum" that cannot be recomputed here.
+  nlohmann::json given = nlohmann::json::object(), recorded = nlohmann::json::object();
+  for (const auto& [field, value] : identity.items()) {
+    if (!trained.contains(field)) continue;
+    given[field] = value;
+    recorded[field] = trained.at(field);
+  }
+  const auto differences = text::llm_differences(recorded, given);
+  if (differences.empty()) return "";
+  std::string what;
+  for (const auto& d : differences) {
+    what +=
+        fmt::format("{}{} {} (trained) vs {} (--llm)", what.empty() ? "" : "; ", d.field, d.first, d.second);
+  }
+  const std::string message =
+      fmt::format("{} was trained against the LLM '{}', but --llm {} is another one: {}", model,
+                  trained.value("name", std::string("?")), llm_dir.string(), what);
+  if (!allow_mismatch) fail("{}; pass --allow-llm-mismatch to evaluate with it anyway", message);
+  return message;
+}
+
+}  // namespace flame::train
