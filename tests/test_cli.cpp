@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "llm/weights.h"
 #include "test_helpers.h"
 #include "util/file.h"
 
@@ -219,6 +221,32 @@ TEST(Cli, EmbedPartFlagsAndTheirDeprecatedAliases) {
       run_cli("embed merge --out " + (dir / "merged").string() + " " + (dir / "new").string());
   EXPECT_EQ(merged.status, 1);
   EXPECT_NE(merged.output.find("manifest.json: " + invalid), std::string::npos) << merged.output;
+}
+
+// llm generate past max_position_embeddings (2048 here) is refused, and an
+// LLM with a NaN weight makes llm embed fail instead of printing "-nan".
+TEST(Cli, LlmRunRefusesPositionsBeyondTheContextAndNonFiniteOutput) {
+  const auto dir = fresh_temp_dir();
+  const fs::path llm = tiny_checkpoint("llama", "f32");
+  const auto generate = run_cli("llm generate " + llm.string() + " hello -n 5000");
+  EXPECT_EQ(generate.status, 1);
+  EXPECT_TRUE(contains(generate.output, "more than the model's max_position_embeddings (2048)"))
+      << generate.output;
+
+  fs::copy(llm, dir / "nan", fs::copy_options::recursive);
+  const llm::WeightFiles weights(llm);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& name : weights.names())
+    tensors.emplace_back(name, weights.get(name, torch::kFloat32, torch::kCPU).clone());
+  for (auto& [name, t] : tensors)
+    if (name == "model.norm.weight") t.fill_(std::nan(""));
+  for (const auto& e : fs::directory_iterator(dir / "nan"))
+    if (e.path().extension() == ".safetensors" || e.path().filename() == "model.safetensors.index.json")
+      fs::remove(e.path());
+  llm::write_checkpoint_weights(dir / "nan", tensors);
+  const auto embed = run_cli("llm embed " + (dir / "nan").string() + " hello --layer -1");
+  EXPECT_EQ(embed.status, 1);
+  EXPECT_TRUE(contains(embed.output, "is not finite (NaN or inf)")) << embed.output;
 }
 
 // Every command that loads the LLM says which --device / --dtype value it

@@ -487,6 +487,35 @@ TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {
       contains(error_of([&] { EmbeddingStore::open(fresh_temp_dir("-empty")); }), "no manifest.json"));
 }
 
+// A shard whose values went bad after it was written (NaN bits, a vector
+// scaled off unit norm) opens, but `embed verify` names it and the first key.
+TEST(EmbeddingStore, VerifyReadsEveryVector) {
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity("short", 3, 8);
+  const Strings keys = make_keys(6);
+  write_store(dir, id, keys, 4);
+  ASSERT_TRUE(verify_stores({dir}).ok());
+  const fs::path shard = dir / "shard-00001.safetensors";
+  const std::string good = read_file(shard);
+  const auto patched = [&](uint16_t bits) {
+    const SafetensorsFile file(shard);
+    std::string bytes = good;
+    const uint64_t at = file.header().data_start + file.info("embeddings").begin;  // key 4, facet 0, value 0
+    bytes[at] = static_cast<char>(bits & 0xff);
+    bytes[at + 1] = static_cast<char>(bits >> 8);
+    write_file_atomic(shard, bytes);
+    return verify_stores({dir});
+  };
+  const StoreCheckReport nan = patched(0x7e00);  // f16 NaN
+  ASSERT_EQ(nan.errors.size(), 1u);
+  EXPECT_TRUE(contains(nan.errors[0], "1 rows hold NaN or inf values (first: key '" + keys[4] + "')"))
+      << nan.errors[0];
+  const StoreCheckReport off = patched(0x5640);  // f16 100.0: the vector is no longer unit
+  ASSERT_EQ(off.errors.size(), 1u);
+  EXPECT_TRUE(contains(off.errors[0], "a vector off unit norm (first: key '" + keys[4] + "')"))
+      << off.errors[0];
+}
+
 TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
   const auto root = fresh_temp_dir();
   const Strings keys = make_keys(9);

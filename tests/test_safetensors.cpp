@@ -5,11 +5,11 @@
 
 #include <cstring>
 
-#include "util/safetensors.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 
 namespace flame::llm {
 namespace {
@@ -87,6 +87,11 @@ TEST(Safetensors, TorchRoundTripIsExactAndZeroCopy) {
   const auto converted = files.get("w.bf16", torch::kFloat32, torch::kCPU);
   EXPECT_TRUE(torch::equal(converted, tensors[0].second.to(torch::kFloat32)));
   EXPECT_THROW(files.get("w.f32", torch::kFloat32, torch::kCPU, {2, 4}), Error);
+  // Integer data read as a float weight is refused, naming the tensor (it was
+  // silently converted: an I32 / U8 / BOOL "weight" ran as garbage).
+  const std::string message = test::error_of([&] { files.get("ids", torch::kBFloat16, torch::kCPU); });
+  EXPECT_TRUE(test::contains(message, "tensor 'ids' is stored as Long; weights must be a float dtype"))
+      << message;
 }
 
 TEST(Safetensors, ShardedCheckpointRoundTrips) {
@@ -132,18 +137,27 @@ TEST(Safetensors, MalformedHeadersAreRefusedWithTheirReason) {
       {u64le(100) + "{}", "truncated"},
       {make_file("[1,2]", ""), "not a JSON object"},
       {make_file("{\"t\":", ""), "not valid JSON"},
-      {make_file(R"({"t":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", std::string(8, 0)), "unknown dtype 'F33'"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, 0)), "non-negative"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 0)), "shape x dtype needs 12"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", std::string(8, 0)), "past the data buffer"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, 0)), "begin 8 > end 0"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                 std::string(12, 0)),
+      {make_file(R"({"t":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", std::string(8, 0)),
+       "unknown dtype 'F33'"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, 0)),
+       "non-negative"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 0)),
+       "shape x dtype needs 12"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", std::string(8, 0)),
+       "past the data buffer"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, 0)),
+       "begin 8 > end 0"},
+      {make_file(
+           R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+           std::string(12, 0)),
        "overlaps"},
       {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", std::string(12, 0)), "hole"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(12, 0)), "tensors cover 8"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(12, 0)),
+       "tensors cover 8"},
       {make_file(R"({"__metadata__":{"a":1}})", ""), "not a string"},
-      {make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", std::string(8, 0)), "overflows"},
+      {make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+                 std::string(8, 0)),
+       "overflows"},
   };
   for (const auto& c : cases) {
     const std::string err = parse_error(c.bytes);
@@ -163,7 +177,8 @@ TEST(Safetensors, CorpusFilesNeverCrashTheParser) {
   for (const auto& entry : fs::directory_iterator(corpus)) {
     const std::string bytes = read_file(entry.path());
     try {
-      parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), entry.path().string());
+      parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                               entry.path().string());
       ++parsed;
     } catch (const Error&) {
       ++refused;

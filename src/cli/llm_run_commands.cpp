@@ -15,6 +15,15 @@ namespace flame::cli {
 
 namespace {
 
+// Positions beyond max_position_embeddings were never trained (RoPE
+// extrapolates silently): refused rather than answered.
+void check_context(int64_t tokens, int64_t max_positions, const char* what) {
+  if (max_positions > 0 && tokens > max_positions) {
+    fail("{} need {} positions, more than the model's max_position_embeddings ({})", what, tokens,
+         max_positions);
+  }
+}
+
 struct RunOptions {
   std::string dir;
   std::string text;
@@ -61,11 +70,16 @@ void add_embed(CLI::App& llm) {
     const int64_t index = llm::hidden_state_index(*layer, L);
     const auto ids = to_int64(tokenizer->encode(o->text));
     if (ids.empty()) fail("the text has no tokens");
+    check_context(static_cast<int64_t>(ids.size()), model.config().max_position_embeddings, "the text");
     const auto start = std::chrono::steady_clock::now();
     const torch::Tensor input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
     const torch::Tensor last = torch::full({1}, static_cast<int64_t>(ids.size()) - 1, torch::kInt64);
     const torch::Tensor state = model.hidden_at(input, {}, index, last)[0].to(torch::kCPU, torch::kFloat32);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!torch::isfinite(state).all().item<bool>()) {
+      fail("{}: the hidden state of layer {} is not finite (NaN or inf): the checkpoint's weights are broken",
+           o->dir, index);
+    }
     const double norm = state.norm().item<double>();
     std::vector<float> values(state.data_ptr<float>(), state.data_ptr<float>() + state.numel());
     fmt::print("{} tokens, hidden state {} of {} (dim {}), {} on {}, {:.3f} s\n", ids.size(), index, L,
@@ -95,6 +109,8 @@ void add_generate(CLI::App& llm) {
     const auto [model, tokenizer] = load(*o);
     const auto prompt = tokenizer->encode(o->text);
     if (prompt.empty()) fail("the prompt has no tokens");
+    check_context(static_cast<int64_t>(prompt.size()) + *n, model.config().max_position_embeddings,
+                  "the prompt and --max-new-tokens");
     llm::GenerateOptions options;
     options.max_new_tokens = *n;
     options.stop_ids = model.config().eos_token_ids;

@@ -71,7 +71,8 @@ torch::Tensor mapped_tensor(const SafetensorsFile& file, const TensorInfo& info)
   }
   auto keep_alive = file.mapping();
   // from_blob takes a non-const pointer; the pages are mapped read-only.
-  return torch::from_blob(const_cast<uint8_t*>(ptr), info.shape, [keep_alive](void*) {}, options);
+  return torch::from_blob(
+      const_cast<uint8_t*>(ptr), info.shape, [keep_alive](void*) {}, options);
 }
 
 WeightFiles::WeightFiles(const std::filesystem::path& dir) : dir_(dir) {
@@ -86,9 +87,10 @@ WeightFiles::WeightFiles(const std::filesystem::path& dir) : dir_(dir) {
     }
     weight_map = index["weight_map"];
     for (const auto& [tensor, file] : weight_map.items()) {
-      if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index_path.string(), tensor);
+      if (!file.is_string())
+        fail("{}: weight_map entry '{}' is not a file name", index_path.string(), tensor);
       const auto f = file.get<std::string>();
-      if (f.find('/') != std::string::npos || f == ".." ) {
+      if (f.find('/') != std::string::npos || f == "..") {
         fail("{}: weight_map entry '{}' points outside the directory: '{}'", index_path.string(), tensor, f);
       }
       if (std::find(file_names.begin(), file_names.end(), f) == file_names.end()) file_names.push_back(f);
@@ -101,7 +103,8 @@ WeightFiles::WeightFiles(const std::filesystem::path& dir) : dir_(dir) {
   }
   for (const auto& name : file_names) {
     const auto path = dir / name;
-    if (!std::filesystem::exists(path)) fail("weight file '{}' listed in the index is missing", path.string());
+    if (!std::filesystem::exists(path))
+      fail("weight file '{}' listed in the index is missing", path.string());
     files_.push_back(std::make_unique<SafetensorsFile>(path));
     for (const auto& [tensor, info] : files_.back()->tensors()) {
       if (!where_.emplace(tensor, files_.back().get()).second) {
@@ -111,7 +114,8 @@ WeightFiles::WeightFiles(const std::filesystem::path& dir) : dir_(dir) {
   }
   for (const auto& [tensor, file] : weight_map.items()) {
     const auto it = where_.find(tensor);
-    if (it == where_.end()) fail("{}: tensor '{}' is listed but not in '{}'", index_path.string(), tensor, file.get<std::string>());
+    if (it == where_.end())
+      fail("{}: tensor '{}' is listed but not in '{}'", index_path.string(), tensor, file.get<std::string>());
     if (it->second->path().filename() != file.get<std::string>()) {
       fail("{}: tensor '{}' is listed in '{}' but found in '{}'", index_path.string(), tensor,
            file.get<std::string>(), it->second->path().filename().string());
@@ -142,6 +146,12 @@ torch::Tensor WeightFiles::get(const std::string& name, torch::ScalarType dtype,
   }
   torch::Tensor t = mapped_tensor(*it->second, info);
   if (t.scalar_type() == dtype && device.is_cpu()) return t;
+  // An integer or bool tensor read as a float weight is a broken or foreign
+  // checkpoint, not something to convert silently.
+  if (torch::isFloatingType(dtype) && !torch::isFloatingType(t.scalar_type())) {
+    fail("{}: tensor '{}' is stored as {}; weights must be a float dtype (F32, F16, BF16)",
+         it->second->path().string(), name, c10::toString(t.scalar_type()));
+  }
   return t.to(device, dtype);
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -105,10 +106,37 @@ std::string StoreCheckReport::summary() const {
   return fmt::format("{}", fmt::join(lines, "\n"));
 }
 
+// Every vector finite, and of unit norm when the store says it is normalised
+// (1e-2: f16 / int8 storage): a NaN found here would otherwise surface as a
+// training loss that blames the learning rate. Reads every vector once.
+void check_values(const EmbeddingStore& store, StoreCheckReport& report) {
+  constexpr int64_t kChunk = 4096;
+  for (int64_t begin = 0; begin < store.size(); begin += kChunk) {
+    std::vector<int64_t> rows(static_cast<size_t>(std::min(kChunk, store.size() - begin)));
+    std::iota(rows.begin(), rows.end(), begin);
+    const torch::Tensor values = store.gather(rows);  // [n, K, D] float32
+    const torch::Tensor bad_rows = (~torch::isfinite(values)).flatten(1).any(1);
+    const torch::Tensor norms = values.norm(2, -1);
+    const torch::Tensor off_unit =
+        store.identity().normalized ? ((norms - 1).abs() > 1e-2).any(1) : torch::zeros_like(bad_rows);
+    for (const auto& [mask, what] :
+         {std::pair{bad_rows, "NaN or inf values"}, std::pair{off_unit, "a vector off unit norm"}}) {
+      const torch::Tensor where = mask.nonzero();
+      if (where.numel() == 0) continue;
+      report.errors.push_back(fmt::format("{}: {} rows hold {} (first: key '{}')", store.dir().string(),
+                                          where.numel(), what,
+                                          store.keys()[begin + where[0].item<int64_t>()]));
+      return;
+    }
+  }
+}
+
 StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
                                const std::vector<std::string>* expected_keys) {
   std::vector<EmbeddingStore> opened;
-  return check_parts(parts, expected_keys, &opened);
+  StoreCheckReport report = check_parts(parts, expected_keys, &opened);
+  for (const EmbeddingStore& store : opened) check_values(store, report);
+  return report;
 }
 
 void merge_stores(const std::vector<fs::path>& parts, const fs::path& out, MergeTarget target) {

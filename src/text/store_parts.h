@@ -25,7 +25,8 @@ struct StoreCheckReport {
 
 // Opens every part and checks that their identities agree, that parts 0..n-1
 // of the same n are each present once, and that keys are unique across parts
-// (and, given `expected_keys`, that each of them is present). Problems are
+// (and, given `expected_keys`, that each of them is present), then reads every
+// vector: all finite, and of unit norm in a normalised store. Problems are
 // reported, not thrown.
 StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
                                const std::vector<std::string>* expected_keys = nullptr);
