@@ -283,17 +283,28 @@ TEST(CaptionSource, ReportsBadRecordsByKey) {
              "{\"key\": \"badutf8\", \"long\": \"caf\xE9\", \"short\": \"x\"}\n"
              "{\"key\": \"ok\", \"long\": \"again\", \"short\": \"again\"}\n"
              "{\"key\": \"noshort\", \"long\": \"fine\"}\n"
-             "{\"key\": \"blank\", \"long\": \"\"}\n");
+             "{\"key\": \"blank\", \"long\": \"\"}\n"
+             // Unicode whitespace, a zero-width space, a NUL: blank as ASCII spaces are.
+             "{\"key\": \"ideographic\", \"long\": \"\\u3000\\u00a0\\u3000\"}\n"
+             "{\"key\": \"invisible\", \"long\": \"\\u200b \\u0000\"}\n"
+             "{\"key\": \"visible\", \"long\": \"\\u3000a\\u200b\"}\n");
   CaptionSourceOptions options;
   const CaptionInput input = read_captions({jsonl}, options);
-  EXPECT_EQ(keys_of(input.records), Strings({"ok", "empty", "noshort"}));
+  EXPECT_EQ(keys_of(input.records), Strings({"ok", "empty", "noshort", "visible"}));
+  for (const char* key : {"ideographic", "invisible"}) {
+    const InputProblem* blank = problem_for(input, key);
+    ASSERT_NE(blank, nullptr) << key;
+    EXPECT_TRUE(blank->dropped) << key;
+    EXPECT_EQ(blank->reason,
+              "field 'long' is empty (or only whitespace / invisible characters); no non-empty text field");
+  }
   EXPECT_EQ(input.records[0].fields.at("long"), "fine");  // the first of a duplicated key wins
   EXPECT_EQ(input.records[1].fields, (std::map<std::string, std::string>{{"short", "fine"}}));
 
   const InputProblem* p = problem_for(input, "empty");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->source, jsonl + ":2");
-  EXPECT_EQ(p->reason, "field 'long' is empty");
+  EXPECT_EQ(p->reason, "field 'long' is empty (or only whitespace / invisible characters)");
   EXPECT_FALSE(p->dropped);  // still usable: it has a short caption
   ASSERT_NE(p = problem_for(input, "badutf8"), nullptr);
   EXPECT_EQ(p->source, jsonl + ":3");
@@ -304,17 +315,19 @@ TEST(CaptionSource, ReportsBadRecordsByKey) {
   EXPECT_EQ(p->reason, fmt::format("duplicate key (first seen at {}:1)", jsonl));
   EXPECT_TRUE(p->dropped);
   ASSERT_NE(p = problem_for(input, "blank"), nullptr);
-  EXPECT_EQ(p->reason, "field 'long' is empty; no non-empty text field");
+  EXPECT_EQ(p->reason,
+            "field 'long' is empty (or only whitespace / invisible characters); no non-empty text field");
   EXPECT_TRUE(p->dropped);
-  EXPECT_EQ(input.problems.size(), 4u);
+  EXPECT_EQ(input.problems.size(), 6u);
   // Every record read is either kept or has a problem saying it was dropped.
-  EXPECT_EQ(input.records.size() + input.dropped_count(), 6u);
+  EXPECT_EQ(input.records.size() + input.dropped_count(), 9u);
 
   options.required_fields = {"long"};
   const CaptionInput need_long = read_captions({jsonl}, options);
-  EXPECT_EQ(keys_of(need_long.records), Strings({"ok", "noshort"}));
+  EXPECT_EQ(keys_of(need_long.records), Strings({"ok", "noshort", "visible"}));
   ASSERT_NE(p = problem_for(need_long, "empty"), nullptr);
-  EXPECT_EQ(p->reason, "field 'long' is empty; missing field 'long'");
+  EXPECT_EQ(p->reason,
+            "field 'long' is empty (or only whitespace / invisible characters); missing field 'long'");
   EXPECT_TRUE(p->dropped);
 
   options.required_fields = {"long", "short"};
@@ -322,7 +335,7 @@ TEST(CaptionSource, ReportsBadRecordsByKey) {
   EXPECT_EQ(keys_of(strict.records), Strings({"ok"}));
   ASSERT_NE(p = problem_for(strict, "noshort"), nullptr);
   EXPECT_EQ(p->reason, "missing field 'short'");
-  EXPECT_EQ(strict.records.size() + strict.dropped_count(), 6u);
+  EXPECT_EQ(strict.records.size() + strict.dropped_count(), 9u);
 
   // The same defects in a tar shard and a joined TSV.
   const auto tar = (dir / "bad.tar").string();
@@ -354,7 +367,7 @@ TEST(CaptionSource, ReportsBadRecordsByKey) {
   EXPECT_EQ(s.records[0].fields.at("caption"), "one four");
   ASSERT_EQ(s.problems.size(), 7u);
   EXPECT_EQ(s.problems[0].source, tsv + ":3");
-  EXPECT_EQ(s.problems[0].reason, "empty caption; row left out");
+  EXPECT_EQ(s.problems[0].reason, "empty caption (or only whitespace / invisible characters); row left out");
   EXPECT_EQ(s.problems[1].source, tsv + ":4");
   EXPECT_EQ(s.problems[1].reason, "caption is not valid UTF-8 (byte 4); row left out");
   EXPECT_EQ(s.problems[2].reason, "duplicate caption_index 0; row left out");

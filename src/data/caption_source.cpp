@@ -15,6 +15,7 @@
 
 #include "data/brace_expand.h"
 #include "data/tar_reader.h"
+#include "llm/unicode.h"
 #include "util/error.h"
 #include "util/strings.h"
 #include "util/utf8.h"
@@ -22,6 +23,20 @@
 namespace flame::data {
 
 namespace {
+
+// A caption with nothing to read: every character Unicode White_Space (U+3000,
+// U+00A0, ASCII space, ...) or a control or format character (NUL, U+200B
+// zero-width space, ...). One rule for every reader; it used to drop ASCII
+// whitespace only, and embed a caption of U+3000s.
+bool blank_caption(std::string_view text) {
+  for (size_t pos = 0; pos < text.size();) {
+    const uint32_t cp = utf8::next_code_point(text, &pos);
+    const auto category = llm::unicode::category(cp);
+    const bool invisible = category == llm::unicode::Category::Cc || category == llm::unicode::Category::Cf;
+    if (!llm::unicode::is_whitespace(cp) && !invisible) return false;
+  }
+  return true;
+}
 
 using nlohmann::json;
 
@@ -68,8 +83,9 @@ class Collector {
       if (!utf8::is_valid(it->second, &bad)) {
         reasons.push_back(fmt::format("field '{}' is not valid UTF-8 (byte {})", it->first, bad));
         it = record->fields.erase(it);
-      } else if (trim(it->second).empty()) {
-        reasons.push_back(fmt::format("field '{}' is empty", it->first));
+      } else if (blank_caption(it->second)) {
+        reasons.push_back(
+            fmt::format("field '{}' is empty (or only whitespace / invisible characters)", it->first));
         it = record->fields.erase(it);
       } else {
         ++it;
@@ -276,8 +292,9 @@ class TsvGroups {
     if (!utf8::is_valid(text, &bad)) {
       out->problem(key, source, fmt::format("caption is not valid UTF-8 (byte {}); row left out", bad),
                    false);
-    } else if (trim(text).empty()) {
-      out->problem(key, source, "empty caption; row left out", false);
+    } else if (blank_caption(text)) {
+      out->problem(key, source, "empty caption (or only whitespace / invisible characters); row left out",
+                   false);
     } else {
       group.rows.push_back(Row{order, std::string(trim(text))});
     }
