@@ -2,7 +2,6 @@
 // through the frozen LLM's output head and writes, per image, the most likely
 // word of each patch (or pooled cell) as JSON and as a picture.
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -101,15 +100,7 @@ void add_interpret_command(CLI::App& app) {
           "it was trained against",
           o->model, encoder->text_dim(), o->llm, llm_config.hidden_size);
     }
-    const fs::path checkpoint = train::resolve_checkpoint(o->model);
-    const train::TextProvenance provenance = train::read_text_provenance(
-        read_json_file(checkpoint / "config.json"), (checkpoint / "config.json").string());
-    if (!provenance.known)
-      spdlog::warn("{} records no text side (written before checkpoints kept it): --llm is not checked",
-                   checkpoint.string());
-    const std::string mismatch =
-        train::check_llm(provenance, o->llm, o->allow_llm_mismatch, checkpoint.string());
-    if (!mismatch.empty()) spdlog::warn("--allow-llm-mismatch: {}", mismatch);
+    train::check_text_side(o->model, o->llm, o->allow_llm_mismatch);  // refuses another LLM, or warns
     const auto [model, tokenizer] = llm::load_llm(o->llm, o->dtype, o->device);
 
     std::set<std::string> used;

@@ -70,23 +70,9 @@ class Models {
     if (!needs_text) return;
     if (o.llm.empty())
       fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
-    const fs::path checkpoint = train::resolve_checkpoint(o.model);
-    provenance_ = train::read_text_provenance(read_json_file(checkpoint / "config.json"),
-                                              (checkpoint / "config.json").string());
-    if (!provenance_.known) {
-      warnings_.push_back(
-          fmt::format("{} records no text side (written before checkpoints kept it): the LLM and layer are "
-                      "not checked, the "
-                      "default layer (L-1) is used",
-                      checkpoint.string()));
-      spdlog::warn("{}", warnings_.back());
-    }
-    const std::string mismatch =
-        train::check_llm(provenance_, o.llm, o.allow_llm_mismatch, checkpoint.string());
-    if (!mismatch.empty()) {
-      warnings_.push_back(mismatch);
-      spdlog::warn("--allow-llm-mismatch: {}", mismatch);
-    }
+    train::CheckedTextSide text_side = train::check_text_side(o.model, o.llm, o.allow_llm_mismatch);
+    provenance_ = std::move(text_side.provenance);
+    warnings_ = std::move(text_side.warnings);
     auto loaded = llm::load_llm(o.llm, o.dtype, o.device);
     llm_ = std::make_unique<llm::Transformer>(std::move(loaded.model));
     tokenizer_ = std::move(loaded.tokenizer);

@@ -1,7 +1,11 @@
 #include "train/text_provenance.h"
 
+#include <spdlog/spdlog.h>
+
 #include "llm/checkpoint_identity.h"
+#include "train/checkpoint.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace flame::train {
 
@@ -55,6 +59,24 @@ std::string check_llm(const TextProvenance& provenance, const std::filesystem::p
                   trained.value("name", std::string("?")), llm_dir.string(), what);
   if (!allow_mismatch) fail("{}; pass --allow-llm-mismatch to evaluate with it anyway", message);
   return message;
+}
+
+CheckedTextSide check_text_side(const std::filesystem::path& model, const std::filesystem::path& llm_dir,
+                                bool allow_mismatch) {
+  const std::filesystem::path config = resolve_checkpoint(model) / "config.json";
+  CheckedTextSide out;
+  out.provenance = read_text_provenance(read_json_file(config), config.string());
+  if (!out.provenance.known) {
+    out.warnings.push_back(fmt::format(
+        "{} records no text side (written before checkpoints kept it): --llm and the layer are not checked, "
+        "the default layer (L-1) is used",
+        config.parent_path().string()));
+  }
+  const std::string mismatch =
+      check_llm(out.provenance, llm_dir, allow_mismatch, config.parent_path().string());
+  if (!mismatch.empty()) out.warnings.push_back(mismatch);
+  for (const std::string& warning : out.warnings) spdlog::warn("{}", warning);
+  return out;
 }
 
 }  // namespace flame::train

@@ -38,4 +38,15 @@ const text::StoreIdentity* store_for_prompts(const TextProvenance& provenance, c
 std::string check_llm(const TextProvenance& provenance, const std::filesystem::path& llm_dir,
                       bool allow_mismatch, const std::string& model);
 
+// What eval and interpret do before loading the LLM: the text side of the
+// checkpoint `model` names (a checkpoint or run folder), --llm checked against
+// it (check_llm), and the warnings to show and record (logged here): the text
+// side is unknown, or a mismatch was allowed.
+struct CheckedTextSide {
+  TextProvenance provenance;
+  std::vector<std::string> warnings;
+};
+CheckedTextSide check_text_side(const std::filesystem::path& model, const std::filesystem::path& llm_dir,
+                                bool allow_mismatch);
+
 }  // namespace flame::train

@@ -162,7 +162,8 @@ nlohmann::json checkpoint_config(const TrainOptions& o, const TrainTask& task, c
   to_json(train_json, o);
   nlohmann::json config = model_config_json(model);
   config["facets"] = task.facets();
-  if (!task.text_provenance().is_null()) config["text_stores"] = task.text_provenance();
+  const nlohmann::json text_stores = task.text_provenance();
+  if (!text_stores.is_null()) config["text_stores"] = text_stores;
   config["train"] = train_json;
   config["train_identity"] = resume_identity(o);
   return config;
@@ -294,17 +295,27 @@ void save(Run& run, int64_t step, TrainSummary& summary) {
   run.dist.barrier();
 }
 
+// The lines of a train-log.jsonl, each with its step (-1 for a line that is
+// no log entry, e.g. one cut by a kill). None when there is no log.
+std::vector<std::pair<std::string, int64_t>> log_lines(const fs::path& log) {
+  std::vector<std::pair<std::string, int64_t>> lines;
+  if (!fs::exists(log)) return lines;
+  std::istringstream in(read_file(log));
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    lines.emplace_back(line, entry.is_object() ? entry.value("step", int64_t{0}) : -1);
+  }
+  return lines;
+}
+
 // A resumed run continues after `step`: log lines of later steps (written
 // before the run was stopped, then superseded) are dropped, as is a line cut
 // by a kill.
 void cut_log_to(const fs::path& log, int64_t step) {
-  if (!fs::exists(log)) return;
-  std::istringstream in(read_file(log));
-  std::string line, kept;
+  std::string kept;
   int64_t dropped = 0;
-  while (std::getline(in, line)) {
-    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (entry.is_object() && entry.value("step", int64_t{0}) <= step) {
+  for (const auto& [line, line_step] : log_lines(log)) {
+    if (line_step >= 0 && line_step <= step) {
       kept += line + "\n";
     } else {
       ++dropped;
@@ -448,12 +459,8 @@ TrainSummary finished_run(const TrainOptions& o, const Start& start, Distributed
   TrainSummary summary;
   summary.first_step = summary.steps = start.step;
   summary.last_checkpoint = start.checkpoint;
-  std::istringstream log(
-      fs::exists(fs::path(o.out) / "train-log.jsonl") ? read_file(fs::path(o.out) / "train-log.jsonl") : "");
-  for (std::string line; std::getline(log, line);) {
-    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (entry.is_object() && entry.value("step", int64_t{-1}) == start.step)
-      summary.final_loss = entry.value("loss", 0.0);
+  for (const auto& [line, step] : log_lines(fs::path(o.out) / "train-log.jsonl")) {
+    if (step == start.step) summary.final_loss = nlohmann::json::parse(line).value("loss", 0.0);
   }
   if (dist.is_main()) {
     write_json_file_atomic(path, summary.to_json());
