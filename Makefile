@@ -32,7 +32,7 @@ demo: build
 	./scripts/demo
 
 bench: build
-	@./scripts/setup --bench
+	@./scripts/setup
 	./scripts/bench
 
 format:

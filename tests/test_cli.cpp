@@ -40,6 +40,23 @@ TEST(Cli, HelpListsTheCommands) {
   for (const char* sub : {"info", "make-random"}) EXPECT_NE(llm.output.find(sub), std::string::npos) << sub;
 }
 
+// export / import from the command line: a missing run or file is named
+// (exit 1), an unknown format refused by the parser.
+TEST(Cli, ExportAndImportNameWhatIsMissing) {
+  const auto dir = fresh_temp_dir();
+  const auto help = run_cli("--help");
+  EXPECT_TRUE(contains(help.output, "export") && contains(help.output, "import")) << help.output;
+  const auto no_run =
+      run_cli("export --format open_clip " + (dir / "nope").string() + " " + (dir / "out").string());
+  EXPECT_EQ(no_run.status, 1);
+  EXPECT_TRUE(contains(no_run.output, "nope")) << no_run.output;
+  const auto no_file = run_cli("import " + (dir / "x.safetensors").string() + " " + (dir / "run").string());
+  EXPECT_EQ(no_file.status, 1);
+  EXPECT_TRUE(contains(no_file.output, "no such file: " + (dir / "x.safetensors").string()))
+      << no_file.output;
+  EXPECT_NE(run_cli("export --format onnx a b").status, 0);
+}
+
 TEST(Cli, VersionPrintsTheProjectVersion) {
   const auto r = run_cli("--version");
   EXPECT_EQ(r.status, 0);

@@ -568,6 +568,55 @@ TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
   EXPECT_TRUE(contains(message, keys[5]) && contains(message, "renamed")) << message;
 }
 
+// Stores joined as one text side must be encoded alike: another layer,
+// normalisation or facet positioning is refused naming the field, and so is
+// one store given twice.
+TEST(EmbeddingStore, JoinRefusesStoresComputedDifferently) {
+  const auto root = fresh_temp_dir();
+  const Strings keys = make_keys(4);
+  write_store(root / "raw", make_identity("raw", 1, 16), keys, 4);
+  const auto refusal = [&](const std::string& name, const std::function<void(StoreIdentity&)>& change) {
+    StoreIdentity id = make_identity("short", 3, 16);
+    change(id);
+    write_store(root / name, id, keys, 4);
+    return error_of([&] { JoinedStores::open({root / "raw", root / name}); });
+  };
+  const std::string layer = refusal("layer", [](StoreIdentity& id) { id.layer = 12; });
+  EXPECT_TRUE(contains(layer, "computed differently") && contains(layer, "layer 20") &&
+              contains(layer, "layer with 12"))
+      << layer;
+  const std::string norm = refusal("unnormalized", [](StoreIdentity& id) { id.normalized = false; });
+  EXPECT_TRUE(contains(norm, "normalized true") && contains(norm, "unnormalized with false")) << norm;
+  const std::string positions =
+      refusal("concatenated", [](StoreIdentity& id) { id.facet_positions = "concatenated"; });
+  EXPECT_TRUE(contains(positions, "facet positions separate") && contains(positions, "concatenated"))
+      << positions;
+  const std::string twice = error_of([&] {
+    JoinedStores::open({root / "raw", root / "layer" / ".." / "raw"});
+  });
+  EXPECT_TRUE(contains(twice, "same store, given twice")) << twice;
+  EXPECT_EQ(refusal("fine", [](StoreIdentity&) {}), "");
+}
+
+// facet_positions is part of a store's identity; stores from before it was
+// recorded read as "separate" (what flame always computed).
+TEST(EmbeddingStore, FacetPositionsAreIdentityAndDefaultToSeparate) {
+  StoreIdentity id = make_identity();
+  nlohmann::json manifest = identity_to_json(id);
+  EXPECT_EQ(manifest["facet_positions"], "separate");
+  manifest.erase("facet_positions");
+  EXPECT_EQ(identity_from_json(manifest, "old").facet_positions, "separate");
+  manifest["facet_positions"] = "concatenated";
+  const StoreIdentity concatenated = identity_from_json(manifest, "new");
+  EXPECT_EQ(concatenated.facet_positions, "concatenated");
+  const auto differences = identity_differences(id, concatenated);
+  ASSERT_EQ(differences.size(), 1u);
+  EXPECT_EQ(differences[0].field, "facet positions");
+  manifest["facet_positions"] = "interleaved";
+  EXPECT_TRUE(
+      contains(error_of([&] { identity_from_json(manifest, "bad"); }), "facet_positions 'interleaved'"));
+}
+
 TEST(EmbeddingStoreInt8, QuantizesSymmetricallyWithOneScalePerVector) {
   // Worked by hand: scale = max|x| / 127; q = round(x / scale).
   const torch::Tensor x = torch::tensor({0.5f, -0.2f, 0.1f, 0.0f}).view({1, 1, 4});

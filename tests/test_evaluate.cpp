@@ -149,7 +149,16 @@ TEST(Evaluate, TheCheckpointsTextSideDecidesTheLayerAndTheLlm) {
   o.dtype = "f32";
 
   o.model = provenance_checkpoint(dir / "same", train::text_provenance_json({identity})).string();
-  EXPECT_TRUE(eval::run_evaluation(o)["warnings"].empty());
+  const nlohmann::json same = eval::run_evaluation(o);
+  EXPECT_TRUE(same["warnings"].empty());
+  EXPECT_EQ(same["tasks"][0]["text_encoding"]["layer"], 1);
+  EXPECT_EQ(same["tasks"][0]["text_encoding"]["facet_positions"], "separate");
+
+  // Stores made as the method's released code makes them: eval encodes so too.
+  identity.facet_positions = "concatenated";
+  o.model = provenance_checkpoint(dir / "concatenated", train::text_provenance_json({identity})).string();
+  EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["text_encoding"]["facet_positions"], "concatenated");
+  identity.facet_positions = "separate";
 
   identity.layer = 9;  // the tiny LLM has 3 layers: the recorded layer is really used
   o.model = provenance_checkpoint(dir / "layer9", train::text_provenance_json({identity})).string();

@@ -148,6 +148,50 @@ TEST(Fda, LongCaptionsAreTruncatedAtTheCaptionOnly) {
   EXPECT_THROW(tiny.tokenize(kCaptions[1]), Error);
 }
 
+// The method's released code: the packed prompt as one sequence, positions
+// 0..T-1, and a dense mask built as it builds it (causal, then each facet's
+// rows cut off from later tokens and from earlier facets). Facet positions
+// "concatenated" must equal that; "separate" must not, past the first facet.
+TEST(Fda, ConcatenatedPositionsEqualADenseMaskPassWithDefaultPositions) {
+  const auto m = load("mistral", "f32");
+  FacetEncoderOptions options;
+  options.facet_positions = llm::FacetPositions::kConcatenated;
+  const FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set("long"), options);
+  const torch::Tensor concatenated = encoder.encode_texts(kCaptions);
+  const torch::Tensor separate = encode(m, "long", EncodeMode::Fda);
+  const auto K = static_cast<int64_t>(encoder.facet_tokens().size());
+  for (size_t c = 0; c < kCaptions.size(); ++c) {
+    llm::TokenIds ids = encoder.tokenize(kCaptions[c]).prefix;
+    const auto prefix_end = static_cast<int64_t>(ids.size());
+    std::vector<int64_t> facet_end;  // one past each facet's last token
+    for (const auto& f : encoder.facet_tokens()) {
+      ids.insert(ids.end(), f.begin(), f.end());
+      facet_end.push_back(static_cast<int64_t>(ids.size()));
+    }
+    const auto T = static_cast<int64_t>(ids.size());
+    torch::Tensor mask = torch::ones({T, T}, torch::kBool).tril();
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t begin = k == 0 ? prefix_end : facet_end[k - 1];
+      mask.slice(0, begin, facet_end[k]).slice(1, facet_end[k]).fill_(false);
+      mask.slice(0, begin, facet_end[k]).slice(1, prefix_end, begin).fill_(false);
+    }
+    llm::ForwardInput input;
+    input.input_ids = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+    input.attention_mask = mask.unsqueeze(0);  // positions left undefined: 0..T-1
+    llm::ForwardRequest request;
+    request.hidden_layers = {encoder.layer()};
+    request.gather = (torch::tensor(facet_end, torch::kInt64) - 1).unsqueeze(0);
+    const torch::Tensor dense = m.model.forward(input, request).hidden[0][0].to(torch::kFloat32);
+    EXPECT_LT((concatenated[c] - dense).abs().max().item<float>(), 1e-5) << c;
+    EXPECT_LT((separate[c][0] - dense[0]).abs().max().item<float>(), 1e-5) << c;  // facet 1: same positions
+    EXPECT_GT((separate[c].slice(0, 1) - dense.slice(0, 1)).abs().max().item<float>(), 1e-3) << c;
+  }
+  options.mode = EncodeMode::FdaCache;
+  EXPECT_TRUE(test::contains(
+      test::error_of([&] { FacetEncoder(m.model, *m.tokenizer, load_prompt_set("long"), options); }),
+      "need mode fda"));
+}
+
 TEST(Fda, DefaultLayerIsTheSecondToLastAndLayerIsChecked) {
   const auto m = load("llama", "f32");
   FacetEncoder encoder(m.model, *m.tokenizer, load_prompt_set("raw"));

@@ -108,6 +108,7 @@ TEST(VitConfig, LoadsAFileAndRoundTrips) {
   j["grad_checkpointing"] = true;
   j["projector_hidden"] = 96;
   j["mlp_ratio"] = 2.5;
+  j["ln_post"] = false;
   write_json_file_atomic(dir / "my-vit.json", j);
   const VitConfig c = load_vit_config((dir / "my-vit.json").string());
   EXPECT_EQ(c.name, "my-vit");  // the file stem when "name" is absent
@@ -116,9 +117,10 @@ TEST(VitConfig, LoadsAFileAndRoundTrips) {
   EXPECT_TRUE(c.grad_checkpointing);
   EXPECT_EQ(c.projector_hidden, 96);
   EXPECT_EQ(c.mlp_width(), 160);
+  EXPECT_FALSE(c.ln_post);
   const VitConfig back = vit_config_from_json(to_json(c), "x");
   EXPECT_EQ(to_json(back), to_json(c));
-  EXPECT_EQ(to_json(c).size(), 11u);
+  EXPECT_EQ(to_json(c).size(), 12u);
 }
 
 TEST(VitConfig, ErrorsNameTheFileAndField) {
@@ -145,7 +147,7 @@ TEST(VitConfig, ErrorsNameTheFileAndField) {
   EXPECT_EQ(
       bad("widht", 64),
       "cfg.json: unknown field 'widht' (known fields: name, image_size, patch_size, width, layers, heads, "
-      "mlp_ratio, pool, patch_dropout, grad_checkpointing, projector_hidden)");
+      "mlp_ratio, pool, patch_dropout, grad_checkpointing, projector_hidden, ln_post)");
   auto j = micro_json();
   j.erase("heads");
   EXPECT_EQ(config_error(j), "cfg.json: missing required field 'heads'");

@@ -8,8 +8,8 @@ namespace flame::cli {
 
 // flame llm ... (llm_commands.cpp registers the group and calls the others)
 void add_llm_commands(CLI::App& app);
-void add_llm_tokenize_command(CLI::App& llm);   // llm_tokenize_command.cpp
-void add_llm_run_commands(CLI::App& llm);       // llm_run_commands.cpp: embed, generate
+void add_llm_tokenize_command(CLI::App& llm);  // llm_tokenize_command.cpp
+void add_llm_run_commands(CLI::App& llm);      // llm_run_commands.cpp: embed, generate
 
 // flame embed [merge|verify] (embed_command.cpp)
 void add_embed_command(CLI::App& app);
@@ -22,6 +22,9 @@ void add_interpret_command(CLI::App& app);
 
 // flame eval (eval_command.cpp)
 void add_eval_command(CLI::App& app);
+
+// flame export / flame import (export_commands.cpp)
+void add_export_commands(CLI::App& app);
 
 // Shared options: --threads N (default: all cores) applied to torch.
 void add_threads_option(CLI::App& cmd, int* threads);

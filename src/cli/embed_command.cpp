@@ -74,6 +74,7 @@ void add_part_options(CLI::App& cmd, PartSelection* part) {
 void add_embed_command(CLI::App& app) {
   auto o = std::make_shared<text::EmbedJobOptions>();
   auto mode = std::make_shared<std::string>("fda");
+  auto facet_positions = std::make_shared<std::string>("separate");
   auto key_columns = std::make_shared<std::string>("image");
   auto threads = std::make_shared<int>(0);
   auto* cmd = app.add_subcommand("embed", "Embed captions with the frozen LLM into an embedding store (FDA)");
@@ -102,6 +103,12 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--mode", *mode, "fda, fda-cache or naive")
       ->capture_default_str()
       ->check(CLI::IsMember({"fda", "fda-cache", "naive"}));
+  cmd->add_option("--facet-positions", *facet_positions,
+                  "separate: each facet positioned as its own prompt (the paper's FDA); concatenated: "
+                  "numbered along the packed row, as the method's released code (to evaluate its "
+                  "checkpoints; mode fda)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"separate", "concatenated"}));
   cmd->add_option("--dtype", o->compute_dtype, "compute dtype: bf16, f16 or f32")->capture_default_str();
   cmd->add_option("--store-dtype", o->store_dtype,
                   "stored dtype: f16, bf16 or int8 (one scale per vector, half the size of f16)")
@@ -115,13 +122,14 @@ void add_embed_command(CLI::App& app) {
   add_threads_option(*cmd, threads.get());
   add_merge(*cmd);
   add_verify(*cmd);
-  cmd->callback([cmd, o, mode, key_columns, threads] {
+  cmd->callback([cmd, o, mode, facet_positions, key_columns, threads] {
     if (!cmd->get_subcommands().empty()) return;  // merge / verify ran
     if (o->llm_dir.empty() || o->inputs.empty() || o->out.empty()) {
       fail("flame embed needs --llm, --input and --out (or a subcommand: merge, verify)");
     }
     apply_threads(*threads);
     o->encoder.mode = text::parse_encode_mode(*mode);
+    o->encoder.facet_positions = llm::parse_facet_positions(*facet_positions, "--facet-positions");
     o->source.tsv_key_columns = split(*key_columns, ',');
     const auto s = text::run_embed(*o);
     fmt::print(

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   flame::cli::add_train_command(app);
   flame::cli::add_interpret_command(app);
   flame::cli::add_eval_command(app);
+  flame::cli::add_export_commands(app);
 
   try {
     flame::set_log_level("info");

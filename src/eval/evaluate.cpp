@@ -85,6 +85,8 @@ class Models {
   }
 
   bool is_clip() const { return model_.is_clip(); }
+  // How the last texts were encoded (FLAME): prompt set, layer, facet positions.
+  const nlohmann::json& text_encoding() const { return text_encoding_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // [N, D] normalised pooled features of the image files. Features are kept
@@ -141,10 +143,15 @@ class Models {
       o.normalize = true;
       const text::PromptSet prompts = text::load_prompt_set(prompt_set);
       if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
-        o.layer = trained->layer;  // the layer training's stores were taken from
+        o.layer = trained->layer;  // the layer and positions training's stores were made with
+        o.facet_positions =
+            llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
         note_prompt_difference(*trained, prompts);
       }
       const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, o);
+      text_encoding_ = {{"prompt_set", prompts.name},
+                        {"layer", encoder.layer()},
+                        {"facet_positions", llm::to_string(o.facet_positions)}};
       return encoder.encode_texts(texts).cpu();
     }
     // Batches of similar length: the tower stops at a batch's longest caption.
@@ -189,6 +196,7 @@ class Models {
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
   std::unordered_map<std::string, torch::Tensor> feature_of_;  // image file -> its feature [D]
+  nlohmann::json text_encoding_;
 };
 
 std::string expand(std::string value, const std::string& data_root) {
@@ -268,6 +276,7 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
                         {"mode", mode},          {"images", images.size()},
                         {"texts", texts.size()}, {"facets", text.size(1)}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
+  if (!m.is_clip()) out["text_encoding"] = m.text_encoding();
   out.update(recall_json(recall));
   return out;
 }
@@ -354,8 +363,11 @@ nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::s
   const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
   nlohmann::json per_class = nlohmann::json::object();
   for (size_t c = 0; c < classes.names.size(); ++c) per_class[classes.names[c]] = acc.per_class_top1[c];
-  return {{"name", name},   {"type", "zero-shot"}, {"images", files.size()}, {"classes", C},
-          {"templates", T}, {"top1", acc.top1},    {"top5", acc.top5},       {"per_class_top1", per_class}};
+  nlohmann::json out = {
+      {"name", name},   {"type", "zero-shot"}, {"images", files.size()}, {"classes", C},
+      {"templates", T}, {"top1", acc.top1},    {"top5", acc.top5},       {"per_class_top1", per_class}};
+  if (!m.is_clip()) out["text_encoding"] = m.text_encoding();
+  return out;
 }
 
 nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root,

@@ -30,8 +30,19 @@ TokenBatch pad_right(const std::vector<TokenIds>& sequences, int64_t pad_id, int
   return batch;
 }
 
-FacetPacking pack_facets(const std::vector<TokenIds>& prefixes, const std::vector<std::vector<TokenIds>>& facets,
-                         int64_t pad_id) {
+FacetPositions parse_facet_positions(const std::string& name, const std::string& source) {
+  if (name == "separate") return FacetPositions::kSeparate;
+  if (name == "concatenated") return FacetPositions::kConcatenated;
+  fail("{}: facet positions must be separate or concatenated, not '{}'", source, name);
+}
+
+std::string to_string(FacetPositions positions) {
+  return positions == FacetPositions::kConcatenated ? "concatenated" : "separate";
+}
+
+FacetPacking pack_facets(const std::vector<TokenIds>& prefixes,
+                         const std::vector<std::vector<TokenIds>>& facets, int64_t pad_id,
+                         FacetPositions positions) {
   if (prefixes.size() != facets.size()) {
     fail("pack_facets: {} prefixes but {} facet lists", prefixes.size(), facets.size());
   }
@@ -79,7 +90,7 @@ FacetPacking pack_facets(const std::vector<TokenIds>& prefixes, const std::vecto
         const int64_t t = start + i;
         ids[b][t] = facet[static_cast<size_t>(i)];
         valid[b][t] = true;
-        pos[b][t] = np + i;
+        pos[b][t] = positions == FacetPositions::kSeparate ? np + i : t;
         for (int64_t j = 0; j < np; ++j) mask[b][t][j] = true;
         for (int64_t j = start; j <= t; ++j) mask[b][t][j] = true;
       }

@@ -57,6 +57,7 @@ StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
   identity.normalized = o.encoder.normalize;
   identity.compute_dtype = llm::short_dtype_name(llm::parse_dtype(o.compute_dtype));
   identity.mode = to_string(o.encoder.mode);
+  identity.facet_positions = llm::to_string(o.encoder.facet_positions);
   return identity;
 }
 

@@ -57,6 +57,12 @@ FacetEncoder::FacetEncoder(const llm::Transformer& model, const llm::Tokenizer& 
     facet_tokens_max_ = std::max<int64_t>(facet_tokens_max_, facet_tokens_.back().size());
   }
   if (options_.batch_tokens <= 0) fail("batch_tokens must be positive");
+  if (options_.facet_positions == llm::FacetPositions::kConcatenated && options_.mode != EncodeMode::Fda) {
+    fail(
+        "facet positions 'concatenated' need mode fda, not {}: only the packed row numbers its facets one "
+        "after another",
+        to_string(options_.mode));
+  }
 }
 
 int64_t FacetEncoder::dim() const {
@@ -67,7 +73,10 @@ TokenizedCaption FacetEncoder::tokenize(std::string_view caption) const {
   const std::string clean = clean_caption(caption);
   TokenizedCaption out;
   out.prefix = to_token_ids(tokenizer_.encode(prompts_.prefix(clean)));
-  const int64_t limit = max_tokens_ - facet_tokens_max_;
+  // Concatenated positions run through every facet, not one.
+  const int64_t limit =
+      max_tokens_ - (options_.facet_positions == llm::FacetPositions::kConcatenated ? facet_tokens_total_
+                                                                                    : facet_tokens_max_);
   if (static_cast<int64_t>(out.prefix.size()) <= limit) return out;
   // Too long: cut the caption (never the template or a facet) and re-tokenize.
   const auto caption_ids = tokenizer_.encode(clean, /*add_special_tokens=*/false);
@@ -155,7 +164,7 @@ void FacetEncoder::encode_packed(const std::vector<TokenizedCaption>& captions,
   std::vector<llm::TokenIds> prefixes;
   for (int64_t i : batch) prefixes.push_back(captions[i].prefix);
   const std::vector<std::vector<llm::TokenIds>> facets(batch.size(), facet_tokens_);
-  const auto packed = llm::pack_facets(prefixes, facets);
+  const auto packed = llm::pack_facets(prefixes, facets, /*pad_id=*/0, options_.facet_positions);
   const auto device = model_.options().device;
   llm::ForwardInput input;
   input.input_ids = packed.input_ids.to(device);

@@ -8,6 +8,11 @@
 // each facet's state equals that of the separate prompt "prefix + facet".
 // The embedding of a facet is the hidden state of `layer` at its last token.
 //
+// Facet positions "concatenated" (fda mode only) numbers the packed row's
+// positions 0..T-1 instead, as the method's released code does (its dense
+// mask has the same visibility); it reproduces the features its checkpoints
+// were trained on, not K separate prompts (llm/batch.h).
+//
 // Modes: fda (packed block mask, one pass), fda-cache (prefix pass -> shared
 // KV cache -> one batched pass over all facets), naive (K full prompts, for
 // comparison and tests).
@@ -40,6 +45,7 @@ struct FacetEncoderOptions {
   int64_t batch_tokens = 8192;  // padded tokens per forward pass (at least one caption)
   int64_t max_tokens = 0;       // longest prompt (prefix + one facet); 0 = max_position_embeddings
   bool normalize = false;       // L2-normalise each facet vector
+  llm::FacetPositions facet_positions = llm::FacetPositions::kSeparate;  // kConcatenated: fda mode only
 };
 
 // A caption's prefix tokens (caption truncated if the prompt would not fit).

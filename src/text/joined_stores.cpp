@@ -6,15 +6,48 @@
 
 namespace flame::text {
 
+namespace {
+
+// Stores joined into one text side must be facets of the same encoding: the
+// same layer, normalisation and facet positions (their prompt sets may
+// differ), and no store twice (its facets would count as two positives).
+void check_joinable(const EmbeddingStore& first, const EmbeddingStore& store, const EmbeddingStore* earlier) {
+  const StoreIdentity& a = first.identity();
+  const StoreIdentity& b = store.identity();
+  const auto llm = llm_differences(a.llm, b.llm);
+  if (!llm.empty()) {
+    fail("cannot join stores made by different LLMs: {}",
+         describe_differences(llm, first.dir().string(), store.dir().string() + " with"));
+  }
+  std::vector<IdentityDifference> differences;
+  if (a.layer != b.layer) differences.push_back({"layer", std::to_string(a.layer), std::to_string(b.layer)});
+  if (a.normalized != b.normalized)
+    differences.push_back({"normalized", a.normalized ? "true" : "false", b.normalized ? "true" : "false"});
+  if (a.facet_positions != b.facet_positions)
+    differences.push_back({"facet positions", a.facet_positions, b.facet_positions});
+  if (!differences.empty()) {
+    fail("cannot join stores computed differently: {}",
+         describe_differences(differences, first.dir().string(), store.dir().string() + " with"));
+  }
+  if (earlier != nullptr) {
+    fail("cannot join {} and {}: they are the same store, given twice", earlier->dir().string(),
+         store.dir().string());
+  }
+}
+
+}  // namespace
+
 JoinedStores::JoinedStores(std::vector<EmbeddingStore> stores) : stores_(std::move(stores)) {
   if (stores_.empty()) fail("no stores to join");
   const EmbeddingStore& first = stores_.front();
-  for (const auto& store : stores_) {
-    const auto llm = llm_differences(first.identity().llm, store.identity().llm);
-    if (!llm.empty()) {
-      fail("cannot join stores made by different LLMs: {}",
-           describe_differences(llm, first.dir().string(), store.dir().string() + " with"));
-    }
+  for (size_t i = 0; i < stores_.size(); ++i) {
+    const EmbeddingStore& store = stores_[i];
+    const EmbeddingStore* earlier = nullptr;
+    for (size_t j = 0; j < i; ++j)
+      if (std::filesystem::weakly_canonical(stores_[j].dir()) ==
+          std::filesystem::weakly_canonical(store.dir()))
+        earlier = &stores_[j];
+    check_joinable(first, store, earlier);
     if (store.dim() != first.dim()) {
       fail("cannot join stores of different dims: {} has D={}, {} has D={}", first.dir().string(),
            first.dim(), store.dir().string(), store.dim());

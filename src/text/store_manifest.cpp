@@ -40,6 +40,8 @@ void StoreIdentity::validate(const std::string& source) const {
   if (static_cast<int64_t>(facets.size()) != num_facets) {
     fail("{}: {} facet names for num_facets {}", source, facets.size(), num_facets);
   }
+  if (facet_positions != "separate" && facet_positions != "concatenated")
+    fail("{}: facet_positions '{}' is not separate or concatenated", source, facet_positions);
 }
 
 torch::ScalarType StoreIdentity::torch_dtype() const {
@@ -60,6 +62,7 @@ json identity_to_json(const StoreIdentity& identity) {
   out["num_facets"] = identity.num_facets;
   out["dim"] = identity.dim;
   out["normalized"] = identity.normalized;
+  out["facet_positions"] = identity.facet_positions;
   if (!identity.compute_dtype.empty() || !identity.mode.empty())
     out["computation"] = {{"compute_dtype", identity.compute_dtype}, {"mode", identity.mode}};
   return out;
@@ -86,6 +89,8 @@ StoreIdentity identity_from_json(const json& manifest, const std::string& source
   id.num_facets = get_field<int64_t>(manifest, "num_facets", source);
   id.dim = get_field<int64_t>(manifest, "dim", source);
   id.normalized = get_field<bool>(manifest, "normalized", source);
+  if (manifest.contains("facet_positions"))
+    id.facet_positions = get_field<std::string>(manifest, "facet_positions", source);
   if (manifest.contains("computation")) {
     const auto computation = get_field<json>(manifest, "computation", source);
     id.compute_dtype = get_field<std::string>(computation, "compute_dtype", source + ": computation");
@@ -134,6 +139,7 @@ std::vector<IdentityDifference> identity_differences(const StoreIdentity& a, con
   compare("normalized", a.normalized, b.normalized);
   compare("compute dtype", a.compute_dtype, b.compute_dtype);
   compare("mode", a.mode, b.mode);
+  compare("facet positions", a.facet_positions, b.facet_positions);
   return out;
 }
 

@@ -43,6 +43,10 @@ struct StoreIdentity {
   // before they were recorded.
   std::string compute_dtype;
   std::string mode;
+  // "separate" (the paper's FDA: each facet positioned as its own prompt) or
+  // "concatenated" (the method's released code); stores written before it
+  // was recorded were separate.
+  std::string facet_positions = "separate";
 
   // Throws flame::Error naming `source` and the field when a value is invalid.
   void validate(const std::string& source) const;

@@ -238,7 +238,7 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
     ResidualAttentionBlock block(resblocks->ptr<ResidualAttentionBlockImpl>(i));
     h = checkpoint ? checkpointed_block(block, h) : block(h);
   }
-  return layer_norm_fp32(ln_post, h);
+  return config_.ln_post ? layer_norm_fp32(ln_post, h) : h;
 }
 
 }  // namespace flame::vision

@@ -101,7 +101,8 @@ class VisionTransformerImpl : public torch::nn::Module {
   explicit VisionTransformerImpl(const VitConfig& config);
 
   // images [B, 3, S, S] (S = image_size, converted to the weights' dtype) ->
-  // tokens after ln_post [B, 1 + N', width], class token first. N' = N patches,
+  // tokens after ln_post (unless config.ln_post is false) [B, 1 + N', width],
+  // class token first. N' = N patches,
   // or fewer while training with patch dropout.
   torch::Tensor forward(const torch::Tensor& images);
 

@@ -17,9 +17,18 @@ namespace {
 using nlohmann::json;
 
 const std::vector<std::string>& known_fields() {
-  static const std::vector<std::string> fields = {
-      "name", "image_size",    "patch_size",         "width",           "layers", "heads", "mlp_ratio",
-      "pool", "patch_dropout", "grad_checkpointing", "projector_hidden"};
+  static const std::vector<std::string> fields = {"name",
+                                                  "image_size",
+                                                  "patch_size",
+                                                  "width",
+                                                  "layers",
+                                                  "heads",
+                                                  "mlp_ratio",
+                                                  "pool",
+                                                  "patch_dropout",
+                                                  "grad_checkpointing",
+                                                  "projector_hidden",
+                                                  "ln_post"};
   return fields;
 }
 
@@ -63,11 +72,12 @@ VitConfig vit_config_from_json(const json& j, const std::string& source) {
     if (!j.at("pool").is_string()) fail("{}: field 'pool' must be a string", source);
     c.pool = j.at("pool").get<std::string>();
   }
-  if (j.contains("grad_checkpointing")) {
-    if (!j.at("grad_checkpointing").is_boolean()) {
-      fail("{}: field 'grad_checkpointing' must be true or false", source);
-    }
-    c.grad_checkpointing = j.at("grad_checkpointing").get<bool>();
+  for (const auto& [field, value] :
+       {std::pair<const char*, bool*>{"grad_checkpointing", &c.grad_checkpointing},
+        {"ln_post", &c.ln_post}}) {
+    if (!j.contains(field)) continue;
+    if (!j.at(field).is_boolean()) fail("{}: field '{}' must be true or false", source, field);
+    *value = j.at(field).get<bool>();
   }
 
   require_positive(c.image_size, "image_size", source);
@@ -109,7 +119,8 @@ json to_json(const VitConfig& c) {
           {"pool", c.pool},
           {"patch_dropout", c.patch_dropout},
           {"grad_checkpointing", c.grad_checkpointing},
-          {"projector_hidden", c.projector_hidden}};
+          {"projector_hidden", c.projector_hidden},
+          {"ln_post", c.ln_post}};
 }
 
 std::filesystem::path model_config_dir() {

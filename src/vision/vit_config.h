@@ -24,6 +24,10 @@ struct VitConfig {
   double patch_dropout = 0.0;       // fraction of patches dropped while training, in [0, 1)
   bool grad_checkpointing = false;  // recompute blocks in backward instead of keeping activations
   int64_t projector_hidden = 0;     // projector hidden width; 0 = the text dimension
+  // ln_post on the tokens before they are projected. The method's released
+  // checkpoints skip it (their projector reads the last block's output): false
+  // for those (flame import); ln_post's weights are kept but unused.
+  bool ln_post = true;
 
   int64_t grid_size() const { return image_size / patch_size; }
   int64_t num_patches() const { return grid_size() * grid_size(); }
