@@ -500,11 +500,18 @@ TEST(ImageSource, FolderAndTsvWithSplit) {
   EXPECT_EQ(split.record(1).key, names[3]);
   EXPECT_EQ(split.read_bytes(1), flickr_bytes(names[3]));
 
-  // Missing images and columns are errors naming them.
+  // Some images missing: listed, and reading one names it (the loader skips
+  // and counts it). All missing (a wrong folder) and missing columns are
+  // errors naming them.
   write_text(dir / "missing.tsv", "image\tcaption\nnope.jpg\tx\n" + names[0] + "\ty\n");
   options.split_file.clear();
-  EXPECT_TRUE(
-      contains(error_of([&] { ImageSource::open((dir / "missing.tsv").string(), options); }), "nope.jpg"));
+  const ImageSource holes = ImageSource::open((dir / "missing.tsv").string(), options);
+  ASSERT_EQ(holes.size(), 2);
+  EXPECT_TRUE(contains(error_of([&] { holes.read_bytes(0); }), "nope.jpg"));
+  EXPECT_EQ(holes.read_bytes(1), flickr_bytes(names[0]));
+  write_text(dir / "all-missing.tsv", "image\tcaption\nnope.jpg\tx\nnada.jpg\ty\n");
+  const std::string none = error_of([&] { ImageSource::open((dir / "all-missing.tsv").string(), options); });
+  EXPECT_TRUE(contains(none, "none of the 2 images") && contains(none, "nope.jpg")) << none;
   options.image_column = "filename";
   EXPECT_TRUE(contains(error_of([&] { ImageSource::open((dir / "captions.tsv").string(), options); }),
                        "no column 'filename'"));

@@ -222,9 +222,18 @@ void ImageSource::size_table_images(const std::string& spec) {
       record.size = size;
     }
   }
-  if (!missing.empty()) {
-    fail("{} of the {} images listed in '{}' are missing or unreadable, e.g. {}", missing.size(),
+  // All missing: a wrong folder, said now. Some missing: a web-scale listing
+  // with holes; they stay listed and are skipped, counted and named as
+  // unreadable images when the loader reaches them (--max-skip-fraction).
+  if (!missing.empty() && missing.size() == records_.size()) {
+    fail("none of the {} images listed in '{}' can be read, e.g. {} (is the image folder right?)",
          records_.size(), spec, examples(missing));
+  }
+  if (!missing.empty()) {
+    spdlog::warn(
+        "{} of the {} images listed in '{}' are missing or unreadable, e.g. {}: each is skipped when "
+        "reached",
+        missing.size(), records_.size(), spec, examples(missing));
   }
 }
 
