@@ -23,10 +23,12 @@ inline fs::path smollm_tokenizer_dir() { return shared_dir() / "tokenizers" / "s
 inline fs::path llama_cpp_vocab_dir() { return shared_dir() / "tokenizers" / "llama.cpp-vocab"; }
 inline fs::path test_data_dir() { return fs::path(FLAME_TEST_DATA_DIR); }
 
-// Root for temporary files of this test binary (FLAME_TEST_TMP or the system temp dir).
+// Root for temporary files of this test binary: $FLAME_TEST_TMP, else the
+// build folder's tests/tmp (never a system-wide folder another checkout's
+// tests would also clear).
 inline fs::path temp_root() {
   const char* env = std::getenv("FLAME_TEST_TMP");
-  fs::path root = env != nullptr ? fs::path(env) : fs::temp_directory_path() / "flame-tests";
+  fs::path root = env != nullptr ? fs::path(env) : fs::path(FLAME_TEST_TMP_DIR);
   fs::create_directories(root);
   return root;
 }
