@@ -79,6 +79,16 @@ TEST(LlmConfig, ErrorsNameTheFieldAndFile) {
   EXPECT_NE(config_error(j).find("'hidden_size' must be an integer"), std::string::npos);
 }
 
+TEST(LlmConfig, BinaryGarbageIsNamedAsSuch) {
+  // nlohmann stops at a NUL as at the end of the text: "unexpected end of input".
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(dir / "config.json", std::string("\0\x01garbage", 9));
+  const std::string message = test::error_of([&] { load_llm_config(dir); });
+  EXPECT_TRUE(test::contains(message, "config.json': a NUL byte at offset 0 (a binary or corrupt file?)"))
+      << message;
+  EXPECT_FALSE(test::contains(message, "end of input")) << message;
+}
+
 TEST(RandomCheckpoint, RealPresetsCarryTheRealModelConfig) {
   RandomCheckpointOptions o;
   o.preset = "smollm2-135m";

@@ -116,7 +116,7 @@ TEST(EmbeddingStore, RoundTrip) {
       EXPECT_EQ(store.key(i), keys[i]);
       EXPECT_EQ(store.index_of(keys[i]), i);
       const torch::Tensor row = store.get(i);
-      EXPECT_EQ(row.scalar_type(), id.torch_dtype());
+      EXPECT_EQ(row.scalar_type(), store_torch_dtype(id));
       EXPECT_EQ(row.sizes(), torch::IntArrayRef({7, 16}));
       EXPECT_TRUE(torch::allclose(row.to(torch::kFloat32), embedding_of(keys[i], 7, 16), 0, tolerance))
           << keys[i];
@@ -485,6 +485,34 @@ TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {
   // Not a store at all.
   EXPECT_TRUE(
       contains(error_of([&] { EmbeddingStore::open(fresh_temp_dir("-empty")); }), "no manifest.json"));
+}
+
+TEST(EmbeddingStore, ACorruptManifestIsRefusedBeforeItIsTrusted) {
+  // A huge count was reserved before the shards were read (std::length_error,
+  // "internal error"); a float layer was cast (undefined past int); a part
+  // count of 2^32 + 1 wrapped to 1.
+  const auto dir = fresh_temp_dir();
+  write_store(dir, make_identity(), make_keys(20), 8);
+  const auto good = read_json_file(dir / "manifest.json");
+  const auto message = [&](const std::string& field, const nlohmann::json& value) {
+    auto manifest = good;
+    manifest[field] = value;
+    write_json_file_atomic(dir / "manifest.json", manifest);
+    return error_of([&] { EmbeddingStore::open(dir); });
+  };
+  const std::string count = message("count", int64_t{1000000000000000000});
+  EXPECT_TRUE(contains(count, "the shards list 20 embeddings, the manifest says count 1000000000000000000"))
+      << count;
+  const std::string layer = message("layer", 20.0);
+  EXPECT_TRUE(contains(layer, "field 'layer' must be an integer, got 20.0")) << layer;
+  const std::string part = message("part", {{"index", 0}, {"count", 4294967297u}});
+  EXPECT_TRUE(contains(part, "part count 4294967297 is too large")) << part;
+  auto shards = good["shards"];
+  shards[0]["count"] = -3;
+  const std::string shard = message("shards", shards);
+  EXPECT_TRUE(contains(shard, "lists -3 embeddings")) << shard;
+  write_json_file_atomic(dir / "manifest.json", good);
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 20);
 }
 
 // A shard whose values went bad after it was written (NaN bits, a vector

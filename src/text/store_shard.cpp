@@ -23,20 +23,6 @@ using nlohmann::json;
 constexpr double kNormTolerance = 2e-2;
 constexpr double kMinInt8Cosine = 0.999;
 
-const std::string& metadata_field(const SafetensorsFile& file, const std::string& name) {
-  const auto& metadata = file.header().metadata;
-  const auto it = metadata.find(name);
-  if (it == metadata.end())
-    fail("{}: not an embedding store shard: no '{}' in __metadata__", file.path().string(), name);
-  return it->second;
-}
-
-json parse_metadata_json(const SafetensorsFile& file, const std::string& name) {
-  const json value = json::parse(metadata_field(file, name), nullptr, false);
-  if (value.is_discarded()) fail("{}: __metadata__ '{}' is not valid JSON", file.path().string(), name);
-  return value;
-}
-
 // A NaN or an f16 overflow would poison training much later; catch it here.
 void check_finite(const std::string& source, const StoreIdentity& identity,
                   const std::vector<std::string>& keys, const torch::Tensor& as_float) {
@@ -113,30 +99,23 @@ torch::Tensor StoreShard::scales() const {
   return llm::mapped_tensor(*file, file->info(kScalesTensor));
 }
 
+torch::ScalarType store_torch_dtype(const StoreIdentity& identity) {
+  if (identity.dtype == "int8") return torch::kInt8;
+  return identity.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
+}
+
 StoreShard open_store_shard(const fs::path& path) {
   StoreShard shard;
   shard.file = std::make_shared<SafetensorsFile>(path);
   const std::string source = path.string();
-  shard.identity = identity_from_json(parse_metadata_json(*shard.file, "identity"), source + ": identity");
-
-  shard.part = PartSelection::from_json(parse_metadata_json(*shard.file, "part"), source + ": __metadata__");
-
-  const json keys = parse_metadata_json(*shard.file, "keys");
-  if (!keys.is_array()) fail("{}: __metadata__ 'keys' is not a JSON array", source);
-  shard.keys.reserve(keys.size());
-  std::unordered_set<std::string> seen;
-  for (const auto& key : keys) {
-    if (!key.is_string() || key.get_ref<const std::string&>().empty()) {
-      fail("{}: key #{} is not a non-empty string", source, shard.keys.size());
-    }
-    if (!seen.insert(key.get<std::string>()).second)
-      fail("{}: key '{}' appears twice", source, key.get<std::string>());
-    shard.keys.push_back(key.get<std::string>());
-  }
+  ShardMetadata metadata = shard_metadata_from_strings(shard.file->header().metadata, source);
+  shard.identity = std::move(metadata.identity);
+  shard.part = metadata.part;
+  shard.keys = std::move(metadata.keys);
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
   const TensorInfo& info = shard.file->info(kEmbeddingsTensor);
-  const DType expected_dtype = llm::from_torch_dtype(shard.identity.torch_dtype());
+  const DType expected_dtype = llm::from_torch_dtype(store_torch_dtype(shard.identity));
   if (info.dtype != expected_dtype) {
     fail("{}: '{}' is {}, but the shard's identity says {}", source, kEmbeddingsTensor,
          dtype_name(info.dtype), shard.identity.dtype);
@@ -182,7 +161,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
     warn_if_lossy(source, identity, keys, as_float, restored);
     as_float = restored;
   } else {
-    stored = embeddings.detach().to(torch::kCPU, identity.torch_dtype()).contiguous();
+    stored = embeddings.detach().to(torch::kCPU, store_torch_dtype(identity)).contiguous();
     as_float = stored.to(torch::kFloat32);
     check_finite(source, identity, keys, as_float);  // an f16 overflow shows here
   }

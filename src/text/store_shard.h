@@ -43,6 +43,9 @@ struct QuantizedEmbeddings {
 QuantizedEmbeddings quantize_int8(const torch::Tensor& embeddings);
 torch::Tensor dequantize_int8(const torch::Tensor& values, const torch::Tensor& scales);
 
+// The dtype of a store's "embeddings" tensor (kInt8 for int8 stores).
+torch::ScalarType store_torch_dtype(const StoreIdentity& identity);
+
 // Opens and validates a shard: a well-formed safetensors file whose
 // "embeddings" tensor has the identity's dtype, K and D, and one unique,
 // non-empty key per row. Throws flame::Error naming the file otherwise (a
