@@ -487,6 +487,39 @@ TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {
       contains(error_of([&] { EmbeddingStore::open(fresh_temp_dir("-empty")); }), "no manifest.json"));
 }
 
+TEST(EmbeddingStore, AShardChangedOnDiskIsNamedByVerifyAndComputedAgainOnResume) {
+  // One flipped low mantissa bit: still finite and of unit norm, so only the
+  // checksum recorded at write time can tell.
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity();
+  const Strings keys = make_keys(20);
+  write_store(dir, id, keys, 8);
+  ASSERT_TRUE(verify_stores({dir}).ok()) << verify_stores({dir}).summary();
+  const fs::path shard = dir / "shard-00001.safetensors";
+  std::string bytes = read_file(shard);
+  const auto header =
+      parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "s");
+  bytes[header.data_start + header.tensors.at(kEmbeddingsTensor).begin + 10] ^= 1;
+  write_file_atomic(shard, bytes);
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 20);  // opening does not hash (training reads every shard)
+  const auto report = verify_stores({dir});
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), shard.string() + ": its vectors changed after they were written"))
+      << report.summary();
+
+  {
+    EmbeddingStoreWriter writer(dir, id);  // resume: the shard is dropped, to be computed again
+    EXPECT_FALSE(fs::exists(shard));
+    EXPECT_FALSE(fs::exists(dir / "manifest.json"));
+    EXPECT_TRUE(writer.has_shard(0));
+    EXPECT_FALSE(writer.has_shard(1));
+    const Strings again = slice(keys, 8, 16);
+    writer.write_shard(1, again, embeddings_of(again, id.num_facets, id.dim));
+    writer.finalize({});
+  }
+  EXPECT_TRUE(verify_stores({dir}).ok()) << verify_stores({dir}).summary();
+}
+
 TEST(EmbeddingStore, ACorruptManifestIsRefusedBeforeItIsTrusted) {
   // A huge count was reserved before the shards were read (std::length_error,
   // "internal error"); a float layer was cast (undefined past int); a part

@@ -71,6 +71,17 @@ EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity id
       if (!differences.empty()) {
         fail("{}: {}", path.string(), describe_differences(differences, "store", "this job uses"));
       }
+      // Vectors changed on disk since they were written: the job computes
+      // the shard again (its keys are known from the inputs), so drop it.
+      try {
+        check_shard_checksum(shard);
+      } catch (const Error& e) {
+        spdlog::warn("{}; computing the shard again", e.what());
+        shard = StoreShard();  // unmaps the file before it is removed
+        fs::remove(path);
+        fs::remove(manifest_path);  // the store is no longer finished
+        continue;
+      }
       // A merged store keeps the part of origin in its shards; its manifest rules.
       if (!has_manifest && !(shard.part == part_)) {
         fail("{}: store was made as part {} of {}, this job is part {} of {}", path.string(),

@@ -169,6 +169,8 @@ ShardMetadata shard_metadata_from_strings(const std::map<std::string, std::strin
       fail("{}: key '{}' appears twice", source, key.get<std::string>());
     out.keys.push_back(key.get<std::string>());
   }
+  const auto sha256 = metadata.find("sha256");
+  if (sha256 != metadata.end()) out.sha256 = sha256->second;
   return out;
 }
 

@@ -76,11 +76,14 @@ struct StoreManifest {
 StoreManifest manifest_from_json(const nlohmann::json& manifest, const std::string& source);
 
 // What a shard's safetensors __metadata__ says about it: the identity, the
-// part that computed it and the keys in row order (non-empty, unique).
+// part that computed it, the keys in row order (non-empty, unique) and the
+// SHA-256 of its vectors ("sha256"; empty in shards written before it was
+// recorded).
 struct ShardMetadata {
   StoreIdentity identity;
   PartSelection part;
   std::vector<std::string> keys;
+  std::string sha256;
 };
 ShardMetadata shard_metadata_from_strings(const std::map<std::string, std::string>& metadata,
                                           const std::string& source);

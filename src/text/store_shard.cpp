@@ -11,6 +11,7 @@
 
 #include "llm/weights.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/utf8.h"
 
 namespace flame::text {
@@ -112,6 +113,7 @@ StoreShard open_store_shard(const fs::path& path) {
   shard.identity = std::move(metadata.identity);
   shard.part = metadata.part;
   shard.keys = std::move(metadata.keys);
+  shard.sha256 = std::move(metadata.sha256);
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
   const TensorInfo& info = shard.file->info(kEmbeddingsTensor);
@@ -129,6 +131,25 @@ StoreShard open_store_shard(const fs::path& path) {
   if (shard.identity.quantized())
     check_scales(*shard.file, source, {shard.rows(), shard.identity.num_facets});
   return shard;
+}
+
+std::string shard_vectors_sha256(const StoreShard& shard) {
+  Sha256 hash;
+  for (const char* name : {kEmbeddingsTensor, kScalesTensor}) {
+    if (!shard.file->contains(name)) continue;
+    const TensorInfo& info = shard.file->info(name);
+    hash.update(shard.file->data(info), info.byte_size());
+  }
+  return hash.hex();
+}
+
+void check_shard_checksum(const StoreShard& shard) {
+  if (shard.sha256.empty()) return;  // written before checksums were recorded
+  const std::string now = shard_vectors_sha256(shard);
+  if (now != shard.sha256) {
+    fail("{}: its vectors changed after they were written (checksum mismatch: sha256 {} recorded, {} now)",
+         shard.file->path().string(), shard.sha256, now);
+  }
 }
 
 void write_store_shard(const fs::path& path, const StoreIdentity& identity, const PartSelection& part,
@@ -170,10 +191,18 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   SafetensorsWriter writer;
   llm::add_tensor(writer, kEmbeddingsTensor, stored);
   if (scales.defined()) llm::add_tensor(writer, kScalesTensor, scales);
+  // The checksum covers the bytes as stored, in shard_vectors_sha256's order.
+  Sha256 hash;
+  for (const torch::Tensor& t : {stored, scales}) {
+    if (!t.defined()) continue;
+    const torch::Tensor bytes = t.contiguous();
+    hash.update(bytes.data_ptr(), static_cast<size_t>(bytes.nbytes()));
+  }
   writer.set_metadata({{"format", "pt"},
                        {"keys", json(keys).dump()},
                        {"identity", identity_to_json(identity).dump()},
-                       {"part", part.to_json().dump()}});
+                       {"part", part.to_json().dump()},
+                       {"sha256", hash.hex()}});
   writer.write(path);
 }
 

@@ -35,7 +35,7 @@ nlohmann::json read_json_file(const fs::path& path) {
   }
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // out_of_range too: a number like 1e999
     fail("invalid JSON in '{}': {}", path.string(), e.what());
   }
 }

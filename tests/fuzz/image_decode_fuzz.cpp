@@ -1,7 +1,7 @@
 // Image decoding as the training loader does it (decode_image_pixels, which
 // decode_image wraps): JPEG, PNG, and anything else refused. The decoder asks
 // once for a buffer of a size within the limits and fills exactly that.
-#include <vector>
+#include <memory>
 
 #include "data/image_pixels.h"
 #include "fuzz_targets.h"
@@ -10,7 +10,9 @@
 namespace flame::fuzz {
 
 bool image_decode(const uint8_t* data, size_t size) {
-  std::vector<uint8_t> pixels;
+  // Not zero-filled, as torch::empty: a header claiming 13000x13000 costs no page-in.
+  std::unique_ptr<uint8_t[]> pixels;
+  size_t allocated = 0;
   int calls = 0;
   const bool jpeg = size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
   try {
@@ -21,11 +23,11 @@ bool image_decode(const uint8_t* data, size_t size) {
           if (++calls != 1 || height < 1 || width < 1 || height * width > data::kMaxImagePixels)
             __builtin_trap();
           if (jpeg && height * width > data::kMaxDecodedPixels) __builtin_trap();
-          pixels.resize(static_cast<size_t>(height * width * 3));
-          return pixels.data();
+          allocated = static_cast<size_t>(height * width * 3);
+          pixels.reset(new uint8_t[allocated]);
+          return pixels.get();
         });
-    if (calls != 1 || static_cast<size_t>(decoded.height * decoded.width * 3) != pixels.size())
-      __builtin_trap();
+    if (calls != 1 || static_cast<size_t>(decoded.height * decoded.width * 3) != allocated) __builtin_trap();
     return true;
   } catch (const Error&) {
     return false;
