@@ -567,14 +567,17 @@ TEST(EmbeddingStore, VerifyReadsEveryVector) {
     write_file_atomic(shard, bytes);
     return verify_stores({dir});
   };
+  // Each change also breaks the shard's checksum, reported first; the value
+  // check names the first bad key.
   const StoreCheckReport nan = patched(0x7e00);  // f16 NaN
-  ASSERT_EQ(nan.errors.size(), 1u);
-  EXPECT_TRUE(contains(nan.errors[0], "1 rows hold NaN or inf values (first: key '" + keys[4] + "')"))
-      << nan.errors[0];
+  ASSERT_EQ(nan.errors.size(), 2u);
+  EXPECT_TRUE(contains(nan.errors[0], "shard-00001.safetensors: its vectors changed")) << nan.errors[0];
+  EXPECT_TRUE(contains(nan.errors[1], "1 rows hold NaN or inf values (first: key '" + keys[4] + "')"))
+      << nan.errors[1];
   const StoreCheckReport off = patched(0x5640);  // f16 100.0: the vector is no longer unit
-  ASSERT_EQ(off.errors.size(), 1u);
-  EXPECT_TRUE(contains(off.errors[0], "a vector off unit norm (first: key '" + keys[4] + "')"))
-      << off.errors[0];
+  ASSERT_EQ(off.errors.size(), 2u);
+  EXPECT_TRUE(contains(off.errors[1], "a vector off unit norm (first: key '" + keys[4] + "')"))
+      << off.errors[1];
 }
 
 TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {
