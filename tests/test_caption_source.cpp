@@ -5,6 +5,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <fstream>
@@ -198,6 +199,23 @@ TEST(CaptionSource, BadFilesAreErrorsNamingTheFile) {
   write_text(dir / "cut.tar", bytes.substr(0, 7000));
   message = error_of([&] { read_captions({(dir / "cut.tar").string()}); });
   EXPECT_NE(message.find("cut.tar"), std::string::npos) << message;
+
+  // A header claiming 1 TB (GNU base-256 size) in a tiny file: reserved up
+  // front, it threw std::bad_alloc (found by fuzzing the tar reader).
+  write_tar(dir / "small.tar", {{"a.txt", "0123456789"}});
+  std::string huge = read_file(dir / "small.tar");
+  huge[124] = static_cast<char>(0x80);
+  for (int i = 125; i < 136; ++i) huge[i] = 0;
+  huge[130] = 1;  // 2^40: the field is big-endian, byte 135 the lowest
+  std::fill(huge.begin() + 148, huge.begin() + 156, ' ');
+  unsigned sum = 0;
+  for (int i = 0; i < 512; ++i) sum += static_cast<unsigned char>(huge[i]);
+  const std::string checksum = fmt::format("{:06o}", sum);
+  std::copy(checksum.begin(), checksum.end(), huge.begin() + 148);
+  huge[154] = '\0';
+  write_text(dir / "huge.tar", huge);
+  message = error_of([&] { read_captions({(dir / "huge.tar").string()}); });
+  EXPECT_NE(message.find("huge.tar"), std::string::npos) << message;
 
   write_text(dir / "t.tsv", "image\tcaption\n");
   CaptionSourceOptions options;

@@ -221,6 +221,11 @@ TEST(Cli, EmbedPartFlagsAndTheirDeprecatedAliases) {
   EXPECT_EQ(old_manifest["count"], new_manifest["count"]);
   EXPECT_NE(run_cli(embed + (dir / "both").string() + " --num-parts 2 --num-shards 2").status, 0);
 
+  // --num-shards 0 said "outside 0..-1".
+  const auto zero = run_cli(embed + (dir / "zero").string() + " --num-parts 0");
+  EXPECT_EQ(zero.status, 1) << zero.output;
+  EXPECT_TRUE(contains(zero.output, "flame: error: --part-index/--num-parts: invalid part 0 of 0"))
+      << zero.output;
   const std::string invalid = "invalid part 2 of 2: need 0 <= index < count";
   for (const char* flags : {" --num-parts 2 --part-index 2", " --num-shards 2 --shard-index 2"}) {
     const auto r = run_cli(embed + (dir / "bad").string() + flags);
@@ -288,6 +293,26 @@ TEST(Cli, BadDeviceOrDtypeNamesTheValue) {
         << command << "\n"
         << device.output;
   }
+  // LibTorch parses these, but flame runs on none of them ("internal error" before).
+  for (const std::string device : {"tpu", "meta"}) {
+    const auto r = run_cli(commands[0] + " --device " + device);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_TRUE(contains(r.output, "flame: error: unknown --device '" + device + "'")) << r.output;
+  }
+  if (!torch::cuda::is_available()) {
+    for (const std::string device : {"cuda", "cuda:7"}) {
+      const auto r = run_cli(commands[0] + " --device " + device);
+      EXPECT_EQ(r.status, 1) << r.output;
+      EXPECT_TRUE(contains(r.output, "flame: error: --device " + device + ": CUDA is not available"))
+          << r.output;
+    }
+  }
+  for (size_t i = 0; i < 3; ++i) {  // the help offers f16; the CPU cannot compute in it
+    const auto r = run_cli(commands[i] + " --dtype f16 --device cpu");
+    EXPECT_EQ(r.status, 1) << commands[i] << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "flame: error: --dtype f16 needs a CUDA device")) << commands[i] << "\n"
+                                                                                     << r.output;
+  }
   for (size_t i = 0; i < 3; ++i) {  // the commands that read --dtype before anything else can fail
     const auto dtype = run_cli(commands[i] + " --dtype f64");
     EXPECT_EQ(dtype.status, 1) << commands[i] << "\n" << dtype.output;
@@ -296,6 +321,29 @@ TEST(Cli, BadDeviceOrDtypeNamesTheValue) {
         << commands[i] << "\n"
         << dtype.output;
   }
+}
+
+// A tokenizer with more tokens than the checkpoint's embedding table failed
+// inside LibTorch: "internal error: index out of range in self".
+TEST(Cli, TokenIdsBeyondTheVocabularyAreNamed) {
+  const auto dir = fresh_temp_dir();
+  fs::copy(tiny_checkpoint("llama", "f32"), dir / "llm", fs::copy_options::recursive);
+  const int64_t vocab = read_json_file(dir / "llm" / "config.json")["vocab_size"].get<int64_t>();
+  auto tokenizer = read_json_file(dir / "llm" / "tokenizer.json");
+  tokenizer["added_tokens"].push_back({{"id", vocab},
+                                       {"content", "<beyond>"},
+                                       {"special", true},
+                                       {"normalized", false},
+                                       {"lstrip", false},
+                                       {"rstrip", false},
+                                       {"single_word", false}});
+  write_json_file_atomic(dir / "llm" / "tokenizer.json", tokenizer);
+  const auto r = run_cli("llm embed " + (dir / "llm").string() + " 'hello <beyond>' --layer -1");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(
+      r.output,
+      fmt::format("flame: error: token id {} is outside the model's vocabulary of {}", vocab, vocab)))
+      << r.output;
 }
 
 // --prompts and --benchmark take a preset name or a file by one rule: a value

@@ -79,6 +79,22 @@ TEST(LlmConfig, ErrorsNameTheFieldAndFile) {
   EXPECT_NE(config_error(j).find("'hidden_size' must be an integer"), std::string::npos);
 }
 
+TEST(LlmConfig, BinaryGarbageIsNamedAsSuch) {
+  // nlohmann stops at a NUL as at the end of the text: "unexpected end of input".
+  const auto dir = test::fresh_temp_dir();
+  write_file_atomic(dir / "config.json", std::string("\0\x01garbage", 9));
+  const std::string message = test::error_of([&] { load_llm_config(dir); });
+  EXPECT_TRUE(test::contains(message, "config.json': a NUL byte at offset 0 (a binary or corrupt file?)"))
+      << message;
+  EXPECT_FALSE(test::contains(message, "end of input")) << message;
+  // A number too large for a double escaped as nlohmann's out_of_range (found by fuzzing).
+  write_file_atomic(dir / "config.json", R"({"hidden_size": 1e999})");
+  const std::string overflow = test::error_of([&] { load_llm_config(dir); });
+  EXPECT_TRUE(test::contains(overflow, "invalid JSON in '" + (dir / "config.json").string() + "'"))
+      << overflow;
+  EXPECT_TRUE(test::contains(overflow, "number overflow")) << overflow;
+}
+
 TEST(RandomCheckpoint, RealPresetsCarryTheRealModelConfig) {
   RandomCheckpointOptions o;
   o.preset = "smollm2-135m";

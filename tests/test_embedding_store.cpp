@@ -116,7 +116,7 @@ TEST(EmbeddingStore, RoundTrip) {
       EXPECT_EQ(store.key(i), keys[i]);
       EXPECT_EQ(store.index_of(keys[i]), i);
       const torch::Tensor row = store.get(i);
-      EXPECT_EQ(row.scalar_type(), id.torch_dtype());
+      EXPECT_EQ(row.scalar_type(), store_torch_dtype(id));
       EXPECT_EQ(row.sizes(), torch::IntArrayRef({7, 16}));
       EXPECT_TRUE(torch::allclose(row.to(torch::kFloat32), embedding_of(keys[i], 7, 16), 0, tolerance))
           << keys[i];
@@ -487,6 +487,67 @@ TEST(EmbeddingStore, DetectsTruncatedAndTamperedShards) {
       contains(error_of([&] { EmbeddingStore::open(fresh_temp_dir("-empty")); }), "no manifest.json"));
 }
 
+TEST(EmbeddingStore, AShardChangedOnDiskIsNamedByVerifyAndComputedAgainOnResume) {
+  // One flipped low mantissa bit: still finite and of unit norm, so only the
+  // checksum recorded at write time can tell.
+  const auto dir = fresh_temp_dir();
+  const StoreIdentity id = make_identity();
+  const Strings keys = make_keys(20);
+  write_store(dir, id, keys, 8);
+  ASSERT_TRUE(verify_stores({dir}).ok()) << verify_stores({dir}).summary();
+  const fs::path shard = dir / "shard-00001.safetensors";
+  std::string bytes = read_file(shard);
+  const auto header =
+      parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "s");
+  bytes[header.data_start + header.tensors.at(kEmbeddingsTensor).begin + 10] ^= 1;
+  write_file_atomic(shard, bytes);
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 20);  // opening does not hash (training reads every shard)
+  const auto report = verify_stores({dir});
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), shard.string() + ": its vectors changed after they were written"))
+      << report.summary();
+
+  {
+    EmbeddingStoreWriter writer(dir, id);  // resume: the shard is dropped, to be computed again
+    EXPECT_FALSE(fs::exists(shard));
+    EXPECT_FALSE(fs::exists(dir / "manifest.json"));
+    EXPECT_TRUE(writer.has_shard(0));
+    EXPECT_FALSE(writer.has_shard(1));
+    const Strings again = slice(keys, 8, 16);
+    writer.write_shard(1, again, embeddings_of(again, id.num_facets, id.dim));
+    writer.finalize({});
+  }
+  EXPECT_TRUE(verify_stores({dir}).ok()) << verify_stores({dir}).summary();
+}
+
+TEST(EmbeddingStore, ACorruptManifestIsRefusedBeforeItIsTrusted) {
+  // A huge count was reserved before the shards were read (std::length_error,
+  // "internal error"); a float layer was cast (undefined past int); a part
+  // count of 2^32 + 1 wrapped to 1.
+  const auto dir = fresh_temp_dir();
+  write_store(dir, make_identity(), make_keys(20), 8);
+  const auto good = read_json_file(dir / "manifest.json");
+  const auto message = [&](const std::string& field, const nlohmann::json& value) {
+    auto manifest = good;
+    manifest[field] = value;
+    write_json_file_atomic(dir / "manifest.json", manifest);
+    return error_of([&] { EmbeddingStore::open(dir); });
+  };
+  const std::string count = message("count", int64_t{1000000000000000000});
+  EXPECT_TRUE(contains(count, "the shards list 20 embeddings, the manifest says count 1000000000000000000"))
+      << count;
+  const std::string layer = message("layer", 20.0);
+  EXPECT_TRUE(contains(layer, "field 'layer' must be an integer, got 20.0")) << layer;
+  const std::string part = message("part", {{"index", 0}, {"count", 4294967297u}});
+  EXPECT_TRUE(contains(part, "part count 4294967297 is too large")) << part;
+  auto shards = good["shards"];
+  shards[0]["count"] = -3;
+  const std::string shard = message("shards", shards);
+  EXPECT_TRUE(contains(shard, "lists -3 embeddings")) << shard;
+  write_json_file_atomic(dir / "manifest.json", good);
+  EXPECT_EQ(EmbeddingStore::open(dir).size(), 20);
+}
+
 // A shard whose values went bad after it was written (NaN bits, a vector
 // scaled off unit norm) opens, but `embed verify` names it and the first key.
 TEST(EmbeddingStore, VerifyReadsEveryVector) {
@@ -506,14 +567,17 @@ TEST(EmbeddingStore, VerifyReadsEveryVector) {
     write_file_atomic(shard, bytes);
     return verify_stores({dir});
   };
+  // Each change also breaks the shard's checksum, reported first; the value
+  // check names the first bad key.
   const StoreCheckReport nan = patched(0x7e00);  // f16 NaN
-  ASSERT_EQ(nan.errors.size(), 1u);
-  EXPECT_TRUE(contains(nan.errors[0], "1 rows hold NaN or inf values (first: key '" + keys[4] + "')"))
-      << nan.errors[0];
+  ASSERT_EQ(nan.errors.size(), 2u);
+  EXPECT_TRUE(contains(nan.errors[0], "shard-00001.safetensors: its vectors changed")) << nan.errors[0];
+  EXPECT_TRUE(contains(nan.errors[1], "1 rows hold NaN or inf values (first: key '" + keys[4] + "')"))
+      << nan.errors[1];
   const StoreCheckReport off = patched(0x5640);  // f16 100.0: the vector is no longer unit
-  ASSERT_EQ(off.errors.size(), 1u);
-  EXPECT_TRUE(contains(off.errors[0], "a vector off unit norm (first: key '" + keys[4] + "')"))
-      << off.errors[0];
+  ASSERT_EQ(off.errors.size(), 2u);
+  EXPECT_TRUE(contains(off.errors[1], "a vector off unit norm (first: key '" + keys[4] + "')"))
+      << off.errors[1];
 }
 
 TEST(EmbeddingStore, JoinedStoresConcatenateFacetsByKey) {

@@ -152,6 +152,28 @@ TEST(ImageDecode, ImagesAboveThePixelLimitAreRefused) {
       << message;
 }
 
+TEST(ImageDecode, ATruncatedJpegHeaderSaysTruncated) {
+  // Cut inside its tables, libjpeg "succeeded" with size 0x0, and the message
+  // blamed the size.
+  const std::string jpeg = encode_jpeg(random_image(64, 64, 3, 4), TJPF_RGB).substr(0, 100);
+  const std::string message = error_of([&] { decode_image(jpeg, "cut.jpg"); });
+  EXPECT_TRUE(
+      contains(message, "'cut.jpg': no frame header in its 100 bytes (the file is truncated or corrupt)"))
+      << message;
+  EXPECT_FALSE(contains(message, "0x0")) << message;
+}
+
+TEST(ImageDecode, AHugeJpegIsDecodedAtReducedScale) {
+  // 6000x6000 (36 Mpx, under the pixel limit) took 108 MB per decoder at full
+  // size; TurboJPEG's 5/8 scale gives 3750x3750, the largest within
+  // kMaxDecodedPixels. Smaller images keep their size (RealFlickrJpegs).
+  const std::string jpeg = encode_jpeg(torch::full({6000, 6000, 1}, 77, torch::kUInt8), TJPF_GRAY, 50);
+  const torch::Tensor image = decode_image(jpeg, "huge.jpg");
+  EXPECT_EQ(image.sizes(), torch::IntArrayRef({3750, 3750, 3}));
+  EXPECT_LE(image.size(0) * image.size(1), kMaxDecodedPixels);
+  EXPECT_NEAR(image.to(torch::kFloat32).mean().item<double>(), 77.0, 1.0);
+}
+
 TEST(ImageDecode, PngRoundTripsExactPixels) {
   const int w = 7, h = 5;  // odd sizes: rows are not padded
   const torch::Tensor rgb = random_image(h, w, 3, 1);

@@ -94,6 +94,20 @@ TEST(Safetensors, TorchRoundTripIsExactAndZeroCopy) {
       << message;
 }
 
+TEST(Safetensors, AnF8TensorIsNamedWithItsFile) {
+  // F8 has no LibTorch 1.13 dtype; the error named neither file nor tensor.
+  SafetensorsWriter w;
+  w.add("model.norm.weight", DType::F8_E4M3, {4}, std::string(4, '\x38'));
+  const auto dir = fresh_temp_dir();
+  w.write(dir / "model.safetensors");
+  WeightFiles files(dir);
+  const std::string message =
+      test::error_of([&] { files.get("model.norm.weight", torch::kFloat32, torch::kCPU); });
+  EXPECT_TRUE(test::contains(
+      message, (dir / "model.safetensors").string() + ": tensor 'model.norm.weight' is stored as F8_E4M3"))
+      << message;
+}
+
 TEST(Safetensors, ShardedCheckpointRoundTrips) {
   const auto dir = fresh_temp_dir();
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
@@ -136,6 +150,9 @@ TEST(Safetensors, MalformedHeadersAreRefusedWithTheirReason) {
       {u64le(1ull << 40) + "{}", "exceeds"},
       {u64le(100) + "{}", "truncated"},
       {make_file("[1,2]", ""), "not a JSON object"},
+      // Garbage whose first 8 bytes make a plausible size was "not a JSON object".
+      {make_file("\x01\x02garbage", ""),
+       "its 9-byte header is not JSON (it starts with bytes 0102676172626167)"},
       {make_file("{\"t\":", ""), "not valid JSON"},
       {make_file(R"({"t":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", std::string(8, 0)),
        "unknown dtype 'F33'"},
@@ -166,26 +183,6 @@ TEST(Safetensors, MalformedHeadersAreRefusedWithTheirReason) {
       EXPECT_NE(err.find("f.safetensors"), std::string::npos) << err;
     }
   }
-}
-
-TEST(Safetensors, CorpusFilesNeverCrashTheParser) {
-  // The fuzzing corpus (tests/data/safetensors-corpus) holds valid and broken
-  // headers; each either parses or fails with flame::Error.
-  const auto corpus = test::test_data_dir() / "safetensors-corpus";
-  ASSERT_TRUE(fs::exists(corpus)) << corpus;
-  int parsed = 0, refused = 0;
-  for (const auto& entry : fs::directory_iterator(corpus)) {
-    const std::string bytes = read_file(entry.path());
-    try {
-      parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
-                               entry.path().string());
-      ++parsed;
-    } catch (const Error&) {
-      ++refused;
-    }
-  }
-  EXPECT_GT(parsed, 0);
-  EXPECT_GT(refused, 0);
 }
 
 }  // namespace

@@ -274,6 +274,28 @@ TEST(TokenizerInput, LoadErrorsNameThePath) {
   EXPECT_THROW(Tokenizer::load(dir / "bad.gguf"), Error);
 }
 
+TEST(TokenizerInput, CorruptVocabulariesAreNamed) {
+  // A BPE model without "vocab" was reported as an unsupported model type; an
+  // id far past the vocabulary allocated a table of that many pieces; a float
+  // id was converted by an undefined cast.
+  const auto dir = test::fresh_temp_dir();
+  const auto message = [&](const std::string& json) {
+    write_file_atomic(dir / "tokenizer.json", json);
+    return test::error_of([&] { Tokenizer::load(dir); });
+  };
+  const std::string no_vocab = message(R"({"model": {"type": "BPE", "merges": []}})");
+  EXPECT_TRUE(test::contains(no_vocab, "no \"vocab\"")) << no_vocab;
+  EXPECT_FALSE(test::contains(no_vocab, "not supported")) << no_vocab;
+  const std::string far_id =
+      message(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 2000000000}, "merges": []}})");
+  EXPECT_TRUE(test::contains(far_id, "token id 2000000000 is far beyond the 2 tokens")) << far_id;
+  const std::string float_id = message(R"({"model": {"type": "BPE", "vocab": {"a": 1e300}, "merges": []}})");
+  EXPECT_TRUE(test::contains(float_id, "vocab entry 'a' has invalid id 1e+300")) << float_id;
+  const std::string added = message(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": -1, "content": "<x>"}]})");
+  EXPECT_TRUE(test::contains(added, "added token '<x>' has invalid id -1")) << added;
+}
+
 TEST(TokenizerInput, LongRunsRoundTrip) {
   // Long runs stress the regex engine's backtracking (the JIT stack) and the merge queue.
   const auto smollm = Tokenizer::load(test::smollm_tokenizer_dir());

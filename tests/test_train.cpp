@@ -24,6 +24,7 @@
 #include "train/trainer.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "vision/vit_config.h"
 
 namespace flame {
 namespace {
@@ -98,6 +99,33 @@ std::map<std::string, torch::Tensor> checkpoint_tensors(const fs::path& dir) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& name : files.names()) out[name] = files.get(name, torch::kFloat32, torch::kCPU).clone();
   return out;
+}
+
+TEST(TrainedModel, ACorruptCheckpointConfigIsNamed) {
+  // A string text_dim or a numeric text_tower escaped as nlohmann exceptions
+  // ("internal error"); absurd shapes went on to allocate terabytes, and a
+  // huge mlp_ratio was cast to int64 (undefined).
+  const nlohmann::json vit = vision::to_json(vision::load_vit_config("vit-micro-32"));
+  const nlohmann::json good = {{"vit", vit}, {"text_dim", 64}, {"image_projection", "mlp"}};
+  EXPECT_EQ(train::model_from_config(good, "c.json").image->text_dim(), 64);
+  const auto message = [&](const nlohmann::json& config) {
+    return error_of([&] { train::model_from_config(config, "c.json"); });
+  };
+  auto bad = good;
+  bad["text_dim"] = "64";
+  EXPECT_TRUE(contains(message(bad), "c.json: field 'text_dim' must be an integer")) << message(bad);
+  bad = good;
+  bad["text_tower"] = 3;
+  EXPECT_TRUE(contains(message(bad), "c.json: field 'text_tower' must be a string")) << message(bad);
+  bad = good;
+  bad["vit"]["width"] = int64_t{1} << 40;
+  bad["vit"]["heads"] = 1;
+  EXPECT_TRUE(contains(message(bad), "more than the limit of 1e+11: the config is corrupt")) << message(bad);
+  bad = good;
+  bad["vit"]["mlp_ratio"] = 1e300;
+  EXPECT_TRUE(
+      contains(message(bad), "field 'mlp_ratio' must give an MLP width of at least 1 (and below 1e15)"))
+      << message(bad);
 }
 
 TEST(LrSchedule, WarmupThenCosineToMin) {

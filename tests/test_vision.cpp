@@ -138,7 +138,8 @@ TEST(VitConfig, ErrorsNameTheFileAndField) {
   EXPECT_EQ(bad("layers", 0), "cfg.json: field 'layers' must be positive, got 0");
   EXPECT_EQ(bad("width", "64"), "cfg.json: field 'width' must be an integer, got \"64\"");
   EXPECT_EQ(bad("patch_size", 8.5), "cfg.json: field 'patch_size' must be an integer, got 8.5");
-  EXPECT_EQ(bad("mlp_ratio", 0), "cfg.json: field 'mlp_ratio' must give an MLP width of at least 1, got 0");
+  EXPECT_EQ(bad("mlp_ratio", 0),
+            "cfg.json: field 'mlp_ratio' must give an MLP width of at least 1 (and below 1e15), got 0");
   EXPECT_EQ(bad("mlp_ratio", "4"), "cfg.json: field 'mlp_ratio' must be a number, got \"4\"");
   EXPECT_EQ(bad("grad_checkpointing", "yes"), "cfg.json: field 'grad_checkpointing' must be true or false");
   EXPECT_EQ(bad("projector_hidden", -1),

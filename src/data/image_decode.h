@@ -1,5 +1,5 @@
 // Image decoding for training and evaluation: JPEG (TurboJPEG) and PNG
-// (libpng), told apart by their magic bytes, always to 8-bit RGB.
+// (libpng), always to 8-bit RGB (data/image_pixels.h does the decoding).
 //
 // Datasets of millions of web images hold some broken files; decoding one must
 // end in a flame::Error the loader can catch and skip, never in a crash.
@@ -7,21 +7,16 @@
 
 #include <torch/torch.h>
 
-#include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "data/image_pixels.h"
+
 namespace flame::data {
 
-// Images with more pixels are refused (Pillow's decompression-bomb limit):
-// a corrupt header must not make a worker allocate gigabytes.
-inline constexpr int64_t kMaxImagePixels = 178956970;
-
-// Decodes a JPEG or PNG to uint8 [H, W, 3] RGB. Grayscale and CMYK JPEGs and
-// palette, grayscale and 16-bit PNGs become 8-bit RGB; alpha is dropped (as
-// Pillow's convert("RGB") does). Throws flame::Error naming `name` for
-// corrupt, truncated (a TurboJPEG warning counts as an error), oversized or
-// unsupported (WebP, GIF, ...) data.
+// Decodes a JPEG or PNG to uint8 [H, W, 3] RGB (decode_image_pixels: a JPEG
+// above kMaxDecodedPixels comes out at reduced scale). Throws flame::Error
+// naming `name` for corrupt, truncated, oversized or unsupported data.
 torch::Tensor decode_image(std::string_view bytes, const std::string& name);
 
 }  // namespace flame::data

@@ -149,6 +149,10 @@ TarReader::~TarReader() {
   if (archive_ != nullptr) archive_read_free(archive_);
 }
 
+namespace {
+constexpr la_int64_t kMaxReserve = 16 << 20;  // larger members grow as they are read
+}  // namespace
+
 bool TarReader::next(TarMember* member, const std::function<bool(const std::string& path)>& wants_data) {
   while (true) {
     struct archive_entry* entry = nullptr;
@@ -171,8 +175,10 @@ bool TarReader::next(TarMember* member, const std::function<bool(const std::stri
       }
       return true;
     }
+    // The header's size is a hint, not a promise: a corrupt one (found by
+    // fuzzing: 4 GB in a 1 KB file) must not allocate before the bytes are there.
     if (archive_entry_size_is_set(entry) && archive_entry_size(entry) > 0) {
-      member->data.reserve(static_cast<size_t>(archive_entry_size(entry)));
+      member->data.reserve(static_cast<size_t>(std::min<la_int64_t>(archive_entry_size(entry), kMaxReserve)));
     }
     char buffer[kReadBlockSize];
     while (true) {

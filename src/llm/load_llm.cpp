@@ -12,8 +12,15 @@ torch::Device parse_device(const std::string& value) {
   } catch (const c10::Error&) {
     fail("unknown --device '{}' (use cpu or cuda[:N])", value);
   }
+  // LibTorch also parses "meta", "xla", "mps", ...: flame runs on none of them.
+  if (!device.is_cpu() && !device.is_cuda()) fail("unknown --device '{}' (use cpu or cuda[:N])", value);
   if (device.is_cuda() && !torch::cuda::is_available()) {
     fail("--device {}: CUDA is not available in this LibTorch build or machine", value);
+  }
+  if (device.is_cuda() && device.has_index() &&
+      device.index() >= static_cast<int>(torch::cuda::device_count())) {
+    fail("--device {}: this machine has {} CUDA device(s), cuda:0..cuda:{}", value,
+         torch::cuda::device_count(), static_cast<int>(torch::cuda::device_count()) - 1);
   }
   return device;
 }

@@ -98,7 +98,7 @@ ordered_json real_model_config(const std::string& preset, const std::string& arc
   ordered_json config;
   try {
     config = ordered_json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // out_of_range too: a number like 1e999
     fail("{}: not valid JSON ({})", path.string(), e.what());
   }
   if (!config.is_object()) fail("{}: expected a config.json object", path.string());

@@ -37,6 +37,17 @@ T value_or(const json& j, const char* key, T fallback) {
   return it->get<T>();
 }
 
+// A token id: an integer in 0..INT32_MAX. Checked before conversion, since
+// nlohmann converts 1e300 or 2^40 to int32 by a cast (undefined or wrapped).
+int32_t token_id(const json& v, const Context& ctx, const std::string& what) {
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() ? v.get<uint64_t>() > INT32_MAX
+                              : v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)) {
+    fail("{}: {} has invalid id {}", ctx.source, what, v.dump());
+  }
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+
 // {"String": "..."} or {"Regex": "..."}: a literal or a compiled regex.
 void parse_pattern(const json& j, const Context& ctx, const std::string& where, std::string* literal,
                    std::shared_ptr<const UnicodeRegex>* regex) {
@@ -226,14 +237,15 @@ void parse_post_processor(const json& j, const Context& ctx, Tokenizer::Parts* p
         if (!specials.contains(name))
           fail("{}: post_processor template token '{}' is not in special_tokens", ctx.source, name);
         auto& target = seen_sequence ? parts->suffix_ids : parts->prefix_ids;
-        for (const auto& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
+        for (const auto& id : specials[name].at("ids"))
+          target.push_back(token_id(id, ctx, "post_processor token '" + name + "'"));
       } else {
         fail("{}: post_processor template item {} is not understood", ctx.source, item.dump());
       }
     }
   } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-    parts->prefix_ids = {j.at("cls").at(1).get<int32_t>()};
-    parts->suffix_ids = {j.at("sep").at(1).get<int32_t>()};
+    parts->prefix_ids = {token_id(j.at("cls").at(1), ctx, "post_processor cls")};
+    parts->suffix_ids = {token_id(j.at("sep").at(1), ctx, "post_processor sep")};
   } else {
     fail("{}: post_processor type '{}' is not supported", ctx.source, type);
   }
@@ -260,15 +272,17 @@ std::string model_type_of(const json& model) {
 // model.vocab as piece -> id; raises `max_id` to the largest id.
 std::unordered_map<std::string, int32_t> read_vocab(const json& model, const std::string& model_type,
                                                     const Context& ctx, int64_t* max_id) {
-  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+  if (model_type != "BPE" && model_type != "WordPiece") {
     fail("{}: model type '{}' is not supported (BPE and WordPiece are)", ctx.source, model_type);
+  }
+  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+    fail("{}: the {} model has no \"vocab\" object (piece -> id)", ctx.source, model_type);
   }
   std::unordered_map<std::string, int32_t> vocab;
   for (const auto& [piece, id] : model["vocab"].items()) {
-    const auto v = id.get<int64_t>();
-    if (v < 0 || v > INT32_MAX) fail("{}: vocab entry '{}' has invalid id {}", ctx.source, piece, v);
-    vocab.emplace(piece, static_cast<int32_t>(v));
-    *max_id = std::max(*max_id, v);
+    const int32_t v = token_id(id, ctx, "vocab entry '" + piece + "'");
+    vocab.emplace(piece, v);
+    *max_id = std::max<int64_t>(*max_id, v);
   }
   return vocab;
 }
@@ -279,14 +293,13 @@ std::vector<AddedToken> read_added_tokens(const json& root, const Context& ctx, 
   if (!root.contains("added_tokens") || !root["added_tokens"].is_array()) return added;
   for (const auto& t : root["added_tokens"]) {
     AddedToken a;
-    a.id = t.at("id").get<int32_t>();
     a.content = t.at("content").get<std::string>();
+    a.id = token_id(t.at("id"), ctx, "added token '" + a.content + "'");
     a.special = value_or<bool>(t, "special", false);
     a.lstrip = value_or<bool>(t, "lstrip", false);
     a.rstrip = value_or<bool>(t, "rstrip", false);
     a.single_word = value_or<bool>(t, "single_word", false);
     a.normalized = value_or<bool>(t, "normalized", !a.special);
-    if (a.id < 0) fail("{}: added token '{}' has invalid id {}", ctx.source, a.content, a.id);
     *max_id = std::max<int64_t>(*max_id, a.id);
     added.push_back(std::move(a));
   }
@@ -297,6 +310,13 @@ std::vector<AddedToken> read_added_tokens(const json& root, const Context& ctx, 
 void fill_piece_table(const std::unordered_map<std::string, int32_t>& vocab, int64_t max_id,
                       const Context& ctx, Tokenizer::Parts* parts) {
   if (max_id < 0) fail("{}: empty vocabulary", ctx.source);
+  // Ids may leave gaps (filled with ""), but a table mostly empty means a
+  // corrupt id, which must not allocate gigabytes of empty pieces.
+  const int64_t entries = static_cast<int64_t>(vocab.size() + parts->added_tokens.size());
+  if (max_id >= 2 * entries + 1024) {
+    fail("{}: token id {} is far beyond the {} tokens of the file (ids must be nearly contiguous)",
+         ctx.source, max_id, entries);
+  }
   parts->pieces.assign(static_cast<size_t>(max_id + 1), std::string());
   parts->types.assign(parts->pieces.size(), TokenType::Undefined);
   for (const auto& [piece, id] : vocab) {
@@ -434,7 +454,7 @@ void set_special_ids(const json& root, const json& config, Tokenizer::Parts* par
   for (const char* name : {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"})
     if (!parts->eos_id) parts->eos_id = find_piece(*parts, std::string(name));
   if (root.contains("padding") && root["padding"].is_object() && root["padding"].contains("pad_id")) {
-    parts->pad_id = root["padding"]["pad_id"].get<int32_t>();
+    parts->pad_id = token_id(root["padding"]["pad_id"], Context{parts->source}, "padding.pad_id");
   }
 }
 

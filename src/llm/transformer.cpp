@@ -231,6 +231,20 @@ torch::Tensor gated_activation(const torch::Tensor& h, const LayerWeights& l, in
   return act;
 }
 
+// A tokenizer with more tokens than the checkpoint's embedding table (or ids
+// given by hand) would fail inside index_select ("index out of range in
+// self", or a device-side assert on CUDA): refuse with the id and the size.
+void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
+  if (ids.numel() == 0) return;
+  const int64_t low = ids.min().item<int64_t>(), high = ids.max().item<int64_t>();
+  if (low < 0 || high >= vocab_size) {
+    fail(
+        "token id {} is outside the model's vocabulary of {} (config.json vocab_size): the tokenizer or the "
+        "ids do not match this checkpoint",
+        low < 0 ? low : high, vocab_size);
+  }
+}
+
 }  // namespace
 
 Transformer Transformer::load(const std::filesystem::path& dir, const TransformerOptions& options) {
@@ -242,6 +256,11 @@ Transformer Transformer::load(const std::filesystem::path& dir, const Transforme
 Transformer Transformer::load(const WeightFiles& w, const LlmConfig& c, const TransformerOptions& o) {
   if (o.dtype != torch::kBFloat16 && o.dtype != torch::kFloat16 && o.dtype != torch::kFloat32) {
     fail("compute dtype must be bf16, f16 or f32, not {}", c10::toString(o.dtype));
+  }
+  // LibTorch 1.13 has no f16 matrix multiply on the CPU ("addmm_impl_cpu_ not
+  // implemented for 'Half'", deep inside the first forward).
+  if (o.dtype == torch::kFloat16 && o.device.is_cpu()) {
+    fail("--dtype f16 needs a CUDA device: LibTorch has no f16 matrix multiply on the CPU (use bf16 or f32)");
   }
   if (o.retain_freed_memory) retain_freed_memory();
   torch::NoGradGuard no_grad;
@@ -331,7 +350,9 @@ ForwardOutput Transformer::forward(const ForwardInput& in, const ForwardRequest&
   };
   auto split_heads = [&](const torch::Tensor& t, int64_t n) { return t.view({B, T, n, D}).transpose(1, 2); };
 
-  torch::Tensor x = embed_.index_select(0, tokens.ids.reshape({-1})).view({B, T, c.hidden_size});
+  const torch::Tensor flat_ids = tokens.ids.reshape({-1});
+  check_token_ids(flat_ids, c.vocab_size);
+  torch::Tensor x = embed_.index_select(0, flat_ids).view({B, T, c.hidden_size});
   record(0, x);
   laps.lap("embed");
   std::vector<torch::Tensor> new_keys, new_values;

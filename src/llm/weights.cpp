@@ -61,7 +61,17 @@ std::string short_dtype_name(torch::ScalarType dtype) {
 }
 
 torch::Tensor mapped_tensor(const SafetensorsFile& file, const TensorInfo& info) {
-  const auto dtype = to_torch_dtype(info.dtype);
+  // F8 and other dtypes LibTorch 1.13 lacks: name the file and tensor (the
+  // bare dtype message left the user to search a multi-file checkpoint).
+  torch::ScalarType dtype = torch::kFloat32;
+  try {
+    dtype = to_torch_dtype(info.dtype);
+  } catch (const Error&) {
+    fail(
+        "{}: tensor '{}' is stored as {}, which LibTorch cannot read; convert the checkpoint to F32, F16 or "
+        "BF16",
+        file.path().string(), info.name, dtype_name(info.dtype));
+  }
   const uint8_t* ptr = file.data(info);
   const auto options = torch::TensorOptions().dtype(dtype);
   if (reinterpret_cast<uintptr_t>(ptr) % dtype_size(info.dtype) != 0 || info.byte_size() == 0) {

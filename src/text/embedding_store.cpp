@@ -71,6 +71,17 @@ EmbeddingStoreWriter::EmbeddingStoreWriter(const fs::path& dir, StoreIdentity id
       if (!differences.empty()) {
         fail("{}: {}", path.string(), describe_differences(differences, "store", "this job uses"));
       }
+      // Vectors changed on disk since they were written: the job computes
+      // the shard again (its keys are known from the inputs), so drop it.
+      try {
+        check_shard_checksum(shard);
+      } catch (const Error& e) {
+        spdlog::warn("{}; computing the shard again", e.what());
+        shard = StoreShard();  // unmaps the file before it is removed
+        fs::remove(path);
+        fs::remove(manifest_path);  // the store is no longer finished
+        continue;
+      }
       // A merged store keeps the part of origin in its shards; its manifest rules.
       if (!has_manifest && !(shard.part == part_)) {
         fail("{}: store was made as part {} of {}, this job is part {} of {}", path.string(),
@@ -158,28 +169,13 @@ EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
   }
   const std::string source = manifest_path.string();
   store.manifest_ = read_json_file(manifest_path);
-  store.identity_ = identity_from_json(store.manifest_, source);
-  store.part_ = parse_part(store.manifest_, source);
-  const auto count_it = store.manifest_.find("count");
-  const auto shards_it = store.manifest_.find("shards");
-  if (count_it == store.manifest_.end() || !count_it->is_number_integer())
-    fail("{}: missing 'count'", source);
-  if (shards_it == store.manifest_.end() || !shards_it->is_array())
-    fail("{}: missing 'shards' array", source);
-  const int64_t count = count_it->get<int64_t>();
-  if (count < 0) fail("{}: negative count {}", source, count);
-  store.keys_.reserve(static_cast<size_t>(count));
-  store.index_.reserve(static_cast<size_t>(count));
-
-  for (const auto& entry : *shards_it) {
-    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() ||
-        !entry.contains("count") || !entry["count"].is_number_integer()) {
-      fail("{}: each shard entry must be {{\"file\": name, \"count\": n}}, got {}", source, entry.dump());
-    }
-    const auto file = entry["file"].get<std::string>();
-    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
-      fail("{}: shard file name '{}' must be a plain name inside the store", source, file);
-    }
+  const StoreManifest manifest = manifest_from_json(store.manifest_, source);
+  store.identity_ = manifest.identity;
+  store.part_ = manifest.part;
+  // Nothing is reserved from the manifest's numbers: a corrupt count must not
+  // allocate before the shards (which hold the keys) are read.
+  for (const ManifestShard& entry : manifest.shards) {
+    const std::string& file = entry.file;
     const fs::path path = dir / file;
     if (!fs::exists(path)) fail("{}: shard '{}' listed in the manifest is missing", source, path.string());
     const StoreShard shard = open_store_shard(path);
@@ -187,9 +183,8 @@ EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
     if (!differences.empty()) {
       fail("{}: {}", path.string(), describe_differences(differences, "manifest", "this shard has"));
     }
-    if (shard.rows() != entry["count"].get<int64_t>()) {
-      fail("{}: has {} embeddings, the manifest lists {}", path.string(), shard.rows(),
-           entry["count"].get<int64_t>());
+    if (shard.rows() != entry.count) {
+      fail("{}: has {} embeddings, the manifest lists {}", path.string(), shard.rows(), entry.count);
     }
     store.shard_begin_.push_back(store.size());
     for (const auto& key : shard.keys) {
@@ -204,8 +199,9 @@ EmbeddingStore EmbeddingStore::open(const fs::path& dir) {
     store.shard_embeddings_.push_back(shard.embeddings());
     store.shard_scales_.push_back(shard.scales());
   }
-  if (store.size() != count) {
-    fail("{}: the shards hold {} embeddings, the manifest says count {}", source, store.size(), count);
+  if (store.size() != manifest.count) {
+    fail("{}: the shards hold {} embeddings, the manifest says count {}", source, store.size(),
+         manifest.count);
   }
   return store;
 }

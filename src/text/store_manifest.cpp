@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
+#include <unordered_set>
 
 #include "util/error.h"
 
@@ -20,6 +22,19 @@ template <typename T>
 T get_field(const json& object, const char* name, const std::string& source) {
   const auto it = object.find(name);
   if (it == object.end()) fail("{}: missing field '{}'", source, name);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann converts 1.5 or 1e300 to an integer by a cast (undefined for
+    // out-of-range values); a count or a layer must be written as an integer
+    // that fits.
+    const bool fits =
+        it->is_number_integer() &&
+        (it->is_number_unsigned()
+             ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+             : it->template get<int64_t>() >= std::numeric_limits<T>::min() &&
+                   it->template get<int64_t>() <= std::numeric_limits<T>::max());
+    if (!fits) fail("{}: field '{}' must be an integer, got {}", source, name, it->dump());
+    return static_cast<T>(it->template get<int64_t>());
+  }
   try {
     return it->get<T>();
   } catch (const json::exception&) {
@@ -42,11 +57,6 @@ void StoreIdentity::validate(const std::string& source) const {
   }
   if (facet_positions != "separate" && facet_positions != "concatenated")
     fail("{}: facet_positions '{}' is not separate or concatenated", source, facet_positions);
-}
-
-torch::ScalarType StoreIdentity::torch_dtype() const {
-  if (dtype == "int8") return torch::kInt8;
-  return dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
 }
 
 json identity_to_json(const StoreIdentity& identity) {
@@ -98,6 +108,75 @@ StoreIdentity identity_from_json(const json& manifest, const std::string& source
   }
   id.validate(source);
   return id;
+}
+
+StoreManifest manifest_from_json(const json& manifest, const std::string& source) {
+  StoreManifest out;
+  out.identity = identity_from_json(manifest, source);
+  const auto part = manifest.find("part");
+  if (part != manifest.end()) out.part = PartSelection::from_json(*part, source);
+  out.count = get_field<int64_t>(manifest, "count", source);
+  if (out.count < 0) fail("{}: negative count {}", source, out.count);
+  const auto shards = manifest.find("shards");
+  if (shards == manifest.end() || !shards->is_array()) fail("{}: missing 'shards' array", source);
+  int64_t total = 0;
+  for (const auto& entry : *shards) {
+    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() ||
+        !entry.contains("count")) {
+      fail("{}: each shard entry must be {{\"file\": name, \"count\": n}}, got {}", source, entry.dump());
+    }
+    ManifestShard shard{entry["file"].get<std::string>(),
+                        get_field<int64_t>(entry, "count", source + ": shards")};
+    if (shard.file.empty() || shard.file.find('/') != std::string::npos || shard.file == "." ||
+        shard.file == "..") {
+      fail("{}: shard file name '{}' must be a plain name inside the store", source, shard.file);
+    }
+    if (shard.count < 0 || shard.count > out.count - total) {
+      fail("{}: shard '{}' lists {} embeddings, more than the count {} leaves", source, shard.file,
+           shard.count, out.count);
+    }
+    total += shard.count;
+    out.shards.push_back(std::move(shard));
+  }
+  if (total != out.count)
+    fail("{}: the shards list {} embeddings, the manifest says count {}", source, total, out.count);
+  return out;
+}
+
+namespace {
+
+json parse_metadata_json(const std::map<std::string, std::string>& metadata, const std::string& name,
+                         const std::string& source) {
+  const auto it = metadata.find(name);
+  if (it == metadata.end()) fail("{}: not an embedding store shard: no '{}' in __metadata__", source, name);
+  const json value = json::parse(it->second, nullptr, false);
+  if (value.is_discarded()) fail("{}: __metadata__ '{}' is not valid JSON", source, name);
+  return value;
+}
+
+}  // namespace
+
+ShardMetadata shard_metadata_from_strings(const std::map<std::string, std::string>& metadata,
+                                          const std::string& source) {
+  ShardMetadata out;
+  out.identity = identity_from_json(parse_metadata_json(metadata, "identity", source), source + ": identity");
+  out.part =
+      PartSelection::from_json(parse_metadata_json(metadata, "part", source), source + ": __metadata__");
+  const json keys = parse_metadata_json(metadata, "keys", source);
+  if (!keys.is_array()) fail("{}: __metadata__ 'keys' is not a JSON array", source);
+  out.keys.reserve(keys.size());
+  std::unordered_set<std::string> seen;
+  for (const auto& key : keys) {
+    if (!key.is_string() || key.get_ref<const std::string&>().empty()) {
+      fail("{}: key #{} is not a non-empty string", source, out.keys.size());
+    }
+    if (!seen.insert(key.get<std::string>()).second)
+      fail("{}: key '{}' appears twice", source, key.get<std::string>());
+    out.keys.push_back(key.get<std::string>());
+  }
+  const auto sha256 = metadata.find("sha256");
+  if (sha256 != metadata.end()) out.sha256 = sha256->second;
+  return out;
 }
 
 std::vector<IdentityDifference> llm_differences(const json& a, const json& b) {

@@ -6,13 +6,15 @@
 // identities are equal; count, shards, part and job info are not identity.
 #pragma once
 
-#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "util/part_selection.h"
 
 namespace flame::text {
 
@@ -50,8 +52,6 @@ struct StoreIdentity {
 
   // Throws flame::Error naming `source` and the field when a value is invalid.
   void validate(const std::string& source) const;
-  // The dtype of the stored "embeddings" tensor (kInt8 for int8 stores).
-  torch::ScalarType torch_dtype() const;
   bool quantized() const { return dtype == "int8"; }
 };
 
@@ -61,6 +61,36 @@ nlohmann::json identity_to_json(const StoreIdentity& identity);
 // Reads the identity fields of a manifest (other fields are ignored) and
 // validates them; errors name `source`.
 StoreIdentity identity_from_json(const nlohmann::json& manifest, const std::string& source);
+
+// The rest of a finished store's manifest.json: which shard files hold how
+// many embeddings. Kept apart from the shards' own checks (embedding_store)
+// so the fuzz target runs this parser without torch.
+struct ManifestShard {
+  std::string file;  // a plain name inside the store
+  int64_t count = 0;
+};
+struct StoreManifest {
+  StoreIdentity identity;
+  PartSelection part;  // a manifest without "part" is a whole store
+  int64_t count = 0;   // the sum of the shard counts
+  std::vector<ManifestShard> shards;
+};
+// Reads and checks a manifest (identity, part, count, shards); errors name
+// `source` and the field.
+StoreManifest manifest_from_json(const nlohmann::json& manifest, const std::string& source);
+
+// What a shard's safetensors __metadata__ says about it: the identity, the
+// part that computed it, the keys in row order (non-empty, unique) and the
+// SHA-256 of its vectors ("sha256"; empty in shards written before it was
+// recorded).
+struct ShardMetadata {
+  StoreIdentity identity;
+  PartSelection part;
+  std::vector<std::string> keys;
+  std::string sha256;
+};
+ShardMetadata shard_metadata_from_strings(const std::map<std::string, std::string>& metadata,
+                                          const std::string& source);
 
 // One field on which two identities differ, as text for messages:
 // {"prompt set", "'short'", "'long'"}.

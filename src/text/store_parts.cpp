@@ -131,11 +131,26 @@ void check_values(const EmbeddingStore& store, StoreCheckReport& report) {
   }
 }
 
+// Each shard's vectors against the checksum recorded when it was written: a
+// flipped bit that still reads as a finite number is caught here.
+void check_checksums(const EmbeddingStore& store, StoreCheckReport& report) {
+  for (const fs::path& path : store.shard_paths()) {
+    try {
+      check_shard_checksum(open_store_shard(path));
+    } catch (const Error& e) {
+      report.errors.push_back(e.what());
+    }
+  }
+}
+
 StoreCheckReport verify_stores(const std::vector<fs::path>& parts,
                                const std::vector<std::string>* expected_keys) {
   std::vector<EmbeddingStore> opened;
   StoreCheckReport report = check_parts(parts, expected_keys, &opened);
-  for (const EmbeddingStore& store : opened) check_values(store, report);
+  for (const EmbeddingStore& store : opened) {
+    check_checksums(store, report);
+    check_values(store, report);
+  }
   return report;
 }
 

@@ -11,6 +11,7 @@
 
 #include "llm/weights.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/utf8.h"
 
 namespace flame::text {
@@ -22,20 +23,6 @@ using nlohmann::json;
 // Unit-norm vectors stored in f16/bf16/int8 keep their norm within ~1e-2.
 constexpr double kNormTolerance = 2e-2;
 constexpr double kMinInt8Cosine = 0.999;
-
-const std::string& metadata_field(const SafetensorsFile& file, const std::string& name) {
-  const auto& metadata = file.header().metadata;
-  const auto it = metadata.find(name);
-  if (it == metadata.end())
-    fail("{}: not an embedding store shard: no '{}' in __metadata__", file.path().string(), name);
-  return it->second;
-}
-
-json parse_metadata_json(const SafetensorsFile& file, const std::string& name) {
-  const json value = json::parse(metadata_field(file, name), nullptr, false);
-  if (value.is_discarded()) fail("{}: __metadata__ '{}' is not valid JSON", file.path().string(), name);
-  return value;
-}
 
 // A NaN or an f16 overflow would poison training much later; catch it here.
 void check_finite(const std::string& source, const StoreIdentity& identity,
@@ -113,30 +100,24 @@ torch::Tensor StoreShard::scales() const {
   return llm::mapped_tensor(*file, file->info(kScalesTensor));
 }
 
+torch::ScalarType store_torch_dtype(const StoreIdentity& identity) {
+  if (identity.dtype == "int8") return torch::kInt8;
+  return identity.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
+}
+
 StoreShard open_store_shard(const fs::path& path) {
   StoreShard shard;
   shard.file = std::make_shared<SafetensorsFile>(path);
   const std::string source = path.string();
-  shard.identity = identity_from_json(parse_metadata_json(*shard.file, "identity"), source + ": identity");
-
-  shard.part = PartSelection::from_json(parse_metadata_json(*shard.file, "part"), source + ": __metadata__");
-
-  const json keys = parse_metadata_json(*shard.file, "keys");
-  if (!keys.is_array()) fail("{}: __metadata__ 'keys' is not a JSON array", source);
-  shard.keys.reserve(keys.size());
-  std::unordered_set<std::string> seen;
-  for (const auto& key : keys) {
-    if (!key.is_string() || key.get_ref<const std::string&>().empty()) {
-      fail("{}: key #{} is not a non-empty string", source, shard.keys.size());
-    }
-    if (!seen.insert(key.get<std::string>()).second)
-      fail("{}: key '{}' appears twice", source, key.get<std::string>());
-    shard.keys.push_back(key.get<std::string>());
-  }
+  ShardMetadata metadata = shard_metadata_from_strings(shard.file->header().metadata, source);
+  shard.identity = std::move(metadata.identity);
+  shard.part = metadata.part;
+  shard.keys = std::move(metadata.keys);
+  shard.sha256 = std::move(metadata.sha256);
 
   if (!shard.file->contains(kEmbeddingsTensor)) fail("{}: no tensor '{}'", source, kEmbeddingsTensor);
   const TensorInfo& info = shard.file->info(kEmbeddingsTensor);
-  const DType expected_dtype = llm::from_torch_dtype(shard.identity.torch_dtype());
+  const DType expected_dtype = llm::from_torch_dtype(store_torch_dtype(shard.identity));
   if (info.dtype != expected_dtype) {
     fail("{}: '{}' is {}, but the shard's identity says {}", source, kEmbeddingsTensor,
          dtype_name(info.dtype), shard.identity.dtype);
@@ -150,6 +131,25 @@ StoreShard open_store_shard(const fs::path& path) {
   if (shard.identity.quantized())
     check_scales(*shard.file, source, {shard.rows(), shard.identity.num_facets});
   return shard;
+}
+
+std::string shard_vectors_sha256(const StoreShard& shard) {
+  Sha256 hash;
+  for (const char* name : {kEmbeddingsTensor, kScalesTensor}) {
+    if (!shard.file->contains(name)) continue;
+    const TensorInfo& info = shard.file->info(name);
+    hash.update(shard.file->data(info), info.byte_size());
+  }
+  return hash.hex();
+}
+
+void check_shard_checksum(const StoreShard& shard) {
+  if (shard.sha256.empty()) return;  // written before checksums were recorded
+  const std::string now = shard_vectors_sha256(shard);
+  if (now != shard.sha256) {
+    fail("{}: its vectors changed after they were written (checksum mismatch: sha256 {} recorded, {} now)",
+         shard.file->path().string(), shard.sha256, now);
+  }
 }
 
 void write_store_shard(const fs::path& path, const StoreIdentity& identity, const PartSelection& part,
@@ -182,7 +182,7 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
     warn_if_lossy(source, identity, keys, as_float, restored);
     as_float = restored;
   } else {
-    stored = embeddings.detach().to(torch::kCPU, identity.torch_dtype()).contiguous();
+    stored = embeddings.detach().to(torch::kCPU, store_torch_dtype(identity)).contiguous();
     as_float = stored.to(torch::kFloat32);
     check_finite(source, identity, keys, as_float);  // an f16 overflow shows here
   }
@@ -191,10 +191,18 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
   SafetensorsWriter writer;
   llm::add_tensor(writer, kEmbeddingsTensor, stored);
   if (scales.defined()) llm::add_tensor(writer, kScalesTensor, scales);
+  // The checksum covers the bytes as stored, in shard_vectors_sha256's order.
+  Sha256 hash;
+  for (const torch::Tensor& t : {stored, scales}) {
+    if (!t.defined()) continue;
+    const torch::Tensor bytes = t.contiguous();
+    hash.update(bytes.data_ptr(), static_cast<size_t>(bytes.nbytes()));
+  }
   writer.set_metadata({{"format", "pt"},
                        {"keys", json(keys).dump()},
                        {"identity", identity_to_json(identity).dump()},
-                       {"part", part.to_json().dump()}});
+                       {"part", part.to_json().dump()},
+                       {"sha256", hash.hex()}});
   writer.write(path);
 }
 

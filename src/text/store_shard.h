@@ -25,6 +25,7 @@ struct StoreShard {
   std::vector<std::string> keys;
   StoreIdentity identity;
   PartSelection part;
+  std::string sha256;  // recorded at write time (empty in older shards)
 
   int64_t rows() const { return static_cast<int64_t>(keys.size()); }
   // [n, K, D] over the memory map (read-only: never write into it).
@@ -43,11 +44,23 @@ struct QuantizedEmbeddings {
 QuantizedEmbeddings quantize_int8(const torch::Tensor& embeddings);
 torch::Tensor dequantize_int8(const torch::Tensor& values, const torch::Tensor& scales);
 
+// The dtype of a store's "embeddings" tensor (kInt8 for int8 stores).
+torch::ScalarType store_torch_dtype(const StoreIdentity& identity);
+
 // Opens and validates a shard: a well-formed safetensors file whose
 // "embeddings" tensor has the identity's dtype, K and D, and one unique,
 // non-empty key per row. Throws flame::Error naming the file otherwise (a
 // truncated file included).
 StoreShard open_store_shard(const fs::path& path);
+
+// The SHA-256 of a shard's vectors as stored: the "embeddings" bytes, then
+// the "scales" bytes of an int8 shard. write_store_shard records it in the
+// metadata; it is not checked on open (a training run reads every shard),
+// only by `embed verify` and when a job resumes.
+std::string shard_vectors_sha256(const StoreShard& shard);
+// Throws flame::Error naming the shard when its vectors no longer hash to
+// the recorded value (changed on disk after they were written).
+void check_shard_checksum(const StoreShard& shard);
 
 // Writes a shard atomically (temp file + rename): after a crash the file is
 // complete or absent. `embeddings` is [n, K, D] of any floating dtype on any

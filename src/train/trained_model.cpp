@@ -1,5 +1,6 @@
 #include "train/trained_model.h"
 
+#include "train/model_config.h"
 #include "train/train_options.h"
 #include "util/error.h"
 
@@ -44,16 +45,9 @@ nlohmann::json model_config_json(const TrainedModel& model) {
 }
 
 TrainedModel model_from_config(const nlohmann::json& config, const std::string& source) {
-  if (!config.contains("vit") || !config.contains("text_dim")) fail("{}: lacks 'vit' or 'text_dim'", source);
-  const vision::VitConfig vit = vision::vit_config_from_json(config["vit"], source);
-  const TextTower tower =
-      parse_choice<TextTower>(config.value("text_tower", "llm"), fmt::format("{}: text_tower", source));
-  if (tower == TextTower::kLlm) return make_flame_model(vit, config["text_dim"].get<int64_t>());
-  if (!config.contains("clip_text") || !config.contains("vocab_size")) {
-    fail("{}: a CLIP checkpoint needs 'clip_text' and 'vocab_size'", source);
-  }
-  return make_clip_model(vit, text::clip_text_config_from_json(config["clip_text"], source),
-                         config["vocab_size"].get<int64_t>());
+  const ModelConfig c = model_config_from_json(config, source);
+  if (c.tower == TextTower::kLlm) return make_flame_model(c.vit, c.text_dim);
+  return make_clip_model(c.vit, c.clip_text, c.vocab_size);
 }
 
 }  // namespace flame::train

@@ -27,9 +27,15 @@ std::string read_file(const fs::path& path) {
 
 nlohmann::json read_json_file(const fs::path& path) {
   const std::string text = read_file(path);
+  // nlohmann stops at a NUL as at the end of the text ("unexpected end of
+  // input"), which hides that the file is binary or corrupt.
+  const size_t nul = text.find('\0');
+  if (nul != std::string::npos) {
+    fail("invalid JSON in '{}': a NUL byte at offset {} (a binary or corrupt file?)", path.string(), nul);
+  }
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // out_of_range too: a number like 1e999
     fail("invalid JSON in '{}': {}", path.string(), e.what());
   }
 }

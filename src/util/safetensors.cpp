@@ -1,7 +1,9 @@
 #include "util/safetensors.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <fstream>
@@ -92,12 +94,20 @@ json read_header_json(const uint8_t* data, size_t size, const std::string& sourc
   }
   h.data_start = 8 + h.header_size;
   const auto* text = reinterpret_cast<const char*>(data + 8);
-  if (h.header_size == 0 || text[0] != '{') fail("{}: header is not a JSON object", source);
+  if (h.header_size == 0) fail("{}: not a safetensors file: the header is empty", source);
 
   json header;
   try {
     header = json::parse(text, text + h.header_size);
   } catch (const json::exception& e) {
+    // Not JSON at all (another format, or garbage): say so, with its first bytes.
+    if (text[0] != '{') {
+      std::string start;
+      for (size_t i = 0; i < std::min<uint64_t>(h.header_size, 8); ++i)
+        start += fmt::format("{:02x}", static_cast<uint8_t>(text[i]));
+      fail("{}: not a safetensors file: its {}-byte header is not JSON (it starts with bytes {})", source,
+           h.header_size, start);
+    }
     fail("{}: header is not valid JSON: {}", source, e.what());
   }
   if (!header.is_object()) fail("{}: header is not a JSON object", source);

@@ -92,8 +92,10 @@ VitConfig vit_config_from_json(const json& j, const std::string& source) {
   if (c.width % c.heads != 0) {
     fail("{}: field 'width' ({}) must be a multiple of 'heads' ({})", source, c.width, c.heads);
   }
-  if (!(c.mlp_ratio > 0) || c.mlp_width() < 1) {
-    fail("{}: field 'mlp_ratio' must give an MLP width of at least 1, got {}", source, c.mlp_ratio);
+  // Checked in double first: mlp_width() casts, undefined past int64.
+  if (!(c.mlp_ratio > 0) || !(static_cast<double>(c.width) * c.mlp_ratio < 1e15) || c.mlp_width() < 1) {
+    fail("{}: field 'mlp_ratio' must give an MLP width of at least 1 (and below 1e15), got {}", source,
+         c.mlp_ratio);
   }
   if (c.pool != "avg" && c.pool != "cls") {
     fail("{}: field 'pool' must be \"avg\" or \"cls\", got \"{}\"", source, c.pool);
