@@ -61,7 +61,7 @@ void Skipped::add(const std::string& reason, const std::string& item) {
   ++by_reason_[reason];
   if (examples_.size() >= 10) return;  // counted; the first few are named (and logged)
   examples_.push_back(reason + ": " + item);
-  spdlog::warn("skipped {}: {}", item, reason);
+  spdlog::warn("skipped ({}): {}", reason, item);
 }
 
 nlohmann::json Skipped::json() const {
