@@ -367,7 +367,9 @@ TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
   const auto benchmark_name = run_cli(eval + "mine");
   EXPECT_NE(benchmark_name.output.find("unknown benchmark 'mine'"), std::string::npos)
       << benchmark_name.output;
-  EXPECT_NE(benchmark_name.output.find("presets: cifar10, flickr8k, imagenet"), std::string::npos)
+  EXPECT_NE(benchmark_name.output.find("presets: cifar10, crossmodal3600, flickr8k, imagenet, paper-table1, "
+                                       "paper-table2, paper-table3, paper-table4, paper-table5, sugarcrepe"),
+            std::string::npos)
       << benchmark_name.output;
 }
 

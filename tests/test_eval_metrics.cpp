@@ -95,6 +95,38 @@ TEST(EvalMetricsRetrieval, TiesAmongOwnCaptionsAreNotPenalised) {
   EXPECT_DOUBLE_EQ(r.text_to_image.at(1), 0.75);
 }
 
+// CLIP_benchmark's rule (torch argmax / topk: the lower index first among
+// equal scores), hand-worked on a constant 3 x 6 matrix with captions (0, 1),
+// (2, 3), (4, 5): image-to-text, image i's first caption has the 2i texts
+// before it ahead: ranks 1, 3, 5; text-to-image, a text of image i has the i
+// images before it ahead: ranks 1, 1, 2, 2, 3, 3.
+TEST(EvalMetricsRetrieval, FirstIndexTiesAsClipBenchmark) {
+  const torch::Tensor sim = torch::full({3, 6}, 0.5);
+  const RetrievalRecall r = retrieval_recall(sim, {0, 0, 1, 1, 2, 2}, {1, 2, 3, 5}, TieRule::kFirstIndex);
+  EXPECT_DOUBLE_EQ(r.image_to_text.at(1), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(r.image_to_text.at(2), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(r.image_to_text.at(3), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(r.image_to_text.at(5), 1.0);
+  EXPECT_DOUBLE_EQ(r.text_to_image.at(1), 2.0 / 6);
+  EXPECT_DOUBLE_EQ(r.text_to_image.at(2), 4.0 / 6);
+  EXPECT_DOUBLE_EQ(r.text_to_image.at(3), 1.0);
+  // A wrong text tied with image 0's best caption but after it: no longer
+  // ahead (pessimistic: 0.5). Image 1's captions t2, t3 tie at 1 and nothing
+  // of a lower index scores 1 in its row. Text 2 ties image 0 (lower index): a miss.
+  const torch::Tensor wrong_tie = matrix({{1, 1, 1, 0}, {0, 0, 1, 1}});
+  const RetrievalRecall w = retrieval_recall(wrong_tie, {0, 0, 1, 1}, {1}, TieRule::kFirstIndex);
+  EXPECT_DOUBLE_EQ(w.image_to_text.at(1), 1.0);
+  EXPECT_DOUBLE_EQ(w.text_to_image.at(1), 0.75);
+  // Without ties both rules agree.
+  const torch::Tensor sim2 = matrix({{0.9, 0.1, 0.5, 0.2, 0.3, 0.4},  //
+                                     {0.8, 0.7, 0.6, 0.1, 0.2, 0.3},
+                                     {0.1, 0.2, 0.3, 0.9, 0.4, 0.8}});
+  const RetrievalRecall a = retrieval_recall(sim2, {0, 0, 1, 1, 2, 2}, {1, 2, 3});
+  const RetrievalRecall b = retrieval_recall(sim2, {0, 0, 1, 1, 2, 2}, {1, 2, 3}, TieRule::kFirstIndex);
+  EXPECT_EQ(a.image_to_text, b.image_to_text);
+  EXPECT_EQ(a.text_to_image, b.text_to_image);
+}
+
 TEST(EvalMetricsRetrieval, IdentityIsPerfect) {
   const int64_t n = 7;
   std::vector<int64_t> text_image(n);
@@ -183,6 +215,28 @@ TEST(EvalMetricsClassification, TiesAndPerClass) {
   EXPECT_DOUBLE_EQ(acc.per_class_top1[0], 0.5);
   EXPECT_DOUBLE_EQ(acc.per_class_top1[1], 0.0);
   EXPECT_DOUBLE_EQ(acc.per_class_top1[2], 0.0);
+}
+
+// First-index ties (argmax): row 1 (label 0, tied with class 1) is a hit, row
+// 3 (label 2, tied with 0 and 1) is not. Mean per-class recall averages the
+// classes that have samples (class 1 has none): (2/2 + 0/2) / 2.
+TEST(EvalMetricsClassification, FirstIndexTiesAndMeanPerClassRecall) {
+  const torch::Tensor logits = matrix({{2, 1, 0}, {1, 1, 0}, {0, 3, 1}, {5, 5, 5}});
+  const ClassificationAccuracy first = classification_accuracy(logits, {0, 0, 2, 2}, TieRule::kFirstIndex);
+  EXPECT_DOUBLE_EQ(first.top1, 0.5);
+  EXPECT_DOUBLE_EQ(first.per_class_top1[0], 1.0);
+  EXPECT_DOUBLE_EQ(first.mean_per_class_recall, 0.5);
+  EXPECT_DOUBLE_EQ(classification_accuracy(logits, {0, 0, 2, 2}).mean_per_class_recall, 0.25);
+  // Imbalanced: three right of class 0, one wrong of class 1: top-1 3/4, balanced 1/2.
+  const torch::Tensor imbalanced = matrix({{1, 0}, {1, 0}, {1, 0}, {1, 0}});
+  const ClassificationAccuracy b = classification_accuracy(imbalanced, {0, 0, 0, 1}, TieRule::kFirstIndex);
+  EXPECT_DOUBLE_EQ(b.top1, 0.75);
+  EXPECT_DOUBLE_EQ(b.mean_per_class_recall, 0.5);
+  // A constant row: argmax picks class 0, so only class-0 samples are hits.
+  const ClassificationAccuracy c =
+      classification_accuracy(torch::zeros({3, 4}), {0, 1, 3}, TieRule::kFirstIndex);
+  EXPECT_DOUBLE_EQ(c.top1, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(c.top5, 1.0);
 }
 
 TEST(EvalMetricsClassification, TopFive) {

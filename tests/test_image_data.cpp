@@ -31,6 +31,7 @@
 #include "text/joined_stores.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "webp_writer.h"
 
 namespace flame::data {
 namespace {
@@ -209,6 +210,23 @@ TEST(ImageDecode, PngRoundTripsExactPixels) {
   const uint8_t* src = rgb.data_ptr<uint8_t>();
   for (int i = 0; i < w * h * 3; ++i) deep[i * 2] = deep[i * 2 + 1] = src[i];
   EXPECT_TRUE(torch::equal(decode_image(encode_png(deep, w, h, PNG_COLOR_TYPE_RGB, 16), "deep.png"), rgb));
+}
+
+// WebP (CLIP_benchmark's exports): lossless decodes to the exact pixels, lossy
+// close to them; a truncated or corrupt file is an error naming it.
+TEST(ImageDecode, WebpLosslessAndLossy) {
+  const std::string name = flickr_names(1)[0];
+  const torch::Tensor photo = decode_image(flickr_bytes(name), name).slice(0, 0, 61).slice(1, 0, 83);
+  const std::string lossless = test::encode_webp(photo);
+  EXPECT_TRUE(torch::equal(decode_image(lossless, "a.webp"), photo));
+  const torch::Tensor lossy = decode_image(test::encode_webp(photo, 90), "b.webp");
+  ASSERT_EQ(lossy.sizes(), photo.sizes());
+  EXPECT_LT((lossy.to(torch::kFloat32) - photo.to(torch::kFloat32)).abs().mean().item<double>(), 6.0);
+  EXPECT_TRUE(contains(error_of([&] { decode_image(lossless.substr(0, lossless.size() / 2), "cut.webp"); }),
+                       "cannot decode WebP image 'cut.webp'"));
+  std::string corrupt = lossless;
+  for (size_t i = 20; i < corrupt.size(); ++i) corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5A);
+  EXPECT_TRUE(contains(error_of([&] { decode_image(corrupt, "bad.webp"); }), "bad.webp"));
 }
 
 TEST(ImageDecode, JpegCloseToPngOfSamePixels) {
@@ -436,7 +454,7 @@ TEST(ImageSource, TarShardsWithBracePattern) {
                {"shard" + tag + "/b.seg.png", png},  // key "b", extension "seg.png": not an image member
                {"shard" + tag + "/c.PNG", png},
                {long_dir(s) + "/" + tag + ".jpeg", flickr_bytes(names[3])},
-               {"shard" + tag + "/d.webp", "RIFF"}},
+               {"shard" + tag + "/d.gif", "GIF89a"}},
               formats[s]);
   }
   const ImageSource source = ImageSource::open((dir / "data-{0000..0002}.tar").string());

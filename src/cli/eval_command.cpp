@@ -18,8 +18,14 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--llm", o->llm,
                   "the frozen LLM a FLAME model was trained against (not for CLIP baselines)");
   cmd->add_option("--benchmark", o->benchmarks,
-                  "benchmark name in configs/benchmarks (flickr8k, cifar10, imagenet) or JSON file")
+                  "benchmark name in configs/benchmarks (flickr8k, cifar10, imagenet, paper-table1, ...), "
+                  "JSON file, or clip-benchmark:ROOT (a CLIP_benchmark WebDataset export)")
       ->required();
+  cmd->add_option("--task", o->clip_benchmark_tasks,
+                  "for clip-benchmark:ROOT: zeroshot_classification, zeroshot_retrieval, linear_probe "
+                  "(default: the dataset's own kind)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"zeroshot_classification", "zeroshot_retrieval", "linear_probe"}));
   cmd->add_option("--tasks", o->tasks, "run only these tasks (names from the benchmark files)")
       ->delimiter(',');
   cmd->add_option(

@@ -1,6 +1,7 @@
 #include "data/image_pixels.h"
 
 #include <png.h>
+#include <webp/decode.h>
 #include <turbojpeg.h>
 
 #include <csetjmp>
@@ -192,6 +193,39 @@ DecodedSize decode_png(std::string_view bytes, const std::string& name, const Pi
   return {static_cast<int64_t>(height), static_cast<int64_t>(width)};
 }
 
+// ---- WebP ----
+
+const char* webp_status(VP8StatusCode status) {
+  switch (status) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "corrupt bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "file is truncated";
+    default: return "error";
+  }
+}
+
+// Still images, lossy or lossless; alpha is dropped (WebPDecodeRGBInto writes
+// no alpha channel), as for PNG. The header is read first so the pixel limit
+// applies before any pixel buffer is allocated. Animated WebP (a sequence of
+// frames, no single image) is refused.
+DecodedSize decode_webp(std::string_view bytes, const std::string& name, const PixelAllocator& allocate) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  WebPBitstreamFeatures features;
+  const VP8StatusCode status = WebPGetFeatures(data, bytes.size(), &features);
+  if (status != VP8_STATUS_OK) fail("cannot decode WebP image '{}': {}", name, webp_status(status));
+  if (features.has_animation) fail("cannot decode WebP image '{}': animated WebP is not supported", name);
+  check_dimensions(features.width, features.height, name);
+  uint8_t* rgb = allocate(features.height, features.width);
+  const size_t stride = static_cast<size_t>(features.width) * 3;
+  if (WebPDecodeRGBInto(data, bytes.size(), rgb, stride * features.height, static_cast<int>(stride)) == nullptr)
+    fail("cannot decode WebP image '{}': corrupt or truncated data", name);
+  return {features.height, features.width};
+}
+
 }  // namespace
 
 DecodedSize decode_image_pixels(std::string_view bytes, const std::string& name,
@@ -199,12 +233,11 @@ DecodedSize decode_image_pixels(std::string_view bytes, const std::string& name,
   if (has_prefix(bytes, "\xFF\xD8\xFF")) return decode_jpeg(bytes, name, allocate);
   if (has_prefix(bytes, "\x89PNG\r\n\x1A\n")) return decode_png(bytes, name, allocate);
   if (bytes.empty()) fail("cannot decode image '{}': the file is empty", name);
-  if (has_prefix(bytes, "RIFF") && bytes.size() >= 12 && bytes.substr(8, 4) == "WEBP") {
-    fail("cannot decode image '{}': WebP is not supported (only JPEG and PNG)", name);
-  }
+  if (has_prefix(bytes, "RIFF") && bytes.size() >= 12 && bytes.substr(8, 4) == "WEBP")
+    return decode_webp(bytes, name, allocate);
   if (has_prefix(bytes, "GIF8"))
-    fail("cannot decode image '{}': GIF is not supported (only JPEG and PNG)", name);
-  fail("cannot decode image '{}': not a JPEG or PNG file (unknown leading bytes)", name);
+    fail("cannot decode image '{}': GIF is not supported (only JPEG, PNG and WebP)", name);
+  fail("cannot decode image '{}': not a JPEG, PNG or WebP file (unknown leading bytes)", name);
 }
 
 }  // namespace flame::data

@@ -1,5 +1,5 @@
 // The decoding core behind data/image_decode.h, without torch: JPEG
-// (TurboJPEG) and PNG (libpng), told apart by their magic bytes, always to
+// (TurboJPEG), PNG (libpng) and still WebP (libwebp), told apart by their magic bytes, always to
 // 8-bit RGB, written into memory the caller provides. It is kept free of torch
 // so the fuzz target (tests/fuzz/image_decode_fuzz.cpp) runs the very code the
 // training loader runs.
@@ -29,12 +29,12 @@ struct DecodedSize {
   int64_t height = 0, width = 0;
 };
 
-// Decodes a JPEG or PNG into memory from `allocate` (called once, after the
+// Decodes a JPEG, PNG or WebP into memory from `allocate` (called once, after the
 // header was checked) and returns the decoded size. Grayscale and CMYK JPEGs
 // and palette, grayscale and 16-bit PNGs become 8-bit RGB; alpha is dropped
 // (as Pillow's convert("RGB") does). Throws flame::Error naming `name` for
 // corrupt, truncated (a TurboJPEG warning counts as an error), oversized or
-// unsupported (WebP, GIF, ...) data.
+// unsupported (animated WebP, GIF, ...) data.
 DecodedSize decode_image_pixels(std::string_view bytes, const std::string& name,
                                 const PixelAllocator& allocate);
 

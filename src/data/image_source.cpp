@@ -71,10 +71,10 @@ size_t column_index(const std::vector<std::string>& header, const std::string& n
 }
 
 bool is_supported_image(const std::string& ext) {
-  return ext == "jpg" || ext == "jpeg" || ext == "png";
+  return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "webp";
 }
 bool is_other_image(const std::string& ext) {
-  return ext == "webp" || ext == "gif" || ext == "bmp" || ext == "tif" || ext == "tiff";
+  return ext == "gif" || ext == "bmp" || ext == "tif" || ext == "tiff";
 }
 
 std::vector<std::string> read_lines(const std::string& path, const std::string& what) {
@@ -181,7 +181,7 @@ void ImageSource::index_shards(const std::string& spec) {
   }
   open_files_ = std::move(open_files);
   if (unsupported > 0) {
-    spdlog::warn("{}: {} image members in formats other than JPEG and PNG were left out, e.g. {}", spec,
+    spdlog::warn("{}: {} image members in formats other than JPEG, PNG and WebP were left out, e.g. {}", spec,
                  unsupported, unsupported_example);
   }
 }

@@ -1,6 +1,6 @@
 // Training images as a list of keyed records with random access, from either
 //  (a) WebDataset tar shards ("data-{0000..0099}.tar"): members KEY.jpg,
-//      KEY.jpeg or KEY.png, the key being the member path up to the first dot
+//      KEY.jpeg, KEY.png or KEY.webp, the key being the member path up to the first dot
 //      of its file name, as WebDataset (and caption_source) splits it; or
 //  (b) a TSV table with an image-name column (header row) plus the folder of
 //      the images: key = the image name, as `flame embed` keys TSV captions.

@@ -3,30 +3,21 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <fstream>
-#include <future>
+#include <map>
 #include <set>
 #include <sstream>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
 
 #include "data/caption_source.h"
-#include "data/image_decode.h"
-#include "data/image_transform.h"
+#include "eval/clip_benchmark_tasks.h"
+#include "eval/eval_models.h"
 #include "eval/linear_probe.h"
+#include "eval/long_caption_sets.h"
 #include "eval/metrics.h"
-#include "llm/load_llm.h"
-#include "text/clip_tokenize.h"
-#include "text/fda_encoder.h"
-#include "text/prompts.h"
-#include "train/checkpoint.h"
-#include "train/text_provenance.h"
+#include "eval/multilingual_compositional.h"
+#include "eval/task_common.h"
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
-#include "util/progress.h"
 #include "util/strings.h"
 
 namespace flame::eval {
@@ -35,195 +26,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-torch::Tensor l2_normalize(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
-}
-
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail("cannot read {}", path.string());
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!trim(line).empty()) lines.emplace_back(trim(line));
-  }
-  return lines;
-}
-
-// The trained image encoder and its text side: the frozen LLM through the FDA
-// encoder (FLAME), or the checkpoint's own text tower (the CLIP baseline).
-class Models {
- public:
-  // `needs_text`: some task encodes texts. A FLAME model's LLM is loaded only
-  // then (the linear probe needs none).
-  Models(const EvalOptions& o, bool needs_text)
-      : device_(llm::parse_device(o.device)),
-        model_(train::load_trained_model(o.model, device_)),
-        batch_size_(o.batch_size) {
-    if (model_.is_clip()) {
-      if (!o.llm.empty())
-        spdlog::warn("{} is a CLIP baseline with its own text tower: --llm is not used", o.model);
-      tokenizer_ = llm::Tokenizer::load(model_.text->config().tokenizer_path());
-      return;
-    }
-    if (!needs_text) return;
-    if (o.llm.empty())
-      fail("{} is a FLAME model: evaluating it needs the frozen LLM it was trained against (--llm)", o.model);
-    train::CheckedTextSide text_side = train::check_text_side(o.model, o.llm, o.allow_llm_mismatch);
-    provenance_ = std::move(text_side.provenance);
-    warnings_ = std::move(text_side.warnings);
-    auto loaded = llm::load_llm(o.llm, o.dtype, o.device);
-    llm_ = std::make_unique<llm::Transformer>(std::move(loaded.model));
-    tokenizer_ = std::move(loaded.tokenizer);
-    if (model_.image->text_dim() != llm_->config().hidden_size) {
-      fail(
-          "the model maps images into {} dimensions but the LLM in {} has hidden size {}: evaluate with the "
-          "LLM it was trained against",
-          model_.image->text_dim(), o.llm, llm_->config().hidden_size);
-    }
-  }
-
-  bool is_clip() const { return model_.is_clip(); }
-  // How the last texts were encoded (FLAME): prompt set, layer, facet positions.
-  const nlohmann::json& text_encoding() const { return text_encoding_; }
-  const std::vector<std::string>& warnings() const { return warnings_; }
-
-  // [N, D] normalised pooled features of the image files. Features are kept
-  // per file: the Flickr8k tasks share their test images and the CIFAR-10
-  // tasks theirs, so each image is decoded and encoded once per evaluation.
-  // Decoding runs on --threads threads, each taking every T-th image.
-  torch::Tensor image_features(const std::vector<fs::path>& files, const std::string& label) {
-    torch::NoGradGuard no_grad;
-    std::vector<fs::path> missing;
-    std::unordered_set<std::string> queued;
-    for (const auto& f : files) {
-      if (!feature_of_.count(f.string()) && queued.insert(f.string()).second) missing.push_back(f);
-    }
-    data::ImageTransformOptions t;
-    t.size = model_.image->config().image_size;
-    t.train = false;
-    ProgressBar progress(label + " images", static_cast<int64_t>(missing.size()), "img");
-    // --threads decoders (torch's thread count), not one per core: each holds an image's pixels.
-    const size_t threads = static_cast<size_t>(std::max(1, torch::get_num_threads()));
-    for (size_t begin = 0; begin < missing.size(); begin += batch_size_) {
-      const size_t end = std::min(missing.size(), begin + static_cast<size_t>(batch_size_));
-      std::vector<torch::Tensor> batch(end - begin);
-      std::vector<std::future<void>> decoders;
-      for (size_t k = 0; k < std::min(threads, end - begin); ++k) {
-        decoders.push_back(std::async(std::launch::async, [&, k] {
-          for (size_t i = begin + k; i < end; i += threads) {
-            batch[i - begin] =
-                data::transform_image(data::decode_image(read_file(missing[i]), missing[i].string()), t, 0);
-          }
-        }));
-      }
-      for (auto& d : decoders) d.get();  // rethrows a decoding error, naming the file
-      const torch::Tensor features =
-          l2_normalize(model_.image->encode(torch::stack(batch).to(device_)).pooled.to(torch::kFloat32))
-              .cpu();
-      for (size_t i = begin; i < end; ++i)
-        feature_of_[missing[i].string()] = features[static_cast<int64_t>(i - begin)];
-      progress.advance(static_cast<int64_t>(end - begin));
-    }
-    progress.finish();
-    std::vector<torch::Tensor> out;
-    out.reserve(files.size());
-    for (const auto& f : files) out.push_back(feature_of_.at(f.string()));
-    return torch::stack(out);
-  }
-
-  // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
-  // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
-  // set is not used). `truncated` counts the texts CLIP cut.
-  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
-                              int64_t* truncated = nullptr) {
-    if (!model_.is_clip()) {
-      text::FacetEncoderOptions o;
-      o.normalize = true;
-      const text::PromptSet prompts = text::load_prompt_set(prompt_set);
-      if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
-        o.layer = trained->layer;  // the layer and positions training's stores were made with
-        o.facet_positions =
-            llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
-        note_prompt_difference(*trained, prompts);
-      }
-      const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, o);
-      text_encoding_ = {{"prompt_set", prompts.name},
-                        {"layer", encoder.layer()},
-                        {"facet_positions", llm::to_string(o.facet_positions)}};
-      return encoder.encode_texts(texts).cpu();
-    }
-    // Batches of similar length: the tower stops at a batch's longest caption.
-    torch::NoGradGuard no_grad;
-    const text::ClipTokens tokens =
-        text::clip_tokenize(*tokenizer_, texts, model_.text->config().context_length);
-    const int64_t cut = tokens.truncated;
-    const torch::Tensor order = std::get<1>(tokens.eot_index.sort(c10::optional<bool>(true), /*dim=*/0));
-    torch::Tensor features;
-    for (int64_t begin = 0; begin < order.size(0); begin += 256) {
-      const torch::Tensor rows = order.slice(0, begin, begin + 256);
-      const torch::Tensor f = l2_normalize(model_
-                                               .text(tokens.ids.index_select(0, rows).to(device_),
-                                                     tokens.eot_index.index_select(0, rows).to(device_))
-                                               .to(torch::kFloat32))
-                                  .cpu();
-      if (!features.defined()) features = torch::empty({order.size(0), f.size(1)}, f.options());
-      features.index_copy_(0, rows, f);
-    }
-    if (truncated != nullptr) *truncated = cut;
-    return features.unsqueeze(1);
-  }
-
- private:
-  // A prompt set of the same name but other content than training's (edited
-  // since): worth a warning, once.
-  void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts) {
-    if (trained.prompt_set_name != prompts.name || trained.prompt_set_sha256 == prompts.sha256) return;
-    const std::string warning = fmt::format(
-        "prompt set '{}' differs from the one the model was trained with (sha256 {} now, {} then)",
-        prompts.name, prompts.sha256.substr(0, 12), trained.prompt_set_sha256.substr(0, 12));
-    if (std::find(warnings_.begin(), warnings_.end(), warning) != warnings_.end()) return;
-    warnings_.push_back(warning);
-    spdlog::warn("{}", warning);
-  }
-
-  torch::Device device_;
-  train::TrainedModel model_;
-  train::TextProvenance provenance_;  // FLAME: what the training stores were made with
-  std::vector<std::string> warnings_;
-  std::unique_ptr<llm::Transformer> llm_;  // FLAME only
-  std::unique_ptr<llm::Tokenizer> tokenizer_;
-  int64_t batch_size_;
-  std::unordered_map<std::string, torch::Tensor> feature_of_;  // image file -> its feature [D]
-  nlohmann::json text_encoding_;
-};
-
-std::string expand(std::string value, const std::string& data_root) {
-  const std::string configs = config_dir("benchmarks").parent_path().string();
-  for (const auto& [key, replacement] :
-       {std::pair<std::string, std::string>{"{data}", data_root}, {"{configs}", configs}}) {
-    for (size_t at = value.find(key); at != std::string::npos; at = value.find(key))
-      value.replace(at, key.size(), replacement);
-  }
-  return value;
-}
-
+// The task's string field, {data} and {configs} expanded.
 std::string field(const nlohmann::json& task, const char* name, const std::string& data_root) {
-  if (!task.contains(name) || !task[name].is_string()) {
-    fail("task '{}': missing string field '{}'", task.value("name", "?"), name);
-  }
-  return expand(task[name].get<std::string>(), data_root);
+  return task_field(task, name, data_root);
 }
 
-nlohmann::json recall_json(const RetrievalRecall& r) {
-  nlohmann::json j;
-  for (const auto& [k, v] : r.image_to_text) j["image_to_text"]["R@" + std::to_string(k)] = v;
-  for (const auto& [k, v] : r.text_to_image) j["text_to_image"]["R@" + std::to_string(k)] = v;
-  return j;
-}
-
-nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::string& data_root,
+nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const std::string& data_root,
                              int64_t limit) {
   const std::string name = task.at("name");
   const std::string mode = task.value("mode", "short");
@@ -262,7 +70,7 @@ nlohmann::json run_retrieval(Models& m, const nlohmann::json& task, const std::s
       text_image.push_back(static_cast<int64_t>(i));
     }
   }
-  const torch::Tensor image = m.image_features(files, name);
+  const torch::Tensor image = m.image_features(file_inputs(files), name);
   spdlog::info("{}: embedding {} captions ({})", name, texts.size(),
                m.is_clip()      ? "CLIP text tower"
                : mode == "long" ? "long prompts"
@@ -339,27 +147,19 @@ void list_class_images(const nlohmann::json& task, const fs::path& root, const C
   }
 }
 
-nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::string& data_root,
+nlohmann::json run_zero_shot(EvalModels& m, const nlohmann::json& task, const std::string& data_root,
                              int64_t limit) {
   const std::string name = task.at("name");
   const ClassList classes = read_classes(task, data_root);
   const std::vector<std::string> templates = read_lines(field(task, "templates", data_root));
-  for (const auto& t : templates) {
-    if (t.find("{}") == std::string::npos) fail("task '{}': template '{}' has no {{}}", name, t);
-  }
+  for (const auto& t : templates) fill_template(t, "");  // a bad template fails before the images are encoded
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
   const auto C = static_cast<int64_t>(classes.names.size()), T = static_cast<int64_t>(templates.size());
   list_class_images(task, field(task, "root", data_root), classes,
                     limit > 0 ? std::max<int64_t>(1, limit / C) : 0, &files, &labels);
-  const torch::Tensor image = m.image_features(files, name);
-  std::vector<std::string> prompts;
-  for (const auto& c : classes.names) {
-    for (const auto& t : templates)
-      prompts.push_back(t.substr(0, t.find("{}")) + c + t.substr(t.find("{}") + 2));
-  }
-  const torch::Tensor text = m.text_features(prompts, "raw").select(1, 0).view({C, T, -1});
-  const torch::Tensor class_vectors = l2_normalize(l2_normalize(text).mean(1));  // templates averaged
+  const torch::Tensor image = m.image_features(file_inputs(files), name);
+  const torch::Tensor class_vectors = zero_shot_classifier(m, classes.names, templates);
   const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
   nlohmann::json per_class = nlohmann::json::object();
   for (size_t c = 0; c < classes.names.size(); ++c) per_class[classes.names[c]] = acc.per_class_top1[c];
@@ -370,7 +170,7 @@ nlohmann::json run_zero_shot(Models& m, const nlohmann::json& task, const std::s
   return out;
 }
 
-nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std::string& data_root,
+nlohmann::json run_linear_probe(EvalModels& m, const nlohmann::json& task, const std::string& data_root,
                                 int64_t limit) {
   const std::string name = task.at("name");
   const ClassList classes = read_classes(task, data_root);
@@ -379,7 +179,7 @@ nlohmann::json run_linear_probe(Models& m, const nlohmann::json& task, const std
   const auto C = static_cast<int64_t>(classes.names.size());
   list_class_images(task, field(task, "root", data_root), classes,
                     limit > 0 ? std::max<int64_t>(5, limit / C) : 0, &files, &labels);
-  const torch::Tensor features = m.image_features(files, name);
+  const torch::Tensor features = m.image_features(file_inputs(files), name);
   // Split by index within each class: 3/5 train, 1/5 validation, 1/5 test.
   std::vector<int64_t> split[3];
   std::map<int64_t, int64_t> seen;
@@ -403,6 +203,84 @@ std::string default_data_root() {
   return (shared_dir() / "data").string();
 }
 
+// The tasks of a "clip-benchmark:ROOT" benchmark: one per --task kind (none:
+// the dataset's own, from its dataset_type.txt), named after the folder.
+std::vector<nlohmann::json> clip_benchmark_spec_tasks(const std::string& root,
+                                                      const std::vector<std::string>& kinds) {
+  const fs::path normal = fs::path(root).lexically_normal();
+  const std::string name =
+      normal.has_filename() ? normal.filename().string() : normal.parent_path().filename().string();
+  if (kinds.empty()) return {{{"name", name}, {"type", "clip-benchmark"}, {"root", root}}};
+  std::vector<nlohmann::json> tasks;
+  for (const auto& kind : kinds)
+    tasks.push_back(
+        {{"name", name + "/" + kind}, {"type", "clip-benchmark"}, {"root", root}, {"task", kind}});
+  return tasks;
+}
+
+// The tasks of every --benchmark (files, presets or clip-benchmark:ROOT), those
+// named by --tasks when given; the files' paper-table layouts go to `layouts`.
+std::vector<nlohmann::json> collect_tasks(const EvalOptions& o, nlohmann::json* layouts) {
+  std::vector<nlohmann::json> all;
+  bool any_clip_benchmark = false;
+  for (const auto& b : o.benchmarks) {
+    if (starts_with(b, kClipBenchmarkPrefix)) {
+      any_clip_benchmark = true;
+      for (auto& t : clip_benchmark_spec_tasks(b.substr(std::string(kClipBenchmarkPrefix).size()),
+                                               o.clip_benchmark_tasks))
+        all.push_back(std::move(t));
+      continue;
+    }
+    const fs::path path = find_preset(b, {config_dir("benchmarks"), "benchmark", "benchmark"});
+    const nlohmann::json bench = read_json_file(path);
+    if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
+    for (const auto& t : bench["tasks"]) {
+      if (!t.contains("name") || !t.contains("type"))
+        fail("{}: every task needs 'name' and 'type'", path.string());
+      all.push_back(t);
+    }
+    if (bench.contains("layout")) layouts->push_back(bench["layout"]);
+  }
+  if (!o.clip_benchmark_tasks.empty() && !any_clip_benchmark)
+    fail(
+        "--task applies to --benchmark {}ROOT (CLIP_benchmark datasets); to pick tasks of benchmark files "
+        "use --tasks",
+        kClipBenchmarkPrefix);
+  std::set<std::string> names;
+  std::vector<nlohmann::json> tasks;
+  for (const auto& t : all) {
+    names.insert(t["name"].get<std::string>());
+    if (o.tasks.empty() || std::count(o.tasks.begin(), o.tasks.end(), t["name"].get<std::string>()))
+      tasks.push_back(t);
+  }
+  for (const auto& wanted : o.tasks) {
+    if (!names.count(wanted)) fail("no task '{}' in the benchmarks given", wanted);
+  }
+  return tasks;
+}
+
+bool task_needs_text(const nlohmann::json& t) {
+  if (t["type"] == "linear-probe") return false;
+  if (t["type"] == "clip-benchmark") return clip_benchmark_needs_text(t);
+  return true;
+}
+
+nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::string& data_root,
+                        int64_t limit) {
+  const std::string type = t["type"];
+  if (type == "retrieval") return run_retrieval(models, t, data_root, limit);
+  if (type == "zero-shot") return run_zero_shot(models, t, data_root, limit);
+  if (type == "linear-probe") return run_linear_probe(models, t, data_root, limit);
+  if (type == "clip-benchmark") return run_clip_benchmark(models, t, data_root, limit);
+  if (type == "long-caption-retrieval") return run_long_caption_retrieval(models, t, data_root, limit);
+  if (type == "crossmodal3600") return run_crossmodal3600(models, t, data_root, limit);
+  if (type == "sugarcrepe") return run_sugarcrepe(models, t, data_root, limit);
+  fail(
+      "task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe, clip-benchmark, "
+      "long-caption-retrieval, crossmodal3600, sugarcrepe)",
+      t["name"].get<std::string>(), type);
+}
+
 }  // namespace
 
 torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
@@ -420,28 +298,9 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   if (o.limit < 0) fail("flame eval: --limit must not be negative (0: all), not {}", o.limit);
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
-  std::vector<nlohmann::json> tasks;
-  std::set<std::string> names;
-  for (const auto& b : o.benchmarks) {
-    const fs::path path = find_preset(b, {config_dir("benchmarks"), "benchmark", "benchmark"});
-    const nlohmann::json bench = read_json_file(path);
-    if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
-    for (const auto& t : bench["tasks"]) {
-      if (!t.contains("name") || !t.contains("type"))
-        fail("{}: every task needs 'name' and 'type'", path.string());
-      names.insert(t["name"].get<std::string>());
-      if (o.tasks.empty() || std::count(o.tasks.begin(), o.tasks.end(), t["name"].get<std::string>()))
-        tasks.push_back(t);
-    }
-  }
-  for (const auto& wanted : o.tasks) {
-    if (!names.count(wanted)) fail("no task '{}' in the benchmarks given", wanted);
-  }
-
-  const bool needs_text = std::any_of(tasks.begin(), tasks.end(), [](const nlohmann::json& t) {
-    return t["type"] == "retrieval" || t["type"] == "zero-shot";
-  });
-  Models models(o, needs_text);
+  nlohmann::json layouts = nlohmann::json::array();
+  const std::vector<nlohmann::json> tasks = collect_tasks(o, &layouts);
+  EvalModels models(o, std::any_of(tasks.begin(), tasks.end(), task_needs_text));
   nlohmann::json results = {{"config",
                              {{"model", o.model},
                               {"llm", o.llm},
@@ -453,61 +312,16 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
                               {"device", o.device},
                               {"allow_llm_mismatch", o.allow_llm_mismatch}}},
                             {"tasks", nlohmann::json::array()}};
+  if (!o.clip_benchmark_tasks.empty()) results["config"]["task"] = o.clip_benchmark_tasks;
   for (const auto& t : tasks) {
-    const std::string type = t["type"];
-    nlohmann::json r;
-    if (type == "retrieval")
-      r = run_retrieval(models, t, data_root, o.limit);
-    else if (type == "zero-shot")
-      r = run_zero_shot(models, t, data_root, o.limit);
-    else if (type == "linear-probe")
-      r = run_linear_probe(models, t, data_root, o.limit);
-    else
-      fail("task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe)", t["name"].get<std::string>(),
-           type);
+    nlohmann::json r = run_task(models, t, data_root, o.limit);
     r["task"] = t;
     results["tasks"].push_back(r);
   }
   results["warnings"] = models.warnings();
+  if (!layouts.empty()) results["layouts"] = layouts;
   if (!o.out.empty()) write_json_file_atomic(o.out, results);
   return results;
-}
-
-std::string results_markdown(const nlohmann::json& results) {
-  std::ostringstream md;
-  // Warnings first: a table computed with another LLM must say so.
-  for (const auto& w : results.value("warnings", nlohmann::json::array()))
-    md << "> **warning:** " << w.get<std::string>() << "\n\n";
-  bool header = false;
-  for (const auto& t : results["tasks"]) {
-    if (t["type"] != "retrieval") continue;
-    if (!header) {
-      md << "| retrieval | mode | images | texts | I→T R@1 | R@5 | R@10 | T→I R@1 | R@5 | R@10 |\n"
-         << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-      header = true;
-    }
-    const auto& i2t = t["image_to_text"];
-    const auto& t2i = t["text_to_image"];
-    md << fmt::format("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
-                      t["name"].get<std::string>(), t["mode"].get<std::string>(), t["images"].get<int64_t>(),
-                      t["texts"].get<int64_t>(), 100 * i2t["R@1"].get<double>(),
-                      100 * i2t["R@5"].get<double>(), 100 * i2t["R@10"].get<double>(),
-                      100 * t2i["R@1"].get<double>(), 100 * t2i["R@5"].get<double>(),
-                      100 * t2i["R@10"].get<double>());
-  }
-  header = false;
-  for (const auto& t : results["tasks"]) {
-    if (t["type"] == "retrieval") continue;
-    if (!header) {
-      md << (md.tellp() > 0 ? "\n" : "") << "| classification | type | images | top-1 | top-5 |\n"
-         << "|---|---|---:|---:|---:|\n";
-      header = true;
-    }
-    md << fmt::format("| {} | {} | {} | {:.1f} | {} |\n", t["name"].get<std::string>(),
-                      t["type"].get<std::string>(), t["images"].get<int64_t>(), 100 * t["top1"].get<double>(),
-                      t.contains("top5") ? fmt::format("{:.1f}", 100 * t["top5"].get<double>()) : "");
-  }
-  return md.str();
 }
 
 }  // namespace flame::eval

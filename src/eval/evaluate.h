@@ -6,6 +6,8 @@
 //   zero-shot    ROOT/<class>/*.jpg, class names x templates through the `raw`
 //                set, templates averaged; top-1 / top-5, per class
 //   linear-probe frozen image features, logistic regression (linear_probe.h)
+//   clip-benchmark  a CLIP_benchmark WebDataset export (clip_benchmark_tasks.h),
+//                also reachable as --benchmark clip-benchmark:ROOT [--task ...]
 // Text features go through the same FDA encoder as training's embeddings. A
 // CLIP baseline checkpoint (train --text-tower clip) runs every task with its
 // own text tower instead: one feature per text, cut to its 77-token context
@@ -25,8 +27,11 @@ namespace flame::eval {
 struct EvalOptions {
   std::string model;  // checkpoint directory, or a run directory (its latest)
   std::string llm;    // the frozen LLM a FLAME model was trained against (CLIP, or linear probe only: unused)
-  std::vector<std::string> benchmarks;  // names in configs/benchmarks/ or JSON files
-  std::vector<std::string> tasks;       // task names to run (empty: all of the benchmarks')
+  std::vector<std::string> benchmarks;  // names in configs/benchmarks/, JSON files, or clip-benchmark:ROOT
+  // For clip-benchmark:ROOT benchmarks: zeroshot_classification,
+  // zeroshot_retrieval and/or linear_probe (empty: the dataset's own kind).
+  std::vector<std::string> clip_benchmark_tasks;
+  std::vector<std::string> tasks;  // task names to run (empty: all of the benchmarks')
   std::string data_root;       // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
   int64_t limit = 0;           // images per task (0: all); zero-shot/probe: spread over classes
   std::string dtype = "bf16";  // LLM compute dtype
@@ -37,6 +42,9 @@ struct EvalOptions {
   // refused unless this is set (then the results carry a warning).
   bool allow_llm_mismatch = false;
 };
+
+// --benchmark clip-benchmark:ROOT names a CLIP_benchmark export directly.
+inline constexpr const char* kClipBenchmarkPrefix = "clip-benchmark:";
 
 // Image-text similarity [N, T] of normalised image features [N, D] and text
 // facets [T, K, D]: the mean cosine over the K facets (K = 1: plain cosine).

@@ -44,33 +44,51 @@ std::map<int, double> recall_at(const torch::Tensor& ranks, const std::vector<in
   return recall;
 }
 
-// ranks[r] = #{c : scores[r, c] >= threshold[r]}, one block of rows at a time.
-torch::Tensor count_at_least_by_row(const torch::Tensor& scores, const torch::Tensor& threshold) {
+// The rank of each row's correct column `own[r]` (scoring threshold[r]) among
+// the row's columns, one block of rows at a time. kPessimistic:
+// #{c : scores[r, c] >= threshold[r]} (the correct column is the "1 +");
+// kFirstIndex: 1 + #{greater} + #{equal with c < own[r]}.
+torch::Tensor rank_by_row(const torch::Tensor& scores, const torch::Tensor& threshold,
+                          const torch::Tensor& own, TieRule ties) {
   const int64_t rows = scores.size(0), step = block_rows(scores.size(1));
-  torch::Tensor counts = torch::empty({rows}, threshold.options().dtype(torch::kLong));
+  torch::Tensor ranks = torch::empty({rows}, threshold.options().dtype(torch::kLong));
+  const torch::Tensor column = torch::arange(scores.size(1), ranks.options()).unsqueeze(0);
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
-    counts.slice(0, r0, r1).copy_(
-        (scores.slice(0, r0, r1) >= threshold.slice(0, r0, r1).unsqueeze(1)).sum(1));
+    const torch::Tensor s = scores.slice(0, r0, r1), t = threshold.slice(0, r0, r1).unsqueeze(1);
+    if (ties == TieRule::kPessimistic) {
+      ranks.slice(0, r0, r1).copy_((s >= t).sum(1));
+    } else {
+      const torch::Tensor before = column < own.slice(0, r0, r1).unsqueeze(1);
+      ranks.slice(0, r0, r1).copy_(((s > t) | ((s == t) & before)).sum(1) + 1);
+    }
   }
-  return counts;
+  return ranks;
 }
 
-// counts[c] = #{r : scores[r, c] >= threshold[c]}, one block of rows at a time.
-torch::Tensor count_at_least_by_column(const torch::Tensor& scores, const torch::Tensor& threshold) {
+// The same down the columns: column c's correct row is own[c].
+torch::Tensor rank_by_column(const torch::Tensor& scores, const torch::Tensor& threshold,
+                             const torch::Tensor& own, TieRule ties) {
   const int64_t rows = scores.size(0), step = block_rows(scores.size(1));
   torch::Tensor counts = torch::zeros({scores.size(1)}, threshold.options().dtype(torch::kLong));
+  const torch::Tensor t = threshold.unsqueeze(0);
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
-    counts += (scores.slice(0, r0, r1) >= threshold.unsqueeze(0)).sum(0);
+    const torch::Tensor s = scores.slice(0, r0, r1);
+    if (ties == TieRule::kPessimistic) {
+      counts += (s >= t).sum(0);
+    } else {
+      const torch::Tensor before = torch::arange(r0, r1, counts.options()).unsqueeze(1) < own.unsqueeze(0);
+      counts += ((s > t) | ((s == t) & before)).sum(0);
+    }
   }
-  return counts;
+  return ties == TieRule::kPessimistic ? counts : counts + 1;
 }
 
 }  // namespace
 
 RetrievalRecall retrieval_recall(const torch::Tensor& similarity, const std::vector<int64_t>& text_image,
-                                 const std::vector<int>& ks) {
+                                 const std::vector<int>& ks, TieRule rule) {
   const torch::Tensor sim = checked_scores(similarity, "similarity", "retrieval_recall");
   check_ks(ks);
   const int64_t num_images = sim.size(0), num_texts = sim.size(1);
@@ -96,7 +114,7 @@ RetrievalRecall retrieval_recall(const torch::Tensor& similarity, const std::vec
 
   RetrievalRecall result;
   // Text-to-image: #images scoring >= the own one = 1 + #other images >= it.
-  result.text_to_image = recall_at(count_at_least_by_column(sim, own), ks);
+  result.text_to_image = recall_at(rank_by_column(sim, own, image_of, rule), ks);
 
   // Image-to-text: rank the image's best caption. #texts >= best counts the
   // image's own captions tied with the best (the best one included); those are
@@ -106,17 +124,27 @@ RetrievalRecall retrieval_recall(const torch::Tensor& similarity, const std::vec
   const torch::Tensor own_cpu = own.to(torch::kCPU, torch::kDouble).contiguous();
   const auto own_of = own_cpu.accessor<double, 1>();
   std::vector<double> best(num_images, -std::numeric_limits<double>::infinity());
-  for (int64_t t = 0; t < num_texts; ++t) best[text_image[t]] = std::max(best[text_image[t]], own_of[t]);
+  std::vector<int64_t> best_text(num_images, -1);  // the first of the best: texts run in index order
+  for (int64_t t = 0; t < num_texts; ++t) {
+    const int64_t i = text_image[t];
+    if (best_text[i] < 0 || own_of[t] > best[i]) best[i] = own_of[t], best_text[i] = t;
+  }
   std::vector<int64_t> own_ties(num_images, 0);
   for (int64_t t = 0; t < num_texts; ++t) own_ties[text_image[t]] += own_of[t] == best[text_image[t]] ? 1 : 0;
   const torch::Tensor best_score = torch::tensor(best, torch::kDouble).to(sim.device(), sim.scalar_type());
-  const torch::Tensor ties = torch::tensor(own_ties, torch::kLong).to(sim.device());
-  result.image_to_text = recall_at(count_at_least_by_row(sim, best_score) - ties + 1, ks);
+  const torch::Tensor first = torch::tensor(best_text, torch::kLong).to(sim.device());
+  const torch::Tensor ranks = rank_by_row(sim, best_score, first, rule);
+  // First-index: no caption of the image precedes its first best one, so no correction.
+  if (rule == TieRule::kFirstIndex) {
+    result.image_to_text = recall_at(ranks, ks);
+  } else {
+    result.image_to_text = recall_at(ranks - torch::tensor(own_ties, torch::kLong).to(sim.device()) + 1, ks);
+  }
   return result;
 }
 
 ClassificationAccuracy classification_accuracy(const torch::Tensor& logits,
-                                               const std::vector<int64_t>& labels) {
+                                               const std::vector<int64_t>& labels, TieRule rule) {
   const torch::Tensor scores = checked_scores(logits, "logits", "classification_accuracy");
   const int64_t n = scores.size(0), num_classes = scores.size(1);
   if (n == 0 || num_classes == 0) fail("classification_accuracy: empty logits {}", c10::str(scores.sizes()));
@@ -130,8 +158,7 @@ ClassificationAccuracy classification_accuracy(const torch::Tensor& logits,
   }
   const torch::Tensor label = torch::tensor(labels, torch::kLong).to(scores.device());
   const torch::Tensor truth = scores.gather(1, label.unsqueeze(1)).squeeze(1);
-  // rank = #classes scoring >= the true one = 1 + #other classes >= it.
-  const torch::Tensor rank = count_at_least_by_row(scores, truth);
+  const torch::Tensor rank = rank_by_row(scores, truth, label, rule);
   const torch::Tensor hit1 = (rank <= 1).to(torch::kDouble);
 
   ClassificationAccuracy result;
@@ -147,6 +174,13 @@ ClassificationAccuracy classification_accuracy(const torch::Tensor& logits,
     result.per_class_count[c] = count_of[c];
     result.per_class_top1[c] = count_of[c] > 0 ? hits_of[c] / static_cast<double>(count_of[c]) : 0.0;
   }
+  int64_t present = 0;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    if (count_of[c] == 0) continue;
+    result.mean_per_class_recall += result.per_class_top1[c];
+    ++present;
+  }
+  result.mean_per_class_recall /= static_cast<double>(present);  // n > 0: some class has samples
   return result;
 }
 

@@ -6,6 +6,10 @@
 // 100%. The rank of the correct item is
 //   1 + #(wrong candidates with a strictly greater score) + #(wrong candidates with an equal score).
 // With a single correct candidate "wrong" means every other candidate.
+//
+// CLIP_benchmark (the method's published numbers) ranks with torch.topk and
+// argmax instead, which put the lower index first among equal scores: the
+// first-index rule below reproduces that, for the tasks that report its metrics.
 #pragma once
 
 #include <torch/torch.h>
@@ -15,6 +19,13 @@
 #include <vector>
 
 namespace flame::eval {
+
+// How a correct item tied with wrong ones ranks:
+//   kPessimistic: behind every tied wrong item (the default, see above);
+//   kFirstIndex:  behind the tied items of lower index only (torch.argmax and
+//                 topk order, as CLIP_benchmark scores): rank = 1 + #(greater)
+//                 + #(equal with a lower index).
+enum class TieRule { kPessimistic, kFirstIndex };
 
 // k -> recall@k in [0, 1], for both directions.
 struct RetrievalRecall {
@@ -29,10 +40,13 @@ struct RetrievalRecall {
 //   image-to-text: image i is a hit at k if ANY of its captions ranks within the
 //     top k texts: its best-scoring caption is ranked against the texts of the
 //     other images only (its own other captions are also correct, so they never
-//     push it down).
+//     push it down). Under kFirstIndex the best caption is the lowest-index one
+//     of the image's top-scoring captions (CLIP_benchmark's "any of its texts
+//     in the top k", where topk puts that one first).
 // Ranks are computed in row blocks, without a [num_images, num_texts] temporary.
 RetrievalRecall retrieval_recall(const torch::Tensor& similarity, const std::vector<int64_t>& text_image,
-                                 const std::vector<int>& ks = {1, 5, 10});
+                                 const std::vector<int>& ks = {1, 5, 10},
+                                 TieRule ties = TieRule::kPessimistic);
 
 struct ClassificationAccuracy {
   double top1 = 0;
@@ -41,12 +55,17 @@ struct ClassificationAccuracy {
   // (not NaN, so reports stay valid JSON): read accuracies together with counts.
   std::vector<double> per_class_top1;
   std::vector<int64_t> per_class_count;
+  // The mean of per_class_top1 over the classes with samples: scikit-learn's
+  // balanced_accuracy_score, CLIP_benchmark's "mean_per_class_recall".
+  double mean_per_class_recall = 0;
 };
 
 // logits: [N, C] floating point; labels: N class indices in [0, C).
-// Same pessimistic tie rule: a sample whose true class ties with another class
-// for the highest logit is not a top-1 hit.
+// Pessimistic ties: a sample whose true class ties with another class for the
+// highest logit is not a top-1 hit. kFirstIndex: it is when the true class
+// has the lower index (argmax returns the first maximum).
 ClassificationAccuracy classification_accuracy(const torch::Tensor& logits,
-                                               const std::vector<int64_t>& labels);
+                                               const std::vector<int64_t>& labels,
+                                               TieRule ties = TieRule::kPessimistic);
 
 }  // namespace flame::eval

@@ -1,0 +1,206 @@
+#include "eval/clip_benchmark_tasks.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "eval/clip_benchmark_source.h"
+#include "eval/linear_probe.h"
+#include "eval/metrics.h"
+#include "eval/task_common.h"
+#include "util/error.h"
+
+namespace flame::eval {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string task_kind(const nlohmann::json& task, const std::string& dataset_type) {
+  const std::string kind =
+      task.value("task", dataset_type == "retrieval" ? "zeroshot_retrieval" : "zeroshot_classification");
+  for (const char* known : kClipBenchmarkTasks)
+    if (kind == known) return kind;
+  fail(
+      "task '{}': unknown CLIP_benchmark task '{}' (zeroshot_classification, zeroshot_retrieval, "
+      "linear_probe)",
+      task.value("name", "?"), kind);
+}
+
+// Keeps the first `per_class` samples of each class (0: all), in order.
+void cap_per_class(std::vector<ClipBenchmarkSample>* samples, int64_t per_class) {
+  if (per_class <= 0) return;
+  std::map<int64_t, int64_t> seen;
+  std::vector<ClipBenchmarkSample> kept;
+  for (auto& s : *samples)
+    if (seen[s.label]++ < per_class) kept.push_back(std::move(s));
+  *samples = std::move(kept);
+}
+
+// The split's image features [N, D]; samples whose image does not decode are
+// dropped (counted and named in split->skipped).
+torch::Tensor encode_split(EvalModels& m, ClipBenchmarkSplit* split, const std::string& label) {
+  std::vector<std::pair<size_t, std::string>> bad;
+  const torch::Tensor features = m.image_features(split->image_inputs(), label, &bad);
+  if (bad.empty()) return features;
+  std::vector<int64_t> keep;
+  std::vector<ClipBenchmarkSample> kept;
+  size_t b = 0;
+  for (size_t i = 0; i < split->samples.size(); ++i) {
+    if (b < bad.size() && bad[b].first == i) {
+      split->skipped.add("undecodable image", bad[b++].second);
+      continue;
+    }
+    keep.push_back(static_cast<int64_t>(i));
+    kept.push_back(std::move(split->samples[i]));
+  }
+  if (kept.empty()) fail("{}: no image of the split decodes ({} skipped)", label, split->skipped.total());
+  split->samples = std::move(kept);
+  return features.index_select(0, torch::tensor(keep, torch::kInt64));
+}
+
+std::vector<int64_t> labels_of(const ClipBenchmarkSplit& split) {
+  std::vector<int64_t> labels;
+  for (const auto& s : split.samples) labels.push_back(s.label);
+  return labels;
+}
+
+// CLIP_benchmark's classification metrics; acc5 only with 5 or more classes
+// (it reports NaN otherwise, left out here: JSON has no NaN).
+nlohmann::json classification_json(const ClassificationAccuracy& acc, const std::vector<std::string>& names,
+                                   int64_t columns) {
+  nlohmann::json metrics = {{"acc1", acc.top1}, {"mean_per_class_recall", acc.mean_per_class_recall}};
+  nlohmann::json out = {{"top1", acc.top1}, {"mean_per_class_recall", acc.mean_per_class_recall}};
+  if (std::min<int64_t>(static_cast<int64_t>(names.size()), columns) >= 5) {
+    metrics["acc5"] = out["top5"] = acc.top5;
+  }
+  nlohmann::json per_class = nlohmann::json::object();
+  for (size_t c = 0; c < acc.per_class_top1.size() && c < names.size(); ++c)
+    if (acc.per_class_count[c] > 0) per_class[names[c]] = acc.per_class_top1[c];
+  out["per_class_top1"] = per_class;
+  out["metrics"] = metrics;
+  return out;
+}
+
+nlohmann::json zero_shot_classification(EvalModels& m, const nlohmann::json& task,
+                                        const ClipBenchmarkInfo& info, int64_t limit) {
+  const std::string name = task.at("name");
+  if (info.classnames.empty()) fail("task '{}': no classnames.txt in {}", name, info.root.string());
+  if (info.templates.empty())
+    fail("task '{}': no zeroshot_classification_templates.txt in {}", name, info.root.string());
+  for (const auto& t : info.templates) fill_template(t, "");  // fails before the images are encoded
+  ClipBenchmarkSplit split = read_clip_benchmark_split(info, task.value("split", "test"), true);
+  const auto C = static_cast<int64_t>(info.classnames.size());
+  cap_per_class(&split.samples, limit > 0 ? std::max<int64_t>(1, limit / C) : 0);
+  const torch::Tensor image = encode_split(m, &split, name);
+  const torch::Tensor classes = zero_shot_classifier(m, info.classnames, info.templates);
+  const ClassificationAccuracy acc =
+      classification_accuracy(image.matmul(classes.t()), labels_of(split), TieRule::kFirstIndex);
+  nlohmann::json out = {
+      {"images", split.samples.size()}, {"classes", C}, {"templates", info.templates.size()}};
+  out.update(classification_json(acc, info.classnames, C));
+  out["skipped"] = split.skipped.json();
+  return out;
+}
+
+nlohmann::json zero_shot_retrieval(EvalModels& m, const nlohmann::json& task, const ClipBenchmarkInfo& info,
+                                   int64_t limit) {
+  const std::string name = task.at("name");
+  const std::string mode = task.value("mode", "short");
+  if (mode != "short" && mode != "long") fail("task '{}': mode must be short or long, not '{}'", name, mode);
+  ClipBenchmarkSplit split = read_clip_benchmark_split(info, task.value("split", "test"), false);
+  if (limit > 0 && static_cast<int64_t>(split.samples.size()) > limit) split.samples.resize(limit);
+  const torch::Tensor image = encode_split(m, &split, name);
+  std::vector<std::string> texts;
+  std::vector<int64_t> text_image;
+  for (size_t i = 0; i < split.samples.size(); ++i) {
+    for (const auto& c : split.samples[i].captions) {
+      texts.push_back(c);
+      text_image.push_back(static_cast<int64_t>(i));
+    }
+  }
+  int64_t truncated = 0;
+  const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw", &truncated);
+  const RetrievalRecall recall =
+      retrieval_recall(facet_similarity(image, text), text_image, {1, 5, 10}, TieRule::kFirstIndex);
+  nlohmann::json out = {
+      {"mode", mode}, {"images", split.samples.size()}, {"texts", texts.size()}, {"facets", text.size(1)}};
+  if (m.is_clip()) out["truncated_texts"] = truncated;
+  out.update(recall_json(recall));
+  // CLIP_benchmark's names: "image retrieval" is text-to-image.
+  for (const auto& [k, v] : recall.text_to_image)
+    out["metrics"]["image_retrieval_recall@" + std::to_string(k)] = v;
+  for (const auto& [k, v] : recall.image_to_text)
+    out["metrics"]["text_retrieval_recall@" + std::to_string(k)] = v;
+  out["skipped"] = split.skipped.json();
+  return out;
+}
+
+// Rows of `features` by index.
+torch::Tensor rows(const torch::Tensor& features, const std::vector<int64_t>& index) {
+  return features.index_select(0, torch::tensor(index, torch::kInt64));
+}
+
+nlohmann::json linear_probe_task(EvalModels& m, const nlohmann::json& task, const ClipBenchmarkInfo& info,
+                                 int64_t limit) {
+  const std::string name = task.at("name");
+  ClipBenchmarkSplit train = read_clip_benchmark_split(info, task.value("train_split", "train"), true);
+  ClipBenchmarkSplit test = read_clip_benchmark_split(info, task.value("split", "test"), true);
+  const auto C = std::max<int64_t>(1, static_cast<int64_t>(info.classnames.size()));
+  cap_per_class(&train.samples, limit > 0 ? std::max<int64_t>(5, limit / C) : 0);
+  cap_per_class(&test.samples, limit > 0 ? std::max<int64_t>(1, limit / C) : 0);
+  const torch::Tensor train_x = encode_split(m, &train, name + " train");
+  const torch::Tensor test_x = encode_split(m, &test, name + " test");
+  // Every 5th train sample of a class validates the L2 strength.
+  std::vector<int64_t> fit, val;
+  std::map<int64_t, int64_t> seen;
+  for (size_t i = 0; i < train.samples.size(); ++i)
+    (seen[train.samples[i].label]++ % 5 == 4 ? val : fit).push_back(static_cast<int64_t>(i));
+  if (val.empty()) fail("task '{}': the linear probe needs 5 or more train samples of some class", name);
+  const torch::Tensor y = torch::tensor(labels_of(train), torch::kInt64);
+  const std::vector<int64_t> test_labels = labels_of(test);
+  const LinearProbeResult r = linear_probe(rows(train_x, fit), rows(y, fit), rows(train_x, val), rows(y, val),
+                                           test_x, torch::tensor(test_labels, torch::kInt64), {});
+  const torch::Tensor logits = test_x.to(torch::kDouble).matmul(r.weight.t()) + r.bias;
+  const ClassificationAccuracy acc = classification_accuracy(logits, test_labels, TieRule::kFirstIndex);
+  nlohmann::json out = {{"images", train.samples.size() + test.samples.size()},
+                        {"train", fit.size()},
+                        {"val", val.size()},
+                        {"test", test.samples.size()},
+                        {"best_l2", r.best_l2},
+                        {"val_top1", r.val_top1}};
+  out.update(classification_json(acc, info.classnames, logits.size(1)));
+  out["skipped"] = train.skipped.json();
+  out["skipped_test"] = test.skipped.json();
+  return out;
+}
+
+}  // namespace
+
+bool clip_benchmark_needs_text(const nlohmann::json& task) {
+  return task.value("task", "") != "linear_probe";
+}
+
+nlohmann::json run_clip_benchmark(EvalModels& m, const nlohmann::json& task, const std::string& data_root,
+                                  int64_t limit) {
+  const ClipBenchmarkInfo info = open_clip_benchmark(task_field(task, "root", data_root));
+  const std::string kind = task_kind(task, info.type);
+  nlohmann::json out;
+  if (kind == "zeroshot_classification")
+    out = zero_shot_classification(m, task, info, limit);
+  else if (kind == "zeroshot_retrieval")
+    out = zero_shot_retrieval(m, task, info, limit);
+  else
+    out = linear_probe_task(m, task, info, limit);
+  out["name"] = task.at("name");
+  out["type"] = kind == "zeroshot_retrieval" ? "retrieval"
+                : kind == "linear_probe"     ? "linear-probe"
+                                             : "zero-shot";
+  out["source"] = "clip-benchmark";
+  out["dataset"] = info.name;
+  out["tie_rule"] = "first index (CLIP_benchmark: torch topk/argmax)";
+  return out;
+}
+
+}  // namespace flame::eval

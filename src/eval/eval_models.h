@@ -1,0 +1,90 @@
+// The models `flame eval` scores with: the trained image encoder, and its text
+// side, the frozen LLM through the FDA encoder (FLAME) or the checkpoint's own
+// text tower (the CLIP baseline). Shared by every benchmark source
+// (evaluate.cpp's folders and tables, clip_benchmark_tasks.cpp's WebDataset
+// exports, the long-caption, multilingual and compositionality sets).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "eval/evaluate.h"
+#include "llm/tokenizer.h"
+#include "llm/transformer.h"
+#include "text/prompts.h"
+#include "train/text_provenance.h"
+#include "train/trained_model.h"
+
+namespace flame::eval {
+
+// An image to encode: `id` names it in messages and keys the feature cache (a
+// file path, or "shard.tar:member" for a tar member); `read` returns its
+// encoded bytes (called on decoder threads, so it must be thread-safe).
+struct ImageInput {
+  std::string id;
+  std::function<std::string()> read;
+};
+
+// Image files as inputs.
+std::vector<ImageInput> file_inputs(const std::vector<std::filesystem::path>& files);
+
+torch::Tensor l2_normalize(const torch::Tensor& x);
+
+class EvalModels {
+ public:
+  // `needs_text`: some task encodes texts. A FLAME model's LLM is loaded only
+  // then (the linear probe needs none).
+  EvalModels(const EvalOptions& o, bool needs_text);
+  ~EvalModels();
+
+  bool is_clip() const { return model_.is_clip(); }
+  // How the last texts were encoded (FLAME): prompt set, layer, facet positions.
+  const nlohmann::json& text_encoding() const { return text_encoding_; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  // [N, D] normalised pooled features of the images. Features are kept per id:
+  // tasks that share images (the Flickr8k tasks, a dataset's zero-shot and
+  // retrieval) decode and encode each once per evaluation. Decoding runs on
+  // --threads threads. An undecodable image throws, naming it, unless
+  // `undecodable` is given: then its row is zero and its index (into
+  // `images`) and message are appended there, for the task to count and name.
+  torch::Tensor image_features(const std::vector<ImageInput>& images, const std::string& label,
+                               std::vector<std::pair<size_t, std::string>>* undecodable = nullptr);
+
+  // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
+  // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
+  // set is not used). `truncated` counts the texts CLIP cut.
+  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
+                              int64_t* truncated = nullptr);
+
+ private:
+  void encode_missing(const std::vector<ImageInput>& missing, const std::string& label);
+  torch::Tensor clip_text_features(const std::vector<std::string>& texts, int64_t* truncated);
+  void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts);
+
+  torch::Device device_;
+  train::TrainedModel model_;
+  train::TextProvenance provenance_;  // FLAME: what the training stores were made with
+  std::vector<std::string> warnings_;
+  std::unique_ptr<llm::Transformer> llm_;  // FLAME only
+  std::unique_ptr<llm::Tokenizer> tokenizer_;
+  int64_t batch_size_;
+  std::unordered_map<std::string, torch::Tensor> feature_of_;  // image id -> its feature [D]
+  nlohmann::json text_encoding_;
+  std::unordered_map<std::string, std::string> failure_of_;    // image id -> why it did not decode
+};
+
+// Zero-shot class vectors [C, D]: every class name in every template through
+// the `raw` prompt set, each normalised, averaged over the templates and
+// normalised again (CLIP's and CLIP_benchmark's classifier).
+torch::Tensor zero_shot_classifier(EvalModels& m, const std::vector<std::string>& class_names,
+                                   const std::vector<std::string>& templates);
+
+}  // namespace flame::eval

@@ -1,0 +1,71 @@
+#include "eval/task_common.h"
+
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+#include "util/config_files.h"
+#include "util/error.h"
+#include "util/strings.h"
+
+namespace flame::eval {
+
+namespace fs = std::filesystem;
+
+std::string expand_placeholders(std::string value, const std::string& data_root) {
+  const std::string configs = config_dir("benchmarks").parent_path().string();
+  for (const auto& [key, replacement] :
+       {std::pair<std::string, std::string>{"{data}", data_root}, {"{configs}", configs}}) {
+    for (size_t at = value.find(key); at != std::string::npos; at = value.find(key))
+      value.replace(at, key.size(), replacement);
+  }
+  return value;
+}
+
+std::string task_field(const nlohmann::json& task, const char* name, const std::string& data_root) {
+  if (!task.contains(name) || !task[name].is_string()) {
+    fail("task '{}': missing string field '{}'", task.value("name", "?"), name);
+  }
+  return expand_placeholders(task[name].get<std::string>(), data_root);
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot read {}", path.string());
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!trim(line).empty()) lines.emplace_back(trim(line));
+  }
+  return lines;
+}
+
+nlohmann::json recall_json(const RetrievalRecall& r) {
+  nlohmann::json j;
+  for (const auto& [k, v] : r.image_to_text) j["image_to_text"]["R@" + std::to_string(k)] = v;
+  for (const auto& [k, v] : r.text_to_image) j["text_to_image"]["R@" + std::to_string(k)] = v;
+  return j;
+}
+
+std::string fill_template(const std::string& templ, const std::string& class_name) {
+  for (const std::string slot : {"{c}", "{}"}) {
+    const size_t at = templ.find(slot);
+    if (at != std::string::npos) return templ.substr(0, at) + class_name + templ.substr(at + slot.size());
+  }
+  fail("template '{}' has no {{c}} or {{}} for the class name", templ);
+}
+
+void Skipped::add(const std::string& reason, const std::string& item) {
+  ++total_;
+  ++by_reason_[reason];
+  if (examples_.size() >= 10) return;  // counted; the first few are named (and logged)
+  examples_.push_back(reason + ": " + item);
+  spdlog::warn("skipped ({}): {}", reason, item);
+}
+
+nlohmann::json Skipped::json() const {
+  return {{"count", total_}, {"by_reason", by_reason_}, {"examples", examples_}};
+}
+
+}  // namespace flame::eval

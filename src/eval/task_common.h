@@ -1,0 +1,50 @@
+// Helpers every benchmark source of `flame eval` shares: a task's fields with
+// the {data} and {configs} placeholders expanded, list files, the results'
+// recall block, zero-shot prompts and the "counted and named" record of
+// malformed items a reader skipped.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "eval/metrics.h"
+
+namespace flame::eval {
+
+// {data} -> data_root, {configs} -> the configs folder.
+std::string expand_placeholders(std::string value, const std::string& data_root);
+
+// The task's string field `name`, expanded; throws naming the task when absent.
+std::string task_field(const nlohmann::json& task, const char* name, const std::string& data_root);
+
+// The non-blank lines of a text file, trimmed (CR of CRLF files dropped).
+std::vector<std::string> read_lines(const std::filesystem::path& path);
+
+// {"image_to_text": {"R@1": ...}, "text_to_image": {...}}.
+nlohmann::json recall_json(const RetrievalRecall& r);
+
+// A zero-shot template with the class name put in: "{c}" (CLIP_benchmark's
+// files) or "{}" (ours). Throws naming the template when it has neither.
+std::string fill_template(const std::string& templ, const std::string& class_name);
+
+// Items a reader skipped, by reason, with the first few named: reported in the
+// task's results, never a crash.
+class Skipped {
+ public:
+  void add(const std::string& reason, const std::string& item);
+  int64_t total() const { return total_; }
+  // {"count": N, "by_reason": {...}, "examples": ["reason: item", ...]}.
+  nlohmann::json json() const;
+
+ private:
+  int64_t total_ = 0;
+  std::map<std::string, int64_t> by_reason_;
+  std::vector<std::string> examples_;
+};
+
+}  // namespace flame::eval

@@ -1,0 +1,202 @@
+// CLIP_benchmark's WebDataset layout: the reader on a synthetic export (WebP,
+// PNG and JPEG members, malformed samples counted and named), the missing-data
+// message, and `flame eval --benchmark clip-benchmark:ROOT` end to end on a
+// tiny model for all three task kinds.
+#include <gtest/gtest.h>
+
+#include "data/image_encode.h"
+#include "eval/clip_benchmark_source.h"
+#include "eval/evaluate.h"
+#include "tar_writer.h"
+#include "test_helpers.h"
+#include "train/checkpoint.h"
+#include "util/file.h"
+#include "vision/image_encoder.h"
+#include "webp_writer.h"
+
+namespace flame {
+namespace {
+
+namespace fs = std::filesystem;
+using test::contains;
+using test::error_of;
+
+// A small picture of colour `c`: images of a class look alike.
+torch::Tensor picture(int c, int variant) {
+  torch::manual_seed(100 * c + variant);
+  torch::Tensor base = torch::zeros({24, 24, 3}, torch::kUInt8);
+  base.select(2, c % 3).fill_(200);
+  return (base + torch::randint(0, 40, {24, 24, 3}, torch::kUInt8)).to(torch::kUInt8);
+}
+
+std::string flickr_jpeg() {
+  const fs::path dir = test::shared_dir() / "data" / "flickr8k" / "images";
+  return read_file(dir / "1000268201_693b08cb0e.jpg");
+}
+
+// The classification export: test/ in two shards (nshards.txt) with one good
+// sample of each format and each kind of malformed sample; train/ with 5
+// samples per class in one shard found without nshards.txt.
+fs::path write_classification_export(const fs::path& root) {
+  fs::create_directories(root / "test");
+  fs::create_directories(root / "train");
+  write_file_atomic(root / "classnames.txt", "red thing\ngreen thing\nblue thing\n");
+  write_file_atomic(root / "zeroshot_classification_templates.txt",
+                    "a photo of a {c}.\na drawing of a {c}.\n");
+  write_file_atomic(root / "test" / "nshards.txt", "2\n");
+  test::write_tar(root / "test" / "0.tar", {{"s0.webp", test::encode_webp(picture(0, 0))},
+                                            {"s0.cls", "0"},
+                                            {"s1.png", data::encode_png(picture(1, 0))},
+                                            {"s1.cls", "1\n"},
+                                            {"s2.jpg", flickr_jpeg()},
+                                            {"s2.cls", "2"},
+                                            {"s3.webp", test::encode_webp(picture(2, 1))},  // no .cls
+                                            {"s4.png", data::encode_png(picture(0, 1))},
+                                            {"s4.cls", "7"},  // outside the 3 classes
+                                            {"s5.webp", "RIFF\x10\0\0\0WEBPVP8 broken"},
+                                            {"s5.cls", "1"}});
+  test::write_tar(root / "test" / "1.tar", {{"s6.webp", test::encode_webp(picture(2, 2), 80)},
+                                            {"s6.cls", "2"},
+                                            {"s7.cls", "1"},  // no image
+                                            {"s8.png", data::encode_png(picture(1, 1))},
+                                            {"s8.cls", "one"}});
+  std::vector<std::pair<std::string, std::string>> train;
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 5; ++v) {
+      const std::string key = fmt::format("t{}_{}", c, v);
+      train.emplace_back(key + ".webp", test::encode_webp(picture(c, 10 + v)));
+      train.emplace_back(key + ".cls", std::to_string(c));
+    }
+  }
+  test::write_tar(root / "train" / "0.tar", train);
+  return root;
+}
+
+fs::path write_retrieval_export(const fs::path& root) {
+  fs::create_directories(root / "test");
+  write_file_atomic(root / "dataset_type.txt", "retrieval\n");
+  write_file_atomic(root / "test" / "nshards.txt", "1");
+  test::write_tar(root / "test" / "0.tar", {{"r0.webp", test::encode_webp(picture(0, 3))},
+                                            {"r0.txt", "a red square\na reddish picture\n"},
+                                            {"r1.png", data::encode_png(picture(1, 3))},
+                                            {"r1.txt", "a green square"},
+                                            {"r2.webp", test::encode_webp(picture(2, 3))},  // no .txt
+                                            {"r3.jpg", flickr_jpeg()},
+                                            {"r3.txt", "\n  \n"}});
+  return root;
+}
+
+TEST(ClipBenchmarkSource, ReadsSamplesAndNamesMalformedOnes) {
+  const fs::path root = write_classification_export(test::fresh_temp_dir() / "wds_colours");
+  const eval::ClipBenchmarkInfo info = eval::open_clip_benchmark(root);
+  EXPECT_EQ(info.name, "wds_colours");
+  EXPECT_EQ(info.type, "classification");
+  EXPECT_EQ(info.classnames, (std::vector<std::string>{"red thing", "green thing", "blue thing"}));
+  ASSERT_EQ(info.templates.size(), 2u);
+
+  const eval::ClipBenchmarkSplit test = eval::read_clip_benchmark_split(info, "test", true);
+  std::vector<std::string> keys;
+  std::vector<int64_t> labels;
+  for (const auto& s : test.samples) keys.push_back(s.key), labels.push_back(s.label);
+  // s5 (undecodable) is still here: images are decoded when a task encodes them.
+  EXPECT_EQ(keys, (std::vector<std::string>{"s0", "s1", "s2", "s5", "s6"}));
+  EXPECT_EQ(labels, (std::vector<int64_t>{0, 1, 2, 1, 2}));
+  const nlohmann::json skipped = test.skipped.json();
+  EXPECT_EQ(skipped["count"], 4) << skipped;
+  EXPECT_EQ(skipped["by_reason"]["missing .cls"], 1);
+  EXPECT_EQ(skipped["by_reason"]["label 7 outside the 3 classes"], 1);
+  EXPECT_EQ(skipped["by_reason"]["bad label 'one' in .cls"], 1);
+  EXPECT_EQ(skipped["by_reason"]["no image member"], 1);
+  const std::string examples = skipped["examples"].dump();
+  EXPECT_TRUE(contains(examples, "0.tar:s3.webp") && contains(examples, "1.tar:s7")) << examples;
+  // The members are read back as stored (the tar is not extracted).
+  const auto inputs = test.image_inputs();
+  EXPECT_EQ(inputs[2].read(), flickr_jpeg());
+  EXPECT_TRUE(contains(inputs[0].id, "0.tar:s0.webp"));
+
+  const eval::ClipBenchmarkSplit train = eval::read_clip_benchmark_split(info, "train", true);
+  EXPECT_EQ(train.samples.size(), 15u);  // found without nshards.txt
+  EXPECT_EQ(train.skipped.total(), 0);
+
+  const eval::ClipBenchmarkInfo retrieval =
+      eval::open_clip_benchmark(write_retrieval_export(root.parent_path() / "wds_r"));
+  EXPECT_EQ(retrieval.type, "retrieval");
+  const eval::ClipBenchmarkSplit r = eval::read_clip_benchmark_split(retrieval, "test", false);
+  ASSERT_EQ(r.samples.size(), 2u);
+  EXPECT_EQ(r.samples[0].captions, (std::vector<std::string>{"a red square", "a reddish picture"}));
+  EXPECT_EQ(r.samples[1].captions, (std::vector<std::string>{"a green square"}));
+  EXPECT_EQ(r.skipped.json()["by_reason"], (nlohmann::json{{"missing .txt", 1}, {"no caption in .txt", 1}}));
+
+  // Missing data: one line naming the expected path and where exports are published.
+  const std::string missing =
+      error_of([&] { eval::open_clip_benchmark(root.parent_path() / "wds_nowhere"); });
+  EXPECT_TRUE(contains(missing, (root.parent_path() / "wds_nowhere" / "test" / "nshards.txt").string()) &&
+              contains(missing, "https://huggingface.co/clip-benchmark") &&
+              missing.find('\n') == std::string::npos)
+      << missing;
+  write_file_atomic(root / "test" / "nshards.txt", "two");
+  EXPECT_TRUE(contains(error_of([&] { eval::read_clip_benchmark_split(info, "test", true); }),
+                       "expected a positive shard count, found 'two'"));
+}
+
+// A FLAME checkpoint of a tiny encoder (no recorded text side: a warning only).
+fs::path tiny_model(const fs::path& dir) {
+  torch::manual_seed(3);
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  train::save_checkpoint(dir, 0, *encoder, optimizer,
+                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
+  return dir;
+}
+
+TEST(ClipBenchmarkEval, EveryTaskKindOnATinyModel) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path classification = write_classification_export(dir / "wds_colours");
+  const fs::path retrieval = write_retrieval_export(dir / "wds_pairs");
+  eval::EvalOptions o;
+  o.model = tiny_model(dir / "run").string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.dtype = "f32";
+  o.benchmarks = {"clip-benchmark:" + retrieval.string(), "clip-benchmark:" + classification.string()};
+  o.clip_benchmark_tasks = {"zeroshot_classification", "linear_probe"};
+  // Every export gets the --task kinds: the retrieval one has no classnames.txt.
+  EXPECT_TRUE(contains(error_of([&] { eval::run_evaluation(o); }), "no classnames.txt in"));
+  o.benchmarks.erase(o.benchmarks.begin());
+  const nlohmann::json r = eval::run_evaluation(o);
+  ASSERT_EQ(r["tasks"].size(), 2u);
+  const auto& zs = r["tasks"][0];
+  EXPECT_EQ(zs["name"], "wds_colours/zeroshot_classification");
+  EXPECT_EQ(zs["images"], 4);  // s0, s1, s2, s6; s5 does not decode
+  EXPECT_EQ(zs["skipped"]["count"], 5);
+  EXPECT_EQ(zs["skipped"]["by_reason"]["undecodable image"], 1);
+  EXPECT_TRUE(zs["metrics"].contains("acc1") && zs["metrics"].contains("mean_per_class_recall"));
+  EXPECT_FALSE(zs["metrics"].contains("acc5"));  // 3 classes: CLIP_benchmark reports none
+  const auto& probe = r["tasks"][1];
+  EXPECT_EQ(probe["type"], "linear-probe");
+  EXPECT_EQ(probe["train"], 12);
+  EXPECT_EQ(probe["val"], 3);
+  EXPECT_EQ(probe["test"], 4);
+  const std::string md = eval::results_markdown(r);
+  EXPECT_TRUE(contains(md, "| wds_colours/zeroshot_classification | zero-shot | 4 |")) << md;
+
+  // The retrieval export with its own kind (no --task): 2 images, 3 captions.
+  o.benchmarks = {"clip-benchmark:" + retrieval.string()};
+  o.clip_benchmark_tasks.clear();
+  const nlohmann::json rr = eval::run_evaluation(o);
+  const auto& t = rr["tasks"][0];
+  EXPECT_EQ(t["name"], "wds_pairs");
+  EXPECT_EQ(t["images"], 2);
+  EXPECT_EQ(t["texts"], 3);
+  EXPECT_EQ(t["skipped"]["count"], 2);
+  EXPECT_DOUBLE_EQ(t["metrics"]["image_retrieval_recall@5"].get<double>(), 1.0);  // 2 images
+  EXPECT_DOUBLE_EQ(t["text_to_image"]["R@5"].get<double>(), 1.0);
+
+  // --task without a clip-benchmark:ROOT benchmark is explained.
+  o.benchmarks = {"cifar10"};
+  o.clip_benchmark_tasks = {"linear_probe"};
+  EXPECT_TRUE(
+      contains(error_of([&] { eval::run_evaluation(o); }), "--task applies to --benchmark clip-benchmark:"));
+}
+
+}  // namespace
+}  // namespace flame
