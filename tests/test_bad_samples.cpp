@@ -161,5 +161,57 @@ TEST(BadSamples, TrainingSkipsCountsAndNamesEachBrokenImage) {
   for (const char* fine : {"png-named.jpg", "one-pixel.png"}) EXPECT_FALSE(contains(text, fine)) << text;
 }
 
+// A disk that fills: the process runs under a file-size limit (RLIMIT_FSIZE,
+// SIGXFSZ ignored, so a write past it fails with EFBIG as ENOSPC would). The
+// job fails naming the file it could not write, leaves no partial file
+// behind, and a rerun without the limit finishes with the store a run that
+// never failed writes.
+std::pair<int, std::string> run_limited(const std::string& args, int64_t kilobytes, const fs::path& log) {
+  const std::string command = fmt::format("sh -c \"trap '' XFSZ; ulimit -f {}; exec {} {}\" > {} 2>&1",
+                                          kilobytes * 2, FLAME_CLI_PATH, args, log.string());
+  const int status = std::system(command.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+}
+
+std::vector<std::string> leftovers(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (contains(e.path().filename().string(), ".tmp")) out.push_back(e.path().string());
+  return out;
+}
+
+TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
+  const fs::path dir = test::fresh_temp_dir();
+  std::string input;
+  for (int i = 0; i < 96; ++i)
+    input += nlohmann::json{{"key", fmt::format("k{}", i)}, {"caption", good_caption(i)}}.dump() + "\n";
+  write_file_atomic(dir / "in.jsonl", input);
+  const std::string embed = fmt::format(
+      "--log-level warn embed --llm {} --prompts short --input {} --dtype f32 --shard-size 32 --out ",
+      test::tiny_checkpoint("llama", "f32").string(), (dir / "in.jsonl").string());
+  // A 32-caption shard of 3 x 64 f16 values is ~13 KB: an 8 KB limit fails the first one.
+  const auto [status, output] = run_limited(embed + (dir / "store").string(), 8, dir / "embed.log");
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_TRUE(
+      contains(output, "cannot write '" + (dir / "store" / "shard-00000.safetensors").string() + "'") &&
+      contains(output, "File too large"))
+      << output;
+  EXPECT_TRUE(leftovers(dir / "store").empty()) << leftovers(dir / "store").front();
+  EXPECT_FALSE(fs::exists(dir / "store" / "manifest.json"));
+  ASSERT_EQ(std::system((std::string(FLAME_CLI_PATH) + " " + embed + (dir / "store").string() + " > " +
+                         (dir / "rerun.log").string() + " 2>&1")
+                            .c_str()),
+            0)
+      << read_file(dir / "rerun.log");
+  ASSERT_EQ(std::system((std::string(FLAME_CLI_PATH) + " " + embed + (dir / "reference").string() + " > " +
+                         (dir / "reference.log").string() + " 2>&1")
+                            .c_str()),
+            0);
+  const auto a = text::EmbeddingStore::open(dir / "store");
+  const auto b = text::EmbeddingStore::open(dir / "reference");
+  ASSERT_EQ(a.size(), 96);
+  for (int64_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a.get(i), b.get(a.key(i)))) << a.key(i);
+}
+
 }  // namespace
 }  // namespace flame

@@ -74,7 +74,7 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
       const std::string why = std::strerror(errno);
       ::close(fd);
       ::unlink(tmp.c_str());
-      fail("cannot write '{}': {}", tmp.string(), why);
+      fail("cannot write '{}': {} (the partial file was removed)", path.string(), why);
     }
     written += static_cast<size_t>(n);
   }

@@ -279,8 +279,9 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
       out.write(e.bytes.data(), static_cast<std::streamsize>(e.bytes.size()));
     out.flush();
     if (!out) {
+      const std::string why = std::strerror(errno);
       std::filesystem::remove(tmp);
-      fail("cannot write '{}' (disk full?)", tmp.string());
+      fail("cannot write '{}': {} (disk full? the partial file was removed)", path.string(), why);
     }
   }
   rename_durable(tmp, path);
