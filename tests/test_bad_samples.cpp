@@ -13,6 +13,7 @@
 #include "test_helpers.h"
 #include "text/embed_job.h"
 #include "text/embedding_store.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "util/file.h"
 
@@ -98,25 +99,26 @@ TEST(BadSamples, EmbedCountsAndNamesEachBadCaptionAndKeepsTheGoodOnesExact) {
   EXPECT_LT(worst, 2e-3) << "f16 vectors of the same captions";  // batches differ: f32 rounding, then f16
 }
 
-// 200 training images of which 3 cannot be decoded (truncated JPEG, zero
-// bytes, listed but missing) and two odd but valid (a PNG named .jpg, a 1x1
-// image): one epoch finishes, the 3 are skipped, counted and named, the odd
-// ones are trained on.
-TEST(BadSamples, TrainingSkipsCountsAndNamesEachBrokenImage) {
-  const fs::path dir = test::fresh_temp_dir();
+// A training folder: a TSV of `good` Flickr8k images (symlinked), plus, with
+// `bad`, 3 that cannot be decoded (truncated JPEG, zero bytes, listed but
+// missing) and 2 odd but valid (a PNG named .jpg, a 1x1 image); a store of one
+// random unit vector per listed key.
+train::TrainOptions training_folder(const fs::path& dir, int good, bool bad) {
   const fs::path images = dir / "images", flickr = test::shared_dir() / "data" / "flickr8k" / "images";
   fs::create_directories(images);
   std::vector<std::string> keys;
   for (const auto& e : fs::directory_iterator(flickr)) keys.push_back(e.path().filename().string());
   std::sort(keys.begin(), keys.end());
-  keys.resize(195);
+  keys.resize(static_cast<size_t>(good));
   for (const auto& k : keys) fs::create_symlink(flickr / k, images / k);
-  write_file_atomic(images / "truncated.jpg", read_file(flickr / keys[0]).substr(0, 100));
-  write_file_atomic(images / "zero-bytes.jpg", "");
-  data::write_png(images / "png-named.jpg", torch::randint(0, 255, {40, 30, 3}, torch::kUInt8));
-  data::write_png(images / "one-pixel.png", torch::full({1, 1, 3}, 200, torch::kUInt8));
-  for (const char* k : {"truncated.jpg", "zero-bytes.jpg", "missing.jpg", "png-named.jpg", "one-pixel.png"})
-    keys.push_back(k);
+  if (bad) {
+    write_file_atomic(images / "truncated.jpg", read_file(flickr / keys[0]).substr(0, 100));
+    write_file_atomic(images / "zero-bytes.jpg", "");
+    data::write_png(images / "png-named.jpg", torch::randint(0, 255, {40, 30, 3}, torch::kUInt8));
+    data::write_png(images / "one-pixel.png", torch::full({1, 1, 3}, 200, torch::kUInt8));
+    for (const char* k : {"truncated.jpg", "zero-bytes.jpg", "missing.jpg", "png-named.jpg", "one-pixel.png"})
+      keys.push_back(k);
+  }
   std::string tsv = "image\tcaption\n";
   for (const auto& k : keys) tsv += k + "\tx\n";
   write_file_atomic(dir / "images.tsv", tsv);
@@ -144,11 +146,19 @@ TEST(BadSamples, TrainingSkipsCountsAndNamesEachBrokenImage) {
   o.image_dir = images.string();
   o.text_stores = {(dir / "store").string()};
   o.out = (dir / "run").string();
+  o.warmup_steps = 1;
+  o.workers = 2;
+  return o;
+}
+
+// 200 training images of which 3 cannot be read: one epoch finishes, the 3
+// are skipped, counted and named, the odd but valid ones are trained on.
+TEST(BadSamples, TrainingSkipsCountsAndNamesEachBrokenImage) {
+  const fs::path dir = test::fresh_temp_dir();
+  train::TrainOptions o = training_folder(dir, 195, /*bad=*/true);
   o.batch_size = 20;
   o.steps = 10;  // one epoch of 200 images
-  o.warmup_steps = 1;
   o.save_every = 10;
-  o.workers = 2;
   o.max_skip_fraction = 0.05;
   LogCapture log;
   const train::TrainSummary s = train::run_training(o, train::RunStart::kNew);
@@ -211,6 +221,35 @@ TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
   const auto b = text::EmbeddingStore::open(dir / "reference");
   ASSERT_EQ(a.size(), 96);
   for (int64_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a.get(i), b.get(a.key(i)))) << a.key(i);
+}
+
+// The same for `flame train`: the first checkpoint does not fit, the run
+// fails naming the file, leaves no partial checkpoint, and `--resume` then
+// runs to the weights of a run that never failed.
+TEST(BadSamples, AFullDiskDuringTrainingLeavesNoPartialCheckpoint) {
+  const fs::path dir = test::fresh_temp_dir();
+  const train::TrainOptions o = training_folder(dir, 24, /*bad=*/false);
+  const std::string args = fmt::format(
+      "--log-level warn train --model vit-micro-32 --images {} --image-dir {} --texts {} --batch-size 8 "
+      "--steps 4 --save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
+      o.images, o.image_dir, o.text_stores[0]);
+  // vit-micro-32's weights are ~0.4 MB: a 256 KB limit fails the first checkpoint.
+  const auto [status, output] = run_limited(args + (dir / "run").string(), 256, dir / "train.log");
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_TRUE(contains(output, "cannot write '" + (dir / "run" / "checkpoints").string()) &&
+              contains(output, "File too large"))
+      << output;
+  EXPECT_TRUE(leftovers(dir / "run").empty()) << leftovers(dir / "run").front();
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "latest"));
+  for (const auto& [out, extra] : {std::pair{dir / "run", " --resume"}, std::pair{dir / "reference", ""}}) {
+    const std::string command = std::string(FLAME_CLI_PATH) + " " + args + out.string() + extra + " > " +
+                                (dir / "rerun.log").string() + " 2>&1";
+    ASSERT_EQ(std::system(command.c_str()), 0) << read_file(dir / "rerun.log");
+  }
+  const auto weights = [](const fs::path& run) {
+    return read_file(train::resolve_checkpoint(run) / "model.safetensors");
+  };
+  EXPECT_TRUE(weights(dir / "run") == weights(dir / "reference"));
 }
 
 }  // namespace

@@ -42,18 +42,9 @@ torch::Tensor read_tensor(const SafetensorsFile& file, const std::string& name) 
   return llm::mapped_tensor(file, file.info(name)).clone();
 }
 
-}  // namespace
-
-fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn::Module& model,
-                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents,
-                         int64_t keep) {
-  const fs::path root = run_dir / "checkpoints";
-  fs::create_directories(root);
-  const fs::path final_dir = root / step_name(step);
-  const fs::path tmp = root / fmt::format(".{}.tmp-{}", step_name(step), ::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-
+// Writes the checkpoint's four files into `tmp`.
+void write_checkpoint_files(const fs::path& tmp, const torch::nn::Module& model,
+                            const torch::optim::AdamW& optimizer, const CheckpointContents& contents) {
   std::vector<std::pair<std::string, torch::Tensor>> weights;
   SafetensorsWriter moments;
   std::map<std::string, std::string> steps;
@@ -75,6 +66,26 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn:
   moments.write(tmp / "optimizer.safetensors");
   write_json_file_atomic(tmp / "config.json", contents.config);
   write_json_file_atomic(tmp / "state.json", contents.state);
+}
+
+}  // namespace
+
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn::Module& model,
+                         const torch::optim::AdamW& optimizer, const CheckpointContents& contents,
+                         int64_t keep) {
+  const fs::path root = run_dir / "checkpoints";
+  fs::create_directories(root);
+  const fs::path final_dir = root / step_name(step);
+  const fs::path tmp = root / fmt::format(".{}.tmp-{}", step_name(step), ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    write_checkpoint_files(tmp, model, optimizer, contents);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);  // a full disk: no partial checkpoint left behind
+    throw;
+  }
 
   fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted attempt
   rename_durable(tmp, final_dir);
