@@ -15,20 +15,10 @@
 namespace flame::test {
 namespace {
 
-struct Run {
-  int status;
-  std::string output;  // stdout + stderr
-};
+using Run = CommandResult;
 
 Run run_cli(const std::string& args) {
-  const std::string command = std::string(FLAME_CLI_PATH) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  return run_command(std::string(FLAME_CLI_PATH) + " " + args + " 2>&1");
 }
 
 TEST(Cli, HelpListsTheCommands) {

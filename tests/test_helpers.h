@@ -4,11 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "llm/random_checkpoint.h"
@@ -18,10 +21,18 @@ namespace flame::test {
 
 namespace fs = std::filesystem;
 
-inline fs::path shared_dir() { return fs::path(FLAME_SHARED_DIR); }
-inline fs::path smollm_tokenizer_dir() { return shared_dir() / "tokenizers" / "smollm"; }
-inline fs::path llama_cpp_vocab_dir() { return shared_dir() / "tokenizers" / "llama.cpp-vocab"; }
-inline fs::path test_data_dir() { return fs::path(FLAME_TEST_DATA_DIR); }
+inline fs::path shared_dir() {
+  return fs::path(FLAME_SHARED_DIR);
+}
+inline fs::path smollm_tokenizer_dir() {
+  return shared_dir() / "tokenizers" / "smollm";
+}
+inline fs::path llama_cpp_vocab_dir() {
+  return shared_dir() / "tokenizers" / "llama.cpp-vocab";
+}
+inline fs::path test_data_dir() {
+  return fs::path(FLAME_TEST_DATA_DIR);
+}
 
 // Root for temporary files of this test binary: $FLAME_TEST_TMP, else the
 // build folder's tests/tmp (never a system-wide folder another checkout's
@@ -76,6 +87,24 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+// Exit status (-1 if killed by a signal) and stdout of a shell command (add
+// 2>&1 to the command for stderr too).
+struct CommandResult {
+  int status;
+  std::string output;
+};
+inline CommandResult run_command(const std::string& command) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace flame::test

@@ -32,22 +32,11 @@ using nlohmann::json;
 using test::contains;
 using test::error_of;
 
-struct PythonRun {
-  int status;
-  std::string output;
-};
-
-PythonRun python_reference(const fs::path& weights, const fs::path& config, const fs::path& inputs) {
+test::CommandResult python_reference(const fs::path& weights, const fs::path& config,
+                                     const fs::path& inputs) {
   const fs::path script = test::test_data_dir().parent_path() / "python" / "open_clip_reference.py";
-  const std::string command = fmt::format("/usr/bin/python3 {} {} {} {} 2>&1", script.string(),
-                                          weights.string(), config.string(), inputs.string());
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  return test::run_command(fmt::format("/usr/bin/python3 {} {} {} {} 2>&1", script.string(), weights.string(),
+                                       config.string(), inputs.string()));
 }
 
 // Four Flickr8k images preprocessed as eval does: [4, 3, S, S].
@@ -129,7 +118,7 @@ TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInAnOpenClipReference) {
   const torch::Tensor images = real_images(32);
   write_inputs(dir / "inputs.safetensors",
                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
-  const PythonRun r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
+  const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "max_abs_diff=")) << r.output;
   std::printf("flame export vs OpenCLIP reference (fp32): %s", r.output.c_str());
@@ -173,7 +162,7 @@ TEST(OpenClipFormat, ClipBaselineExportHasBothTowersInOpenClipNames) {
                                             {"text_ids", ids},
                                             {"text_eot", eot},
                                             {"text_features", model.text(ids, eot)}});
-  const PythonRun r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
+  const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
@@ -245,7 +234,7 @@ TEST(OpenClipFormat, ImportsTheReleasedLayoutWithItsTextSide) {
   const torch::Tensor images = real_images(32);
   write_inputs(dir / "inputs.safetensors",
                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
-  const PythonRun r = python_reference(o.weights, o.config, dir / "inputs.safetensors");
+  const test::CommandResult r = python_reference(o.weights, o.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
