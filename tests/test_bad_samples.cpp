@@ -177,16 +177,13 @@ TEST(BadSamples, TrainingSkipsCountsAndNamesEachBrokenImage) {
   for (const char* fine : {"png-named.jpg", "one-pixel.png"}) EXPECT_FALSE(contains(text, fine)) << text;
 }
 
-// A disk that fills: the process runs under a file-size limit (RLIMIT_FSIZE,
-// SIGXFSZ ignored, so a write past it fails with EFBIG as ENOSPC would). The
-// job fails naming the file it could not write, leaves no partial file
-// behind, and a rerun without the limit finishes with the store a run that
-// never failed writes.
-std::pair<int, std::string> run_limited(const std::string& args, int64_t kilobytes, const fs::path& log) {
-  const std::string command = fmt::format("sh -c \"trap '' XFSZ; ulimit -f {}; exec {} {}\" > {} 2>&1",
-                                          kilobytes * 2, FLAME_CLI_PATH, args, log.string());
-  const int status = std::system(command.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+// `flame ARGS` and its output; with `limit_kb`, under that file-size limit.
+test::CommandResult run_flame(const std::string& args, int64_t limit_kb = 0) {
+  const std::string flame = fmt::format("{} {}", FLAME_CLI_PATH, args);
+  if (limit_kb == 0) return test::run_command(flame + " 2>&1");
+  // dash's ulimit -f counts 512-byte blocks.
+  return test::run_command(
+      fmt::format("sh -c \"trap '' XFSZ; ulimit -f {}; exec {}\" 2>&1", limit_kb * 2, flame));
 }
 
 std::vector<std::string> leftovers(const fs::path& dir) {
@@ -196,6 +193,11 @@ std::vector<std::string> leftovers(const fs::path& dir) {
   return out;
 }
 
+// A disk that fills: the process runs under a file-size limit (RLIMIT_FSIZE,
+// SIGXFSZ ignored, so a write past it fails with EFBIG as ENOSPC would). The
+// job fails naming the file it could not write, leaves no partial file
+// behind, and a rerun without the limit finishes with the store a run that
+// never failed writes.
 TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
   const fs::path dir = test::fresh_temp_dir();
   std::string input;
@@ -206,7 +208,7 @@ TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
       "--log-level warn embed --llm {} --prompts short --input {} --dtype f32 --shard-size 32 --out ",
       test::tiny_checkpoint("llama", "f32").string(), (dir / "in.jsonl").string());
   // A 32-caption shard of 3 x 64 f16 values is ~13 KB: an 8 KB limit fails the first one.
-  const auto [status, output] = run_limited(embed + (dir / "store").string(), 8, dir / "embed.log");
+  const auto [status, output] = run_flame(embed + (dir / "store").string(), 8);
   EXPECT_EQ(status, 1) << output;
   EXPECT_TRUE(
       contains(output, "cannot write '" + (dir / "store" / "shard-00000.safetensors").string() + "'") &&
@@ -214,15 +216,10 @@ TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
       << output;
   EXPECT_TRUE(leftovers(dir / "store").empty()) << leftovers(dir / "store").front();
   EXPECT_FALSE(fs::exists(dir / "store" / "manifest.json"));
-  ASSERT_EQ(std::system((std::string(FLAME_CLI_PATH) + " " + embed + (dir / "store").string() + " > " +
-                         (dir / "rerun.log").string() + " 2>&1")
-                            .c_str()),
-            0)
-      << read_file(dir / "rerun.log");
-  ASSERT_EQ(std::system((std::string(FLAME_CLI_PATH) + " " + embed + (dir / "reference").string() + " > " +
-                         (dir / "reference.log").string() + " 2>&1")
-                            .c_str()),
-            0);
+  for (const char* out : {"store", "reference"}) {
+    const test::CommandResult r = run_flame(embed + (dir / out).string());
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
   const auto a = text::EmbeddingStore::open(dir / "store");
   const auto b = text::EmbeddingStore::open(dir / "reference");
   ASSERT_EQ(a.size(), 96);
@@ -240,7 +237,7 @@ TEST(BadSamples, AFullDiskDuringTrainingLeavesNoPartialCheckpoint) {
       "--steps 4 --save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
       o.images, o.image_dir, o.text_stores[0]);
   // vit-micro-32's weights are ~0.4 MB: a 256 KB limit fails the first checkpoint.
-  const auto [status, output] = run_limited(args + (dir / "run").string(), 256, dir / "train.log");
+  const auto [status, output] = run_flame(args + (dir / "run").string(), 256);
   EXPECT_EQ(status, 1) << output;
   EXPECT_TRUE(contains(output, "cannot write '" + (dir / "run" / "checkpoints").string()) &&
               contains(output, "File too large"))
@@ -248,9 +245,8 @@ TEST(BadSamples, AFullDiskDuringTrainingLeavesNoPartialCheckpoint) {
   EXPECT_TRUE(leftovers(dir / "run").empty()) << leftovers(dir / "run").front();
   EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "latest"));
   for (const auto& [out, extra] : {std::pair{dir / "run", " --resume"}, std::pair{dir / "reference", ""}}) {
-    const std::string command = std::string(FLAME_CLI_PATH) + " " + args + out.string() + extra + " > " +
-                                (dir / "rerun.log").string() + " 2>&1";
-    ASSERT_EQ(std::system(command.c_str()), 0) << read_file(dir / "rerun.log");
+    const test::CommandResult r = run_flame(args + out.string() + extra);
+    ASSERT_EQ(r.status, 0) << r.output;
   }
   const auto weights = [](const fs::path& run) {
     return read_file(train::resolve_checkpoint(run) / "model.safetensors");
@@ -278,11 +274,6 @@ TEST(BadSamples, KilledWhileWritingACheckpointResumesExactly) {
       "--log-level warn train --model vit-ti-8-64 --images {} --image-dir {} --texts {} --batch-size 8 "
       "--steps 6 --save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
       o.images, o.image_dir, o.text_stores[0]);
-  const auto run = [&](const fs::path& out, const std::string& extra) {
-    const std::string command = std::string(FLAME_CLI_PATH) + " " + args + out.string() + extra + " > " +
-                                (dir / "run.log").string() + " 2>&1";
-    return std::system(command.c_str());
-  };
   bool killed_in_write = false;
   for (int attempt = 0; attempt < 3 && !killed_in_write; ++attempt) {
     fs::remove_all(dir / "killed");
@@ -306,9 +297,11 @@ TEST(BadSamples, KilledWhileWritingACheckpointResumesExactly) {
   ASSERT_TRUE(killed_in_write) << "three runs finished before a checkpoint write could be interrupted";
   if (fs::exists(dir / "killed" / "checkpoints" / "latest"))
     EXPECT_NO_THROW(train::load_trained_model(dir / "killed"));  // the previous checkpoint stays loadable
-  ASSERT_EQ(run(dir / "killed", " --resume"), 0) << read_file(dir / "run.log");
+  const test::CommandResult resumed = run_flame(args + (dir / "killed").string() + " --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_TRUE(checkpoint_temp_folders(dir / "killed").empty());
-  ASSERT_EQ(run(dir / "reference", ""), 0) << read_file(dir / "run.log");
+  const test::CommandResult reference = run_flame(args + (dir / "reference").string());
+  ASSERT_EQ(reference.status, 0) << reference.output;
   const auto weights = [](const fs::path& r) {
     return read_file(train::resolve_checkpoint(r) / "model.safetensors");
   };

@@ -148,6 +148,21 @@ TEST(MultilingualCompositional, ReadersAndAccuracy) {
       2.0 / 3);
 }
 
+// A tiny FLAME run in DIR/run (random vit-micro-32 into the tiny LLM's 64
+// dimensions) and eval options for it in fp32.
+eval::EvalOptions tiny_model_options(const fs::path& dir) {
+  torch::manual_seed(3);
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  train::save_checkpoint(dir / "run", 0, *encoder, optimizer,
+                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
+  eval::EvalOptions o;
+  o.model = (dir / "run").string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.dtype = "f32";
+  return o;
+}
+
 TEST(EvalSets, AllKindsWithAPaperLayoutOnATinyModel) {
   const fs::path dir = test::fresh_temp_dir();
   write_urban1k(dir / "Urban1k");
@@ -178,15 +193,7 @@ TEST(EvalSets, AllKindsWithAPaperLayoutOnATinyModel) {
         {"reference", {{"source", "the paper, table X"}, {"values", {12.5, nullptr, 3}}}}}}};
   write_json_file_atomic(dir / "sets.json", bench);
 
-  torch::manual_seed(3);
-  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
-  torch::optim::AdamW optimizer(encoder->parameters());
-  train::save_checkpoint(dir / "run", 0, *encoder, optimizer,
-                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
-  eval::EvalOptions o;
-  o.model = (dir / "run").string();
-  o.llm = test::tiny_checkpoint("llama", "f32").string();
-  o.dtype = "f32";
+  eval::EvalOptions o = tiny_model_options(dir);
   o.data_root = dir.string();
   o.benchmarks = {(dir / "sets.json").string()};
   const nlohmann::json r = eval::run_evaluation(o);
@@ -237,15 +244,7 @@ TEST(EvalSets, PaperTableFilesAreConsistent) {
     }
   }
   const fs::path dir = test::fresh_temp_dir();
-  torch::manual_seed(3);
-  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
-  torch::optim::AdamW optimizer(encoder->parameters());
-  train::save_checkpoint(dir / "run", 0, *encoder, optimizer,
-                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
-  eval::EvalOptions o;
-  o.model = (dir / "run").string();
-  o.llm = test::tiny_checkpoint("llama", "f32").string();
-  o.dtype = "f32";
+  eval::EvalOptions o = tiny_model_options(dir);
   o.data_root = (dir / "no-data").string();
   const std::map<std::string, std::string> expected = {
       {"paper-table1", "Urban1k/caption; published at https://huggingface.co/datasets/BeichenZhang/Urban1k"},

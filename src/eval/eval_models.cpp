@@ -143,19 +143,28 @@ torch::Tensor EvalModels::image_features(const std::vector<ImageInput>& images, 
 torch::Tensor EvalModels::text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
                                         int64_t* truncated) {
   if (model_.is_clip()) return clip_text_features(texts, truncated);
+  const text::PromptSet prompts = text::load_prompt_set(prompt_set);
+  if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set))
+    note_prompt_difference(*trained, prompts);
+  const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, encoder_options(prompt_set));
+  return encoder.encode_texts(texts).cpu();
+}
+
+text::FacetEncoderOptions EvalModels::encoder_options(const std::string& prompt_set) const {
   text::FacetEncoderOptions o;
   o.normalize = true;
-  const text::PromptSet prompts = text::load_prompt_set(prompt_set);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
     o.layer = trained->layer;  // the layer and positions training's stores were made with
     o.facet_positions = llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
-    note_prompt_difference(*trained, prompts);
   }
-  const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, o);
-  text_encoding_ = {{"prompt_set", prompts.name},
-                    {"layer", encoder.layer()},
-                    {"facet_positions", llm::to_string(o.facet_positions)}};
-  return encoder.encode_texts(texts).cpu();
+  return o;
+}
+
+nlohmann::json EvalModels::text_encoding(const std::string& prompt_set) const {
+  const text::FacetEncoderOptions o = encoder_options(prompt_set);
+  return {{"prompt_set", prompt_set},
+          {"layer", llm::hidden_state_index(o.layer, llm_->num_layers())},  // as FacetEncoder numbers it
+          {"facet_positions", llm::to_string(o.facet_positions)}};
 }
 
 // Batches of similar length: the tower stops at a batch's longest caption.

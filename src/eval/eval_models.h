@@ -18,6 +18,7 @@
 #include "eval/evaluate.h"
 #include "llm/tokenizer.h"
 #include "llm/transformer.h"
+#include "text/fda_encoder.h"
 #include "text/prompts.h"
 #include "train/text_provenance.h"
 #include "train/trained_model.h"
@@ -45,8 +46,10 @@ class EvalModels {
   ~EvalModels();
 
   bool is_clip() const { return model_.is_clip(); }
-  // How the last texts were encoded (FLAME): prompt set, layer, facet positions.
-  const nlohmann::json& text_encoding() const { return text_encoding_; }
+  // How text_features encodes a FLAME model's texts with `prompt_set`:
+  // {"prompt_set", "layer" (hidden_states index), "facet_positions"}, as the
+  // checkpoint's training stores were made.
+  nlohmann::json text_encoding(const std::string& prompt_set) const;
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // [N, D] normalised pooled features of the images. Features are kept per id:
@@ -68,6 +71,8 @@ class EvalModels {
   void encode_missing(const std::vector<ImageInput>& missing, const std::string& label);
   torch::Tensor clip_text_features(const std::vector<std::string>& texts, int64_t* truncated);
   void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts);
+  // The layer and facet positions training's store for `prompt_set` used (defaults when unknown).
+  text::FacetEncoderOptions encoder_options(const std::string& prompt_set) const;
 
   torch::Device device_;
   train::TrainedModel model_;
@@ -77,7 +82,6 @@ class EvalModels {
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
   std::unordered_map<std::string, torch::Tensor> feature_of_;  // image id -> its feature [D]
-  nlohmann::json text_encoding_;
   std::unordered_map<std::string, std::string> failure_of_;    // image id -> why it did not decode
 };
 

@@ -76,15 +76,15 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
                : mode == "long" ? "long prompts"
                                 : "raw prompts");
   int64_t truncated = 0;
-  const torch::Tensor text =
-      m.text_features(texts, mode == "long" ? "long" : "raw", &truncated);  // [T, K, D]
+  const std::string prompt_set = mode == "long" ? "long" : "raw";
+  const torch::Tensor text = m.text_features(texts, prompt_set, &truncated);  // [T, K, D]
   const torch::Tensor similarity = facet_similarity(image, text);
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
   nlohmann::json out = {{"name", name},          {"type", "retrieval"},
                         {"mode", mode},          {"images", images.size()},
                         {"texts", texts.size()}, {"facets", text.size(1)}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
-  if (!m.is_clip()) out["text_encoding"] = m.text_encoding();
+  if (!m.is_clip()) out["text_encoding"] = m.text_encoding(prompt_set);
   out.update(recall_json(recall));
   return out;
 }
@@ -166,7 +166,7 @@ nlohmann::json run_zero_shot(EvalModels& m, const nlohmann::json& task, const st
   nlohmann::json out = {
       {"name", name},   {"type", "zero-shot"}, {"images", files.size()}, {"classes", C},
       {"templates", T}, {"top1", acc.top1},    {"top5", acc.top5},       {"per_class_top1", per_class}};
-  if (!m.is_clip()) out["text_encoding"] = m.text_encoding();
+  if (!m.is_clip()) out["text_encoding"] = m.text_encoding("raw");  // zero_shot_classifier's set
   return out;
 }
 

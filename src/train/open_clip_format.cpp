@@ -14,6 +14,7 @@
 #include "llm/weights.h"
 #include "text/prompts.h"
 #include "train/checkpoint.h"
+#include "train/model_config.h"
 #include "train/text_provenance.h"
 #include "train/trained_model.h"
 #include "util/error.h"
@@ -175,7 +176,9 @@ ImportedTensors read_open_clip_tensors(const fs::path& path) {
     }
     const auto mapped = from_open_clip(name, /*clip=*/false);
     if (!mapped) fail("{}: {}", path.string(), not_importable(name));
-    out.by_flame_name[mapped->first] = llm::mapped_tensor(file, info).to(torch::kFloat32).clone();
+    // One copy out of the map, converted to fp32 on the way.
+    out.by_flame_name[mapped->first] =
+        llm::mapped_tensor(file, info).to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
   }
   return out;
 }
@@ -217,20 +220,16 @@ vision::VitConfig vit_from_tensors(const ImportedTensors& t, const json& model_c
   return v;
 }
 
-// The model's vision config and text width: flame's own record when the
-// config has one (an export of flame's), else read off the tensors.
-struct ImportedShape {
-  vision::VitConfig vit;
-  int64_t text_dim = 0;
-};
-
-ImportedShape imported_shape(const ImportedTensors& t, const json& config, const fs::path& path) {
+// The model's shapes: flame's own record when the config has one (an export
+// of flame's, read as a checkpoint's config is), else read off the tensors.
+ModelConfig imported_shape(const ImportedTensors& t, const json& config, const fs::path& path) {
   if (config.contains("flame")) {
-    const json& model = config["flame"].at("model");
-    if (model.value("text_tower", "llm") != "llm")
-      fail("{}: only FLAME models can be imported", path.string());
-    return {vision::vit_config_from_json(model.at("vit"), path.string() + ": flame.model.vit"),
-            model.at("text_dim").get<int64_t>()};
+    const json& flame = config["flame"];
+    if (!flame.is_object() || !flame.contains("model"))
+      fail("{}: the 'flame' section has no 'model'", path.string());
+    ModelConfig shape = model_config_from_json(flame["model"], path.string() + ": flame.model");
+    if (shape.tower != TextTower::kLlm) fail("{}: only FLAME models can be imported", path.string());
+    return shape;
   }
   const json model_cfg = config.contains("model_cfg") ? config["model_cfg"] : config;
   const json mm_cfg = model_cfg.value("mm_cfg", json::object());
@@ -240,11 +239,11 @@ ImportedShape imported_shape(const ImportedTensors& t, const json& config, const
         "mlp_depth {}",
         path.string(), mm_cfg.value("mlp_depth", int64_t{2}));
   }
-  ImportedShape shape{vit_from_tensors(t, model_cfg, path), 0};
-  const torch::Tensor& fc1 = tensor_at(t, "projector.fc1.weight", path);
-  shape.vit.projector_hidden = fc1.size(0);
-  shape.text_dim = tensor_at(t, "projector.fc2.weight", path).size(0);
+  ModelConfig shape;
+  shape.vit = vit_from_tensors(t, model_cfg, path);
+  shape.vit.projector_hidden = tensor_at(t, "projector.fc1.weight", path).size(0);
   shape.vit.ln_post = false;  // the released encode_image projects the last block's output
+  shape.text_dim = tensor_at(t, "projector.fc2.weight", path).size(0);
   return shape;
 }
 
@@ -280,11 +279,12 @@ json imported_text_stores(const OpenClipImportOptions& o, const json& config, in
   const int64_t index = llm::hidden_state_index(parse_layer(layer), llm_config.num_hidden_layers);
   std::string positions = o.facet_positions;
   if (positions.empty()) positions = config.contains("flame") ? "separate" : "concatenated";
+  const json llm_identity = llm::checkpoint_identity(o.llm).json;
   std::vector<text::StoreIdentity> stores;
   for (const std::string& name : {"long", "short", "raw"}) {
     const text::PromptSet prompts = text::load_prompt_set(name);
     text::StoreIdentity id;
-    id.llm = llm::checkpoint_identity(o.llm).json;
+    id.llm = llm_identity;
     id.prompt_set_name = prompts.name;
     id.prompt_set_sha256 = prompts.sha256;
     for (const auto& f : prompts.facets) id.facets.push_back(f.name);
@@ -310,7 +310,7 @@ fs::path import_open_clip(const OpenClipImportOptions& o) {
   if (fs::exists(o.run_dir / "checkpoints") && !o.overwrite)
     fail("{} already holds checkpoints: pass --overwrite to replace them", o.run_dir.string());
   const ImportedTensors tensors = read_open_clip_tensors(o.weights);
-  const ImportedShape shape = imported_shape(tensors, config, o.weights);
+  const ModelConfig shape = imported_shape(tensors, config, o.weights);
   TrainedModel model = make_flame_model(shape.vit, shape.text_dim);
   {
     torch::NoGradGuard no_grad;
