@@ -149,6 +149,50 @@ fs::path tiny_model(const fs::path& dir) {
   return dir;
 }
 
+// The linear probe's two fits and two kinds of features, from a benchmark
+// file: flame's L-BFGS (every 5th train sample of a class validates) or
+// CLIP_benchmark's AdamW with the method's table-5 settings; the model's
+// features in the text space (64 wide here) or the ViT's before the
+// projection (32 wide), as the method's encode_image(visual_only=True).
+TEST(ClipBenchmarkEval, LinearProbeFitsAndFeatures) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path colours = write_classification_export(dir / "wds_colours");
+  torch::manual_seed(3);
+  vision::VitConfig vit = vision::load_vit_config("vit-micro-32");
+  vit.width = 32;
+  vision::ImageEncoder encoder(vit, 64);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  train::save_checkpoint(dir / "run", 0, *encoder, optimizer,
+                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
+  const nlohmann::json base = {
+      {"type", "clip-benchmark"}, {"task", "linear_probe"}, {"root", colours.string()}};
+  nlohmann::json lbfgs = base, visual = base, bad = base;
+  lbfgs.update({{"name", "lbfgs"}, {"probe", "lbfgs"}});
+  visual.update(
+      {{"name", "visual"}, {"features", "visual"}, {"lr", 0.1}, {"epochs", 20}, {"batch_size", 512}});
+  write_json_file_atomic(dir / "probes.json", {{"name", "probes"}, {"tasks", {lbfgs, visual}}});
+  eval::EvalOptions o;
+  o.model = (dir / "run").string();
+  o.dtype = "f32";
+  o.benchmarks = {(dir / "probes.json").string()};
+  const nlohmann::json r = eval::run_evaluation(o);  // no --llm: a linear probe needs no text
+  ASSERT_EQ(r["tasks"].size(), 2u);
+  EXPECT_EQ(r["tasks"][0]["train"], 12);
+  EXPECT_EQ(r["tasks"][0]["val"], 3);
+  EXPECT_EQ(r["tasks"][0]["feature_dim"], 64);
+  EXPECT_EQ(r["tasks"][1]["probe"], "adamw");
+  EXPECT_EQ(r["tasks"][1]["epochs"], 20);
+  EXPECT_EQ(r["tasks"][1]["batch_size"], 512);
+  EXPECT_EQ(r["tasks"][1]["feature_dim"], 32);
+  EXPECT_EQ(r["tasks"][1]["features"], "visual");
+
+  bad.update({{"name", "bad"}, {"probe", "sgd"}});
+  write_json_file_atomic(dir / "bad.json", {{"name", "bad"}, {"tasks", {bad}}});
+  o.benchmarks = {(dir / "bad.json").string()};
+  EXPECT_TRUE(
+      contains(error_of([&] { eval::run_evaluation(o); }), "probe must be adamw or lbfgs, not 'sgd'"));
+}
+
 TEST(ClipBenchmarkEval, EveryTaskKindOnATinyModel) {
   const fs::path dir = test::fresh_temp_dir();
   const fs::path classification = write_classification_export(dir / "wds_colours");
@@ -171,10 +215,11 @@ TEST(ClipBenchmarkEval, EveryTaskKindOnATinyModel) {
   EXPECT_EQ(zs["skipped"]["by_reason"]["undecodable image"], 1);
   EXPECT_TRUE(zs["metrics"].contains("acc1") && zs["metrics"].contains("mean_per_class_recall"));
   EXPECT_FALSE(zs["metrics"].contains("acc5"));  // 3 classes: CLIP_benchmark reports none
-  const auto& probe = r["tasks"][1];
+  const auto& probe = r["tasks"][1];             // CLIP_benchmark's probe on every train sample
   EXPECT_EQ(probe["type"], "linear-probe");
-  EXPECT_EQ(probe["train"], 12);
-  EXPECT_EQ(probe["val"], 3);
+  EXPECT_EQ(probe["probe"], "adamw");
+  EXPECT_EQ(probe["train"], 15);
+  EXPECT_EQ(probe["epochs"], 10);
   EXPECT_EQ(probe["test"], 4);
   const std::string md = eval::results_markdown(r);
   EXPECT_TRUE(contains(md, "| wds_colours/zeroshot_classification | zero-shot | 4 |")) << md;

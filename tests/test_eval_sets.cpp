@@ -246,18 +246,51 @@ TEST(EvalSets, PaperTableFilesAreConsistent) {
   const fs::path dir = test::fresh_temp_dir();
   eval::EvalOptions o = tiny_model_options(dir);
   o.data_root = (dir / "no-data").string();
+  // Each table's first task alone: its one line. The whole table: a line for
+  // each of its tasks, under one heading, before any model is loaded.
+  const fs::path none = dir / "no-data";
   const std::map<std::string, std::string> expected = {
-      {"paper-table1", "Urban1k/caption; published at https://huggingface.co/datasets/BeichenZhang/Urban1k"},
-      {"paper-table2", "wds_mscoco_captions/test/nshards.txt"},
-      {"paper-table3", "wds_imagenet1k/test/nshards.txt"},
-      {"crossmodal3600", "xm3600/captions.jsonl; published at https://google.github.io/crossmodal-3600"},
-      {"sugarcrepe", "sugar_crepe/add_att.json; published at https://github.com/RAIVNLab/sugar-crepe"}};
-  for (const auto& [bench, part] : expected) {
+      {"paper-table1", "task 'urban1k': no " + (none / "Urban1k").string() +
+                           " (its root); published at https://huggingface.co/datasets/BeichenZhang/Urban1k"},
+      {"paper-table2", "task 'mscoco-5k': no " + (none / "clip_benchmark" / "wds_mscoco_captions").string() +
+                           " (its root); published at https://huggingface.co/datasets/clip-benchmark/"
+                           "wds_mscoco_captions"},
+      {"paper-table3",
+       "wds_imagenet1k (its root); published at "
+       "https://huggingface.co/datasets/clip-benchmark/wds_imagenet1k"},
+      {"paper-table4", "task 'imagenet-zero-shot-en': no " + (none / "imagenet" / "val").string() +
+                           " (its root); published at ImageNet ILSVRC2012 validation images"},
+      {"paper-table5",
+       "wds_cifar10 (its root); published at "
+       "https://huggingface.co/datasets/clip-benchmark/wds_cifar10"},
+      {"crossmodal3600", "xm3600 (its root); published at https://google.github.io/crossmodal-3600"},
+      {"sugarcrepe", "sugar_crepe (its root); published at https://github.com/RAIVNLab/sugar-crepe"}};
+  for (const auto& [bench, line] : expected) {
     o.benchmarks = {bench};
-    const std::string message = error_of([&] { eval::run_evaluation(o); });
-    EXPECT_TRUE(contains(message, part) && message.find('\n') == std::string::npos)
+    const nlohmann::json tasks = read_json_file(configs / (bench + ".json")).at("tasks");
+    o.tasks = {tasks[0].at("name").get<std::string>()};
+    std::string message = error_of([&] { eval::run_evaluation(o); });
+    EXPECT_TRUE(contains(message, line) && message.find('\n') == std::string::npos)
+        << bench << ": " << message;
+    o.tasks.clear();
+    message = error_of([&] { eval::run_evaluation(o); });
+    if (tasks.size() == 1) continue;
+    EXPECT_TRUE(
+        contains(message, fmt::format("{} of the {} tasks lack their data", tasks.size(), tasks.size())) &&
+        std::count(message.begin(), message.end(), '\n') == static_cast<long>(tasks.size()))
         << bench << ": " << message;
   }
+  // Table 4's other languages name CLIP_benchmark's files and where to clone it.
+  fs::create_directories(none / "imagenet" / "val");
+  o.benchmarks = {"paper-table4"};
+  o.tasks = {"imagenet-zero-shot-ja"};
+  const std::string ja = error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(
+      contains(ja, (none / "CLIP_benchmark" / "clip_benchmark" / "datasets" / "jp_classnames.json").string() +
+                       " (its classes)") &&
+      contains(ja,
+               "git clone https://github.com/LAION-AI/CLIP_benchmark " + (none / "CLIP_benchmark").string()))
+      << ja;
 }
 
 }  // namespace

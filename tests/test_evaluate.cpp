@@ -125,6 +125,17 @@ fs::path provenance_checkpoint(const fs::path& dir, const nlohmann::json& text_s
   return dir;
 }
 
+// Options to evaluate a fresh tiny checkpoint (no recorded text side) at
+// DIR/run against the tiny LLM on the benchmark file `bench`.
+eval::EvalOptions tiny_eval_options(const fs::path& dir, const fs::path& bench) {
+  eval::EvalOptions o;
+  o.model = provenance_checkpoint(dir / "run", nullptr).string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.benchmarks = {bench.string()};
+  o.dtype = "f32";
+  return o;
+}
+
 // The checkpoint's text side decides: its layer is used (a layer the LLM does
 // not have fails, naming it), another LLM is refused naming both and the
 // override, which then puts a warning into the results; an old checkpoint
@@ -186,8 +197,9 @@ TEST(Evaluate, TheCheckpointsTextSideDecidesTheLayerAndTheLlm) {
 // ImageNet's layout: class folders named by id (n0...), names from a
 // "wnid<TAB>name" file or, with "folders": "sorted", one name per line in
 // folder order; a count that does not match, and a missing root, are named.
-TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
-  const fs::path dir = fresh_temp_dir();
+// DIR/val/<wnid>/: 5 real CIFAR-10 cat images as n02123045 and 5 dogs as
+// n02085620, ImageNet's layout in miniature.
+void write_wnid_folders(const fs::path& dir) {
   const fs::path cifar = test::shared_dir() / "data" / "cifar10" / "test";
   for (const auto& [wnid, cls] : {std::pair{"n02123045", "cat"}, std::pair{"n02085620", "dog"}}) {
     fs::create_directories(dir / "val" / wnid);
@@ -196,6 +208,11 @@ TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
     std::sort(files.begin(), files.end());
     for (int i = 0; i < 5; ++i) fs::copy_file(files[i], dir / "val" / wnid / files[i].filename());
   }
+}
+
+TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
+  const fs::path dir = fresh_temp_dir();
+  write_wnid_folders(dir);
   write_file_atomic(dir / "names.tsv", "n02123045\ttabby cat\nn02085620\tChihuahua\n");
   write_file_atomic(dir / "names-sorted.txt", "Chihuahua\ntabby cat\n");  // n02085620 sorts first
   write_file_atomic(dir / "three.txt", "a\nb\nc\n");
@@ -214,11 +231,7 @@ TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
       dir / "bench.json",
       {{"name", "wnid"},
        {"tasks", {task("by-id", "names.tsv", false), task("sorted", "names-sorted.txt", true)}}});
-  eval::EvalOptions o;
-  o.model = provenance_checkpoint(dir / "run", nullptr).string();
-  o.llm = test::tiny_checkpoint("llama", "f32").string();
-  o.benchmarks = {(dir / "bench.json").string()};
-  o.dtype = "f32";
+  eval::EvalOptions o = tiny_eval_options(dir, dir / "bench.json");
   const nlohmann::json r = eval::run_evaluation(o);
   ASSERT_EQ(r["tasks"].size(), 2u);
   for (const auto& t : r["tasks"]) {
@@ -236,7 +249,8 @@ TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
   write_json_file_atomic(dir / "missing.json", {{"name", "m"}, {"tasks", {missing}}});
   o.benchmarks = {(dir / "missing.json").string()};
   const std::string message = test::error_of([&] { eval::run_evaluation(o); });
-  EXPECT_TRUE(test::contains(message, "no folder " + (dir / "nowhere").string() + "; ImageNet ILSVRC2012"))
+  EXPECT_TRUE(test::contains(message, "task 'missing': no " + (dir / "nowhere").string() +
+                                          " (its root); published at ImageNet ILSVRC2012"))
       << message;
 
   o.batch_size = 0;
@@ -258,9 +272,75 @@ TEST(Evaluate, ClassFoldersNamedByIdWithAClassNameFile) {
   o.benchmarks = {"imagenet"};
   o.data_root = (dir / "no-data").string();
   const std::string absent = test::error_of([&] { eval::run_evaluation(o); });
-  EXPECT_TRUE(test::contains(absent, "no folder " + (dir / "no-data" / "imagenet" / "val").string()) &&
+  EXPECT_TRUE(test::contains(absent, "no " + (dir / "no-data" / "imagenet" / "val").string()) &&
               test::contains(absent, "https://image-net.org"))
       << absent;
+}
+
+// CLIP_benchmark's own class-name and template files (the multilingual
+// ImageNet of table 4: `clip_benchmark eval --language jp` reads
+// jp_classnames.json and jp_zeroshot_classification_templates.json) give the
+// same classifier as the same names and templates in text files: lists, or
+// objects of lists by dataset; templates fall back to imagenet1k's as
+// CLIP_benchmark's builder.py does; "{c}" and "{}" both take the name.
+TEST(Evaluate, ClipBenchmarkClassNameAndTemplateFiles) {
+  const fs::path dir = fresh_temp_dir();
+  write_wnid_folders(dir);
+  // Sorted folders: n02085620 (dog) first. Japanese names, as the jp file has them.
+  write_file_atomic(dir / "names.txt", "チワワ\nトラ猫\n");
+  write_file_atomic(dir / "templates.txt", "{}の写真\n{}の絵\n");
+  write_json_file_atomic(dir / "jp_classnames.json",
+                         {{"cifar10", {"a", "b"}}, {"imagenet1k", {"チワワ", "トラ猫"}}});
+  write_json_file_atomic(dir / "jp_list.json", {"チワワ", "トラ猫"});
+  write_json_file_atomic(dir / "jp_zeroshot_classification_templates.json",
+                         {{"imagenet1k", {"{c}の写真", "{c}の絵"}}});
+  const auto task = [&](const std::string& name, const std::string& classes, const std::string& templates) {
+    return nlohmann::json{{"name", name},
+                          {"type", "zero-shot"},
+                          {"root", (dir / "val").string()},
+                          {"folders", "sorted"},
+                          {"classes", (dir / classes).string()},
+                          {"templates", (dir / templates).string()}};
+  };
+  nlohmann::json other_dataset =
+      task("other", "jp_classnames.json", "jp_zeroshot_classification_templates.json");
+  other_dataset["dataset_key"] = "cifar10";  // its own names; no cifar10 templates: imagenet1k's
+  write_json_file_atomic(
+      dir / "bench.json",
+      {{"name", "jp"},
+       {"tasks",
+        {task("text", "names.txt", "templates.txt"),
+         task("json", "jp_classnames.json", "jp_zeroshot_classification_templates.json"),
+         task("list", "jp_list.json", "jp_zeroshot_classification_templates.json"), other_dataset}}});
+  eval::EvalOptions o = tiny_eval_options(dir, dir / "bench.json");
+  const nlohmann::json r = eval::run_evaluation(o);
+  ASSERT_EQ(r["tasks"].size(), 4u);
+  EXPECT_EQ(r["tasks"][0]["templates"], 2);
+  EXPECT_TRUE(r["tasks"][0]["per_class_top1"].contains("チワワ")) << r["tasks"][0];
+  for (int i : {1, 2}) {
+    EXPECT_EQ(r["tasks"][i]["per_class_top1"], r["tasks"][0]["per_class_top1"]) << i;
+    EXPECT_EQ(r["tasks"][i]["top1"], r["tasks"][0]["top1"]) << i;
+  }
+  EXPECT_TRUE(r["tasks"][3]["per_class_top1"].contains("a")) << r["tasks"][3];
+  EXPECT_EQ(r["tasks"][3]["templates"], 2);
+
+  // A dataset the file has no list for names the file and the lists it has;
+  // a non-string entry names its index.
+  write_json_file_atomic(dir / "bench.json",
+                         {{"name", "jp"}, {"tasks", {[&] {
+                                             auto t = task("missing", "jp_classnames.json", "templates.txt");
+                                             t["dataset_key"] = "cars";
+                                             return t;
+                                           }()}}});
+  std::string message = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(
+      test::contains(message, "jp_classnames.json: no list for dataset 'cars' (it has: cifar10, imagenet1k)"))
+      << message;
+  write_json_file_atomic(dir / "jp_list.json", {"チワワ", 3});
+  write_json_file_atomic(dir / "bench.json",
+                         {{"name", "jp"}, {"tasks", {task("bad", "jp_list.json", "templates.txt")}}});
+  message = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(message, "jp_list.json: entry 1 is not a string")) << message;
 }
 
 TEST(Evaluate, EveryTaskTypeOnATinyModel) {
@@ -315,6 +395,61 @@ TEST(Evaluate, EveryTaskTypeOnATinyModel) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no task 'nope'"), std::string::npos) << e.what();
   }
+}
+
+// The results file is written after each task: a failing (or killed)
+// evaluation keeps the tasks it finished, marked incomplete, and --resume runs
+// only the rest, refusing results made with other settings. Missing data of
+// any task stops the run before anything is loaded, one line a task.
+TEST(Evaluate, ResultsAfterEachTaskResumeAndMissingDataFirst) {
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.data_root = (test::shared_dir() / "data").string();
+  o.limit = 20;
+  o.out = (dir / "results.json").string();
+  const nlohmann::json full = eval::run_evaluation(o);
+  EXPECT_EQ(full["complete"], true);
+
+  write_file_atomic(dir / "templates.txt", "no slot for the name\n");  // the third task (zs) fails
+  EXPECT_TRUE(test::contains(test::error_of([&] { eval::run_evaluation(o); }), "has no {c} or {}"));
+  nlohmann::json partial = read_json_file(dir / "results.json");
+  ASSERT_EQ(partial["tasks"].size(), 2u);
+  EXPECT_EQ(partial["complete"], false);
+  EXPECT_EQ(partial["tasks"][1]["text_to_image"], full["tasks"][1]["text_to_image"]);
+
+  write_file_atomic(dir / "templates.txt", "a photo of a {}.\na drawing of a {}.\n");
+  partial["tasks"][0]["images"] = 999;  // a kept result is read back, not recomputed
+  write_json_file_atomic(dir / "results.json", partial);
+  o.resume = true;
+  const nlohmann::json resumed = eval::run_evaluation(o);
+  ASSERT_EQ(resumed["tasks"].size(), 4u);
+  EXPECT_EQ(resumed["tasks"][0]["images"], 999);
+  EXPECT_EQ(resumed["tasks"][2]["per_class_top1"], full["tasks"][2]["per_class_top1"]);
+  EXPECT_EQ(resumed["tasks"][3]["top1"], full["tasks"][3]["top1"]);
+  EXPECT_EQ(resumed["complete"], true);
+  EXPECT_EQ(read_json_file(dir / "results.json"), resumed);
+
+  o.limit = 10;
+  const std::string refused = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(refused, "was made with limit 20, this run has 10")) << refused;
+
+  // Two of three tasks without their data: both named, before any model is
+  // loaded (the LLM path here does not exist).
+  nlohmann::json bench = read_json_file(o.benchmarks[0]);
+  bench["tasks"][0]["image_dir"] = (dir / "no-images").string();
+  bench["tasks"][2]["root"] = (dir / "no-cifar").string();
+  bench["tasks"][2]["source"] = "somewhere public";
+  write_json_file_atomic(dir / "missing.json", bench);
+  o.benchmarks = {(dir / "missing.json").string()};
+  o.llm = (dir / "no-llm").string();
+  o.resume = false;
+  const std::string missing = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(
+      test::contains(missing, "2 of the 4 tasks lack their data (nothing was run):\n") &&
+      test::contains(missing, "task 'short': no " + (dir / "no-images").string() + " (its image_dir)\n") &&
+      test::contains(missing, "task 'zs': no " + (dir / "no-cifar").string() +
+                                  " (its root); published at somewhere public"))
+      << missing;
 }
 
 // A CLIP baseline checkpoint runs every task with its own text tower, no LLM:

@@ -5,7 +5,6 @@
 
 #include "cli/commands.h"
 #include "eval/evaluate.h"
-#include "util/file.h"
 
 namespace flame::cli {
 
@@ -35,7 +34,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "LLM compute dtype")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "images per encoder pass")->capture_default_str();
-  cmd->add_option("--out", o->out, "results JSON");
+  cmd->add_option("--out", o->out, "results JSON, written after each task");
+  cmd->add_flag("--resume", o->resume,
+                "keep the results in --out of the tasks an interrupted run finished and run the rest");
   cmd->add_flag(
       "--allow-llm-mismatch", o->allow_llm_mismatch,
       "evaluate with an --llm other than the one the model's stores were made with (a warning goes into "
@@ -43,16 +44,9 @@ void add_eval_command(CLI::App& app) {
   add_threads_option(*cmd, threads.get());
   cmd->callback([o, threads] {
     apply_threads(*threads);
-    // The table is printed before the JSON is written: a failing write loses nothing shown.
-    if (!o->out.empty()) check_output_file(o->out, "--out");
-    eval::EvalOptions options = *o;
-    options.out.clear();
-    const nlohmann::json results = eval::run_evaluation(options);
+    const nlohmann::json results = eval::run_evaluation(*o);
     std::cout << eval::results_markdown(results) << std::flush;
-    if (!o->out.empty()) {
-      write_json_file_atomic(o->out, results);
-      fmt::print("wrote {}\n", o->out);
-    }
+    if (!o->out.empty()) fmt::print("wrote {}\n", o->out);
   });
 }
 

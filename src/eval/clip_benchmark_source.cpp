@@ -22,16 +22,16 @@ constexpr const char* kPublished =
     "CLIP_benchmark's WebDataset exports are published at https://huggingface.co/clip-benchmark "
     "(wds_<dataset>), or made with clip_benchmark_export_wds";
 
+std::string dataset_name(const fs::path& root) {
+  const fs::path normal = root.lexically_normal();
+  return normal.has_filename() ? normal.filename().string() : normal.parent_path().filename().string();
+}
+
 [[noreturn]] void fail_missing(const fs::path& expected, const fs::path& root) {
   fail(
       "no CLIP_benchmark dataset at {}: expected {} (and classnames.txt, "
       "zeroshot_classification_templates.txt for classification); {}",
       root.string(), expected.string(), kPublished);
-}
-
-std::string dataset_name(const fs::path& root) {
-  const fs::path normal = root.lexically_normal();
-  return normal.has_filename() ? normal.filename().string() : normal.parent_path().filename().string();
 }
 
 // The split's shards as one ImageSource pattern: "{0..N-1}.tar" from
@@ -111,6 +111,12 @@ std::vector<std::string> caption_lines(const std::string& text) {
 }
 
 }  // namespace
+
+std::string clip_benchmark_published(const fs::path& root) {
+  const std::string name = dataset_name(root);
+  if (starts_with(name, "wds_")) return "https://huggingface.co/datasets/clip-benchmark/" + name;
+  return "https://huggingface.co/clip-benchmark (wds_<dataset>), or made with clip_benchmark_export_wds";
+}
 
 ClipBenchmarkInfo open_clip_benchmark(const fs::path& root) {
   if (!fs::is_directory(root / "test")) fail_missing(root / "test" / "nshards.txt", root);

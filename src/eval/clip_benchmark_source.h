@@ -36,6 +36,10 @@ struct ClipBenchmarkInfo {
   std::vector<std::string> templates;   // empty when the templates file is absent
 };
 
+// Where the export at `root` is published: its Hugging Face page when the
+// folder has the wds_<dataset> name, else where the exports are.
+std::string clip_benchmark_published(const std::filesystem::path& root);
+
 // Reads the root's metadata. A missing root or test split is one line naming
 // the expected path and where the exports are published.
 ClipBenchmarkInfo open_clip_benchmark(const std::filesystem::path& root);

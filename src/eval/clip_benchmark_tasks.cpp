@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "eval/adamw_probe.h"
 #include "eval/clip_benchmark_source.h"
 #include "eval/linear_probe.h"
 #include "eval/metrics.h"
@@ -40,9 +41,10 @@ void cap_per_class(std::vector<ClipBenchmarkSample>* samples, int64_t per_class)
 
 // The split's image features [N, D]; samples whose image does not decode are
 // dropped (counted and named in split->skipped).
-torch::Tensor encode_split(EvalModels& m, ClipBenchmarkSplit* split, const std::string& label) {
+torch::Tensor encode_split(EvalModels& m, ClipBenchmarkSplit* split, const std::string& label,
+                           ImageFeatureKind kind = ImageFeatureKind::kJoint) {
   std::vector<std::pair<size_t, std::string>> bad;
-  const torch::Tensor features = m.image_features(split->image_inputs(), label, &bad);
+  const torch::Tensor features = m.image_features(split->image_inputs(), label, &bad, kind);
   if (bad.empty()) return features;
   std::vector<int64_t> keep;
   std::vector<ClipBenchmarkSample> kept;
@@ -142,34 +144,79 @@ torch::Tensor rows(const torch::Tensor& features, const std::vector<int64_t>& in
   return features.index_select(0, torch::tensor(index, torch::kInt64));
 }
 
+// flame's L-BFGS probe (linear_probe.h): every 5th train sample of a class
+// validates the L2 strength. Returns the test logits; fills in the split sizes.
+torch::Tensor lbfgs_probe(const nlohmann::json& task, const torch::Tensor& train_x,
+                          const std::vector<int64_t>& train_labels, const torch::Tensor& test_x,
+                          const std::vector<int64_t>& test_labels, nlohmann::json* out) {
+  std::vector<int64_t> fit, val;
+  std::map<int64_t, int64_t> seen;
+  for (size_t i = 0; i < train_labels.size(); ++i)
+    (seen[train_labels[i]]++ % 5 == 4 ? val : fit).push_back(static_cast<int64_t>(i));
+  if (val.empty())
+    fail("task '{}': the linear probe needs 5 or more train samples of some class",
+         task.at("name").get<std::string>());
+  const torch::Tensor y = torch::tensor(train_labels, torch::kInt64);
+  const LinearProbeResult r = linear_probe(rows(train_x, fit), rows(y, fit), rows(train_x, val), rows(y, val),
+                                           test_x, torch::tensor(test_labels, torch::kInt64), {});
+  out->update({{"train", fit.size()}, {"val", val.size()}, {"best_l2", r.best_l2}, {"val_top1", r.val_top1}});
+  return test_x.to(torch::kDouble).matmul(r.weight.t()) + r.bias;
+}
+
+// CLIP_benchmark's own probe (adamw_probe.h) with the task's "lr", "epochs",
+// "batch_size", "seed" (its defaults otherwise), on every train sample; the
+// logits are widened to `classes` columns when the train split lacks the last classes.
+torch::Tensor clip_benchmark_probe(const nlohmann::json& task, const torch::Tensor& train_x,
+                                   const std::vector<int64_t>& train_labels, const torch::Tensor& test_x,
+                                   int64_t classes, nlohmann::json* out) {
+  AdamwProbeOptions o;
+  o.lr = task.value("lr", o.lr);
+  o.epochs = task.value("epochs", o.epochs);
+  o.batch_size = task.value("batch_size", o.batch_size);
+  o.seed = task.value("seed", o.seed);
+  torch::Tensor logits = adamw_probe_logits(train_x, torch::tensor(train_labels, torch::kInt64), test_x, o);
+  if (logits.size(1) < classes) {
+    const auto pad = torch::full({logits.size(0), classes - logits.size(1)}, -INFINITY, logits.options());
+    logits = torch::cat({logits, pad}, 1);
+  }
+  out->update({{"train", train_labels.size()},
+               {"lr", o.lr},
+               {"epochs", o.epochs},
+               {"batch_size", o.batch_size},
+               {"seed", o.seed}});
+  return logits;
+}
+
+// "probe": "adamw" (CLIP_benchmark's, the default) or "lbfgs" (flame's);
+// "features": "joint" (the model's image features, as CLIP_benchmark's
+// encode_image; the default) or "visual" (before the projection, as the
+// method's table 5).
 nlohmann::json linear_probe_task(EvalModels& m, const nlohmann::json& task, const ClipBenchmarkInfo& info,
                                  int64_t limit) {
   const std::string name = task.at("name");
+  const std::string probe = task.value("probe", "adamw"), features = task.value("features", "joint");
+  if (probe != "adamw" && probe != "lbfgs")
+    fail("task '{}': probe must be adamw or lbfgs, not '{}'", name, probe);
+  if (features != "joint" && features != "visual")
+    fail("task '{}': features must be joint or visual, not '{}'", name, features);
+  const ImageFeatureKind kind = features == "visual" ? ImageFeatureKind::kVisual : ImageFeatureKind::kJoint;
   ClipBenchmarkSplit train = read_clip_benchmark_split(info, task.value("train_split", "train"), true);
   ClipBenchmarkSplit test = read_clip_benchmark_split(info, task.value("split", "test"), true);
   const auto C = std::max<int64_t>(1, static_cast<int64_t>(info.classnames.size()));
   cap_per_class(&train.samples, limit > 0 ? std::max<int64_t>(5, limit / C) : 0);
   cap_per_class(&test.samples, limit > 0 ? std::max<int64_t>(1, limit / C) : 0);
-  const torch::Tensor train_x = encode_split(m, &train, name + " train");
-  const torch::Tensor test_x = encode_split(m, &test, name + " test");
-  // Every 5th train sample of a class validates the L2 strength.
-  std::vector<int64_t> fit, val;
-  std::map<int64_t, int64_t> seen;
-  for (size_t i = 0; i < train.samples.size(); ++i)
-    (seen[train.samples[i].label]++ % 5 == 4 ? val : fit).push_back(static_cast<int64_t>(i));
-  if (val.empty()) fail("task '{}': the linear probe needs 5 or more train samples of some class", name);
-  const torch::Tensor y = torch::tensor(labels_of(train), torch::kInt64);
-  const std::vector<int64_t> test_labels = labels_of(test);
-  const LinearProbeResult r = linear_probe(rows(train_x, fit), rows(y, fit), rows(train_x, val), rows(y, val),
-                                           test_x, torch::tensor(test_labels, torch::kInt64), {});
-  const torch::Tensor logits = test_x.to(torch::kDouble).matmul(r.weight.t()) + r.bias;
-  const ClassificationAccuracy acc = classification_accuracy(logits, test_labels, TieRule::kFirstIndex);
+  const torch::Tensor train_x = encode_split(m, &train, name + " train", kind);
+  const torch::Tensor test_x = encode_split(m, &test, name + " test", kind);
+  const std::vector<int64_t> train_labels = labels_of(train), test_labels = labels_of(test);
   nlohmann::json out = {{"images", train.samples.size() + test.samples.size()},
-                        {"train", fit.size()},
-                        {"val", val.size()},
                         {"test", test.samples.size()},
-                        {"best_l2", r.best_l2},
-                        {"val_top1", r.val_top1}};
+                        {"probe", probe},
+                        {"features", features},
+                        {"feature_dim", train_x.size(1)}};
+  const torch::Tensor logits = probe == "lbfgs"
+                                   ? lbfgs_probe(task, train_x, train_labels, test_x, test_labels, &out)
+                                   : clip_benchmark_probe(task, train_x, train_labels, test_x, C, &out);
+  const ClassificationAccuracy acc = classification_accuracy(logits, test_labels, TieRule::kFirstIndex);
   out.update(classification_json(acc, info.classnames, logits.size(1)));
   out["skipped"] = train.skipped.json();
   out["skipped_test"] = test.skipped.json();

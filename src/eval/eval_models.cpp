@@ -64,7 +64,15 @@ EvalModels::~EvalModels() = default;
 // Decodes and encodes `missing` in batches, on --threads decoder threads (not
 // one per core: each holds an image's pixels), each taking every T-th image.
 // A decoding failure is kept in failure_of_; the caller decides whether it is fatal.
-void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const std::string& label) {
+namespace {
+// The feature caches' key of an image for a kind of features.
+std::string cache_key(ImageFeatureKind kind, const std::string& id) {
+  return kind == ImageFeatureKind::kVisual ? "visual:" + id : id;
+}
+}  // namespace
+
+void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const std::string& label,
+                                ImageFeatureKind kind) {
   torch::NoGradGuard no_grad;
   data::ImageTransformOptions t;
   t.size = model_.image->config().image_size;
@@ -93,18 +101,19 @@ void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const st
     std::vector<size_t> rows;
     for (size_t i = begin; i < end; ++i) {
       if (!failed[i - begin].empty()) {
-        failure_of_[missing[i].id] = failed[i - begin];
+        failure_of_[cache_key(kind, missing[i].id)] = failed[i - begin];
         continue;
       }
       decoded.push_back(batch[i - begin]);
       rows.push_back(i);
     }
     if (!decoded.empty()) {
-      const torch::Tensor features =
-          l2_normalize(model_.image->encode(torch::stack(decoded).to(device_)).pooled.to(torch::kFloat32))
-              .cpu();
+      const torch::Tensor pixels = torch::stack(decoded).to(device_);
+      const torch::Tensor pooled = kind == ImageFeatureKind::kVisual ? model_.image->visual_features(pixels)
+                                                                     : model_.image->encode(pixels).pooled;
+      const torch::Tensor features = l2_normalize(pooled.to(torch::kFloat32)).cpu();
       for (size_t r = 0; r < rows.size(); ++r)
-        feature_of_[missing[rows[r]].id] = features[static_cast<int64_t>(r)];
+        feature_of_[cache_key(kind, missing[rows[r]].id)] = features[static_cast<int64_t>(r)];
     }
     progress.advance(static_cast<int64_t>(end - begin));
   }
@@ -112,20 +121,23 @@ void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const st
 }
 
 torch::Tensor EvalModels::image_features(const std::vector<ImageInput>& images, const std::string& label,
-                                         std::vector<std::pair<size_t, std::string>>* undecodable) {
+                                         std::vector<std::pair<size_t, std::string>>* undecodable,
+                                         ImageFeatureKind kind) {
   std::vector<ImageInput> missing;
   std::unordered_set<std::string> queued;
   for (const auto& image : images) {
-    if (!feature_of_.count(image.id) && !failure_of_.count(image.id) && queued.insert(image.id).second)
+    const std::string key = cache_key(kind, image.id);
+    if (!feature_of_.count(key) && !failure_of_.count(key) && queued.insert(key).second)
       missing.push_back(image);
   }
-  encode_missing(missing, label);
+  encode_missing(missing, label, kind);
   std::vector<torch::Tensor> out;
   out.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
-    const auto failure = failure_of_.find(images[i].id);
+    const std::string key = cache_key(kind, images[i].id);
+    const auto failure = failure_of_.find(key);
     if (failure == failure_of_.end()) {
-      out.push_back(feature_of_.at(images[i].id));
+      out.push_back(feature_of_.at(key));
       continue;
     }
     if (undecodable == nullptr) fail("{}", failure->second);  // the decoder's message names the image

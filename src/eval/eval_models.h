@@ -38,6 +38,11 @@ std::vector<ImageInput> file_inputs(const std::vector<std::filesystem::path>& fi
 
 torch::Tensor l2_normalize(const torch::Tensor& x);
 
+// Which image features: the pooled features in the text space the model was
+// trained for (kJoint), or the ViT's pooled output before the projection
+// (kVisual: the method's linear-probe features, encode_image(visual_only=True)).
+enum class ImageFeatureKind { kJoint, kVisual };
+
 class EvalModels {
  public:
   // `needs_text`: some task encodes texts. A FLAME model's LLM is loaded only
@@ -59,7 +64,8 @@ class EvalModels {
   // `undecodable` is given: then its row is zero and its index (into
   // `images`) and message are appended there, for the task to count and name.
   torch::Tensor image_features(const std::vector<ImageInput>& images, const std::string& label,
-                               std::vector<std::pair<size_t, std::string>>* undecodable = nullptr);
+                               std::vector<std::pair<size_t, std::string>>* undecodable = nullptr,
+                               ImageFeatureKind kind = ImageFeatureKind::kJoint);
 
   // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
   // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
@@ -68,7 +74,8 @@ class EvalModels {
                               int64_t* truncated = nullptr);
 
  private:
-  void encode_missing(const std::vector<ImageInput>& missing, const std::string& label);
+  void encode_missing(const std::vector<ImageInput>& missing, const std::string& label,
+                      ImageFeatureKind kind);
   torch::Tensor clip_text_features(const std::vector<std::string>& texts, int64_t* truncated);
   void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts);
   // The layer and facet positions training's store for `prompt_set` used (defaults when unknown).

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
 #include "data/caption_source.h"
+#include "eval/clip_benchmark_source.h"
 #include "eval/clip_benchmark_tasks.h"
 #include "eval/eval_models.h"
 #include "eval/linear_probe.h"
@@ -15,6 +17,8 @@
 #include "eval/metrics.h"
 #include "eval/multilingual_compositional.h"
 #include "eval/task_common.h"
+#include "llm/load_llm.h"
+#include "train/checkpoint.h"
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -91,20 +95,28 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
 
 // A classification task's classes: the folder under "root" that holds each
 // class's images, and the name its text prompts use. The "classes" file is
-// either one name per line (folders named by class, as CIFAR-10 here), or
-// "FOLDER<TAB>name" lines (ImageNet: n01440764<TAB>tench). With
-// "folders": "sorted", line i names the i-th folder in sorted order
-// (torchvision's ImageFolder numbering, which OpenAI's ImageNet class names
-// follow). Several files can name one folder tree in several languages.
+// either one name per line (folders named by class, as CIFAR-10 here),
+// "FOLDER<TAB>name" lines (ImageNet: n01440764<TAB>tench), or CLIP_benchmark's
+// `<lang>_classnames.json` (the list of "dataset_key", default imagenet1k).
+// With "folders": "sorted", name i is the i-th folder's in sorted order
+// (torchvision's ImageFolder numbering, which OpenAI's ImageNet class names and
+// CLIP_benchmark's follow). Several files can name one folder tree in several
+// languages.
 struct ClassList {
   std::vector<std::string> folders, names;
 };
 
+// The dataset whose lists CLIP_benchmark's JSON class-name and template files give.
+std::string dataset_key(const nlohmann::json& task) {
+  return task.value("dataset_key", "imagenet1k");
+}
+
 ClassList read_classes(const nlohmann::json& task, const std::string& data_root) {
   const std::string file = field(task, "classes", data_root);
   ClassList c;
-  for (const std::string& line : read_lines(file)) {
-    const size_t tab = line.find('\t');
+  const bool tabbed = fs::path(file).extension() != ".json";
+  for (const std::string& line : read_name_list(file, dataset_key(task))) {
+    const size_t tab = tabbed ? line.find('\t') : std::string::npos;
     c.folders.push_back(tab == std::string::npos ? line : line.substr(0, tab));
     c.names.push_back(tab == std::string::npos ? line : line.substr(tab + 1));
   }
@@ -151,7 +163,8 @@ nlohmann::json run_zero_shot(EvalModels& m, const nlohmann::json& task, const st
                              int64_t limit) {
   const std::string name = task.at("name");
   const ClassList classes = read_classes(task, data_root);
-  const std::vector<std::string> templates = read_lines(field(task, "templates", data_root));
+  const std::vector<std::string> templates =
+      read_name_list(field(task, "templates", data_root), dataset_key(task), "imagenet1k");
   for (const auto& t : templates) fill_template(t, "");  // a bad template fails before the images are encoded
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
@@ -281,6 +294,67 @@ nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::
       t["name"].get<std::string>(), type);
 }
 
+// Where a task's data is published: its "source", else its kind's.
+std::string published_at(const nlohmann::json& t, const std::string& data_root) {
+  if (t.contains("source") && t["source"].is_string())
+    return expand_placeholders(t["source"].get<std::string>(), data_root);
+  const std::string type = t["type"];
+  const std::string root = t.value("root", "");
+  if (type == "clip-benchmark") return clip_benchmark_published(expand_placeholders(root, data_root));
+  if (type == "long-caption-retrieval") return long_caption_published(t.value("format", ""));
+  if (type == "crossmodal3600") return kCrossmodalSource;
+  if (type == "sugarcrepe") return kSugarCrepeSource;
+  return "";
+}
+
+// One line for each task a file or folder of whose is missing, checked for all
+// tasks before any model is loaded or task run: a paper table with one of its
+// eleven datasets absent stops at once, not after hours on the others.
+// Deeper files (a split, a caption file inside the root) are the readers' to
+// name when they reach them.
+std::vector<std::string> missing_data(const std::vector<nlohmann::json>& tasks,
+                                      const std::string& data_root) {
+  std::vector<std::string> lines;
+  for (const auto& t : tasks) {
+    for (const char* f : {"root", "image_dir", "captions", "split", "classes", "templates"}) {
+      if (!t.contains(f) || !t[f].is_string()) continue;
+      const fs::path path = expand_placeholders(t[f].get<std::string>(), data_root);
+      if (fs::exists(path)) continue;
+      const std::string where = published_at(t, data_root);
+      lines.push_back(fmt::format("task '{}': no {} (its {}){}", t["name"].get<std::string>(), path.string(),
+                                  f, where.empty() ? "" : "; published at " + where));
+      break;  // one line a task
+    }
+  }
+  return lines;
+}
+
+// The settings a task's results depend on: with equal ones, an earlier run's
+// results for an equal task stand for this run's (--resume).
+nlohmann::json result_settings(const nlohmann::json& config) {
+  nlohmann::json s;
+  for (const char* k : {"checkpoint", "llm", "data_root", "limit", "dtype", "allow_llm_mismatch"})
+    s[k] = config.value(k, nlohmann::json());
+  return s;
+}
+
+// --resume: the finished task results of the earlier run at --out, after its
+// settings were checked against this run's (another checkpoint, LLM, data or
+// limit is refused, naming the setting: its results would not be this run's).
+std::vector<nlohmann::json> resumable_results(const EvalOptions& o, const nlohmann::json& config) {
+  if (!o.resume || o.out.empty() || !fs::exists(o.out)) return {};
+  const nlohmann::json earlier = read_json_file(o.out);
+  if (!earlier.contains("config") || !earlier.contains("tasks") || !earlier["tasks"].is_array())
+    fail("--resume: {} is not the results of flame eval", o.out);
+  const nlohmann::json before = result_settings(earlier["config"]), now = result_settings(config);
+  for (const auto& [key, value] : now.items()) {
+    if (before[key] != value)
+      fail("--resume: {} was made with {} {}, this run has {}; give another --out", o.out, key,
+           before[key].dump(), value.dump());
+  }
+  return earlier["tasks"].get<std::vector<nlohmann::json>>();
+}
+
 }  // namespace
 
 torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
@@ -297,12 +371,19 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("flame eval: --batch-size must be positive, not {}", o.batch_size);
   if (o.limit < 0) fail("flame eval: --limit must not be negative (0: all), not {}", o.limit);
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
+  if (o.resume && o.out.empty()) fail("flame eval: --resume needs --out (the results file to resume)");
+  llm::parse_device(o.device);  // a mistyped device is named before any path is looked at
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
   nlohmann::json layouts = nlohmann::json::array();
   const std::vector<nlohmann::json> tasks = collect_tasks(o, &layouts);
-  EvalModels models(o, std::any_of(tasks.begin(), tasks.end(), task_needs_text));
+  const std::vector<std::string> missing = missing_data(tasks, data_root);
+  if (missing.size() == 1) fail("{}", missing[0]);
+  if (!missing.empty())
+    fail("{} of the {} tasks lack their data (nothing was run):\n  {}", missing.size(), tasks.size(),
+         fmt::join(missing, "\n  "));
   nlohmann::json results = {{"config",
                              {{"model", o.model},
+                              {"checkpoint", fs::absolute(train::resolve_checkpoint(o.model)).string()},
                               {"llm", o.llm},
                               {"benchmarks", o.benchmarks},
                               {"tasks", o.tasks},
@@ -311,15 +392,34 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
                               {"dtype", o.dtype},
                               {"device", o.device},
                               {"allow_llm_mismatch", o.allow_llm_mismatch}}},
-                            {"tasks", nlohmann::json::array()}};
+                            {"tasks", nlohmann::json::array()},
+                            {"complete", false}};
   if (!o.clip_benchmark_tasks.empty()) results["config"]["task"] = o.clip_benchmark_tasks;
-  for (const auto& t : tasks) {
-    nlohmann::json r = run_task(models, t, data_root, o.limit);
-    r["task"] = t;
-    results["tasks"].push_back(r);
-  }
-  results["warnings"] = models.warnings();
   if (!layouts.empty()) results["layouts"] = layouts;
+  const std::vector<nlohmann::json> earlier = resumable_results(o, results["config"]);
+  std::vector<const nlohmann::json*> done(tasks.size(), nullptr);
+  for (size_t i = 0; i < tasks.size(); ++i)
+    for (const auto& r : earlier)
+      if (r.value("task", nlohmann::json()) == tasks[i]) done[i] = &r;
+  const bool needs_text = std::any_of(tasks.begin(), tasks.end(), [&](const nlohmann::json& t) {
+    return !done[&t - tasks.data()] && task_needs_text(t);
+  });
+  std::unique_ptr<EvalModels> models;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (done[i]) {
+      spdlog::info("task '{}': results kept from {} (--resume)", tasks[i]["name"].get<std::string>(), o.out);
+      results["tasks"].push_back(*done[i]);
+      continue;
+    }
+    if (!models) models = std::make_unique<EvalModels>(o, needs_text);
+    nlohmann::json r = run_task(*models, tasks[i], data_root, o.limit);
+    r["task"] = tasks[i];
+    results["tasks"].push_back(r);
+    // After each task: an interrupted or failing evaluation keeps what it finished.
+    if (!o.out.empty()) write_json_file_atomic(o.out, results);
+  }
+  results["warnings"] = models ? nlohmann::json(models->warnings()) : nlohmann::json::array();
+  results["complete"] = true;
   if (!o.out.empty()) write_json_file_atomic(o.out, results);
   return results;
 }

@@ -37,7 +37,12 @@ struct EvalOptions {
   std::string dtype = "bf16";  // LLM compute dtype
   std::string device = "cpu";
   int64_t batch_size = 64;  // images per encoder pass
-  std::string out;          // results JSON (written atomically); empty: none
+  // Results JSON, written atomically after each task ("complete": false until
+  // the last); empty: none.
+  std::string out;
+  // Keep the results at `out` of the tasks an earlier, interrupted run finished
+  // (with the same checkpoint, LLM, data root, limit and dtype) and run the rest.
+  bool resume = false;
   // A FLAME checkpoint records the LLM its stores came from; another --llm is
   // refused unless this is set (then the results carry a warning).
   bool allow_llm_mismatch = false;

@@ -34,6 +34,15 @@ const std::map<std::string, std::string>& published() {
   fail("no {} data: expected {}; published at {}", format, expected.string(), published().at(format));
 }
 
+}  // namespace
+
+std::string long_caption_published(const std::string& format) {
+  const auto it = published().find(format);
+  return it == published().end() ? "" : it->second;
+}
+
+namespace {
+
 std::string newlines_to_spaces(std::string text) {
   std::replace(text.begin(), text.end(), '\n', ' ');
   return text;

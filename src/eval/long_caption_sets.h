@@ -42,6 +42,9 @@ struct CaptionedImages {
 CaptionedImages read_long_caption_set(const std::string& format, const std::filesystem::path& root,
                                       const nlohmann::json& task);
 
+// Where the set `format` is published (empty for an unknown format).
+std::string long_caption_published(const std::string& format);
+
 // DCI's caption rule: pieces between "\n", "</s>" and "." stripped, empty ones
 // dropped, joined by ". ".
 std::string dci_caption(const std::string& short_caption, const std::string& extra_caption);

@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kCrossmodalSource =
-    "https://google.github.io/crossmodal-3600 (captions.jsonl from web-data/captions.zip, images.tgz)";
-constexpr const char* kSugarCrepeSource =
-    "https://github.com/RAIVNLab/sugar-crepe (data/*.json) with COCO val2017 images "
-    "(https://cocodataset.org)";
-
 std::vector<std::string> languages_of(const nlohmann::json& task) {
   if (!task.contains("languages")) return crossmodal3600_languages();
   return task["languages"].get<std::vector<std::string>>();

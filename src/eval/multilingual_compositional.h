@@ -38,6 +38,13 @@ namespace flame::eval {
 // Crossmodal-3600's 36 language codes (as CLIP_benchmark lists them).
 const std::vector<std::string>& crossmodal3600_languages();
 
+// Where the data is published (the missing-data lines).
+inline constexpr const char* kCrossmodalSource =
+    "https://google.github.io/crossmodal-3600 (captions.jsonl from web-data/captions.zip, images.tgz)";
+inline constexpr const char* kSugarCrepeSource =
+    "https://github.com/RAIVNLab/sugar-crepe (data/*.json) with COCO val2017 images "
+    "(https://cocodataset.org)";
+
 // Images with their first caption in `language`, in file order.
 struct LanguagePairs {
   std::vector<std::filesystem::path> images;

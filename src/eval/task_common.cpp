@@ -2,10 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/ranges.h>
+
 #include <fstream>
 
 #include "util/config_files.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/strings.h"
 
 namespace flame::eval {
@@ -39,6 +42,30 @@ std::vector<std::string> read_lines(const fs::path& path) {
     if (!trim(line).empty()) lines.emplace_back(trim(line));
   }
   return lines;
+}
+
+std::vector<std::string> read_name_list(const fs::path& path, const std::string& dataset,
+                                        const std::string& fallback) {
+  if (path.extension() != ".json") return read_lines(path);
+  const nlohmann::json j = read_json_file(path);
+  const nlohmann::json* list = &j;
+  if (j.is_object()) {
+    const std::string key = j.contains(dataset) || fallback.empty() ? dataset : fallback;
+    if (!j.contains(key)) {
+      std::vector<std::string> keys;
+      for (const auto& [k, v] : j.items()) keys.push_back(k);
+      fail("{}: no list for dataset '{}' (it has: {})", path.string(), dataset, fmt::join(keys, ", "));
+    }
+    list = &j[key];
+  }
+  if (!list->is_array()) fail("{}: expected a list of strings (or lists by dataset)", path.string());
+  std::vector<std::string> out;
+  for (size_t i = 0; i < list->size(); ++i) {
+    if (!(*list)[i].is_string()) fail("{}: entry {} is not a string", path.string(), i);
+    out.push_back((*list)[i].get<std::string>());
+  }
+  if (out.empty()) fail("{}: the list for '{}' is empty", path.string(), dataset);
+  return out;
 }
 
 nlohmann::json recall_json(const RetrievalRecall& r) {

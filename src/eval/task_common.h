@@ -25,6 +25,15 @@ std::string task_field(const nlohmann::json& task, const char* name, const std::
 // The non-blank lines of a text file, trimmed (CR of CRLF files dropped).
 std::vector<std::string> read_lines(const std::filesystem::path& path);
 
+// A list of class names or zero-shot templates: a text file (one per line, as
+// read_lines), or CLIP_benchmark's JSON (`<lang>_classnames.json`,
+// `<lang>_zeroshot_classification_templates.json`): a list of strings, or an
+// object of lists by dataset, of which `dataset`'s is taken. For templates
+// CLIP_benchmark falls back to "imagenet1k"'s list (`templates.get(name,
+// default_template)`); `fallback` names that key (empty: no fallback).
+std::vector<std::string> read_name_list(const std::filesystem::path& path, const std::string& dataset,
+                                        const std::string& fallback = "");
+
 // {"image_to_text": {"R@1": ...}, "text_to_image": {...}}.
 nlohmann::json recall_json(const RetrievalRecall& r);
 

@@ -55,6 +55,11 @@ ImageFeatures ImageEncoderImpl::encode(const torch::Tensor& images) {
   return out;
 }
 
+torch::Tensor ImageEncoderImpl::visual_features(const torch::Tensor& images) {
+  const torch::Tensor hidden = vit(images);  // [B, 1 + N', W]
+  return config_.pool == "cls" ? hidden.select(1, 0) : hidden.slice(1, 1).mean(1);
+}
+
 torch::Tensor ImageEncoderImpl::logit_scale_exp() const {
   return logit_scale.exp().clamp_max(kMaxLogitScale);
 }

@@ -39,6 +39,10 @@ class ImageEncoderImpl : public torch::nn::Module {
   // images [B, 3, S, S]. Pooling "avg" = mean of the projected patch tokens,
   // "cls" = the projected class token.
   ImageFeatures encode(const torch::Tensor& images);
+  // [B, width]: the ViT's output pooled as `encode` pools, before the
+  // projection into the text space (the method's linear probe features,
+  // its encode_image(visual_only=True)).
+  torch::Tensor visual_features(const torch::Tensor& images);
 
   // exp(logit_scale) clamped to at most kMaxLogitScale. Below the clamp the
   // gradient reaches the parameter unchanged; above it, it is zero.
