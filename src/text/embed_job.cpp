@@ -45,14 +45,9 @@ void report_problems(const EmbedJobOptions& o, const std::vector<data::InputProb
 
 StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
                              const FacetEncoder& encoder) {
-  StoreIdentity identity;
-  identity.llm = llm::checkpoint_identity(o.llm_dir).json;
-  identity.prompt_set_name = prompts.name;
-  identity.prompt_set_sha256 = prompts.sha256;
-  for (const auto& f : prompts.facets) identity.facets.push_back(f.name);
+  StoreIdentity identity = prompt_store_identity(llm::checkpoint_identity(o.llm_dir).json, prompts);
   identity.layer = static_cast<int>(encoder.layer());
   identity.dtype = o.store_dtype;
-  identity.num_facets = prompts.num_facets();
   identity.dim = encoder.dim();
   identity.normalized = o.encoder.normalize;
   identity.compute_dtype = llm::short_dtype_name(llm::parse_dtype(o.compute_dtype));

@@ -44,6 +44,16 @@ T get_field(const json& object, const char* name, const std::string& source) {
 
 }  // namespace
 
+StoreIdentity prompt_store_identity(const nlohmann::json& llm, const PromptSet& prompts) {
+  StoreIdentity identity;
+  identity.llm = llm;
+  identity.prompt_set_name = prompts.name;
+  identity.prompt_set_sha256 = prompts.sha256;
+  for (const auto& f : prompts.facets) identity.facets.push_back(f.name);
+  identity.num_facets = prompts.num_facets();
+  return identity;
+}
+
 void StoreIdentity::validate(const std::string& source) const {
   if (!llm.is_object()) fail("{}: 'llm' must be an object", source);
   if (prompt_set_name.empty()) fail("{}: the prompt set has no name", source);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "text/prompts.h"
 #include "util/part_selection.h"
 
 namespace flame::text {
@@ -54,6 +55,11 @@ struct StoreIdentity {
   void validate(const std::string& source) const;
   bool quantized() const { return dtype == "int8"; }
 };
+
+// The identity fields the LLM (its checkpoint_identity json) and the prompt set
+// fix: llm, prompt set name and sha256, facet names, num_facets. The caller
+// sets the rest (layer, dim, dtype, how the vectors were computed).
+StoreIdentity prompt_store_identity(const nlohmann::json& llm, const PromptSet& prompts);
 
 // The identity fields of a manifest: format, version, llm, prompt_set, layer,
 // dtype, num_facets, dim, normalized.

@@ -283,13 +283,8 @@ json imported_text_stores(const OpenClipImportOptions& o, const json& config, in
   std::vector<text::StoreIdentity> stores;
   for (const std::string& name : {"long", "short", "raw"}) {
     const text::PromptSet prompts = text::load_prompt_set(name);
-    text::StoreIdentity id;
-    id.llm = llm_identity;
-    id.prompt_set_name = prompts.name;
-    id.prompt_set_sha256 = prompts.sha256;
-    for (const auto& f : prompts.facets) id.facets.push_back(f.name);
+    text::StoreIdentity id = text::prompt_store_identity(llm_identity, prompts);
     id.layer = static_cast<int>(index);
-    id.num_facets = prompts.num_facets();
     id.dim = text_dim;
     id.normalized = true;
     id.facet_positions = positions;
