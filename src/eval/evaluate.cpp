@@ -381,9 +381,13 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   if (!missing.empty())
     fail("{} of the {} tasks lack their data (nothing was run):\n  {}", missing.size(), tasks.size(),
          fmt::join(missing, "\n  "));
+  // The checkpoint evaluated is the one recorded, even if the run saves a newer one meanwhile.
+  const std::string checkpoint = fs::absolute(train::resolve_checkpoint(o.model)).string();
+  EvalOptions pinned = o;
+  pinned.model = checkpoint;
   nlohmann::json results = {{"config",
                              {{"model", o.model},
-                              {"checkpoint", fs::absolute(train::resolve_checkpoint(o.model)).string()},
+                              {"checkpoint", checkpoint},
                               {"llm", o.llm},
                               {"benchmarks", o.benchmarks},
                               {"tasks", o.tasks},
@@ -411,7 +415,7 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
       results["tasks"].push_back(*done[i]);
       continue;
     }
-    if (!models) models = std::make_unique<EvalModels>(o, needs_text);
+    if (!models) models = std::make_unique<EvalModels>(pinned, needs_text);
     nlohmann::json r = run_task(*models, tasks[i], data_root, o.limit);
     r["task"] = tasks[i];
     results["tasks"].push_back(r);
