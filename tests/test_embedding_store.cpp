@@ -653,7 +653,7 @@ TEST(EmbeddingStore, JoinRefusesStoresComputedDifferently) {
   EXPECT_TRUE(contains(norm, "normalized true") && contains(norm, "unnormalized with false")) << norm;
   const std::string positions =
       refusal("concatenated", [](StoreIdentity& id) { id.facet_positions = "concatenated"; });
-  EXPECT_TRUE(contains(positions, "facet positions separate") && contains(positions, "concatenated"))
+  EXPECT_TRUE(contains(positions, "facet positions 'separate'") && contains(positions, "concatenated"))
       << positions;
   const std::string twice = error_of([&] {
     JoinedStores::open({root / "raw", root / "layer" / ".." / "raw"});

@@ -20,11 +20,9 @@ void check_joinable(const EmbeddingStore& first, const EmbeddingStore& store, co
          describe_differences(llm, first.dir().string(), store.dir().string() + " with"));
   }
   std::vector<IdentityDifference> differences;
-  if (a.layer != b.layer) differences.push_back({"layer", std::to_string(a.layer), std::to_string(b.layer)});
-  if (a.normalized != b.normalized)
-    differences.push_back({"normalized", a.normalized ? "true" : "false", b.normalized ? "true" : "false"});
-  if (a.facet_positions != b.facet_positions)
-    differences.push_back({"facet positions", a.facet_positions, b.facet_positions});
+  for (const auto& d : identity_differences(a, b))
+    if (d.field == "layer" || d.field == "normalized" || d.field == "facet positions")
+      differences.push_back(d);
   if (!differences.empty()) {
     fail("cannot join stores computed differently: {}",
          describe_differences(differences, first.dir().string(), store.dir().string() + " with"));
