@@ -9,6 +9,7 @@
 #include <set>
 
 #include "data/image_encode.h"
+#include "eval/eval_models.h"
 #include "eval/evaluate.h"
 #include "eval/long_caption_sets.h"
 #include "eval/multilingual_compositional.h"
@@ -161,6 +162,35 @@ eval::EvalOptions tiny_model_options(const fs::path& dir) {
   o.llm = test::tiny_checkpoint("llama", "f32").string();
   o.dtype = "f32";
   return o;
+}
+
+// The LLM's facet vectors as they come (for facet_pooling mean_embedding) are
+// not unit vectors; the default ones are; a task with mean_embedding records it.
+TEST(EvalSets, RawFacetsForTheMeanEmbedding) {
+  const fs::path dir = test::fresh_temp_dir();
+  eval::EvalOptions o = tiny_model_options(dir);
+  eval::EvalModels models(o, true);
+  const std::vector<std::string> texts = {"A dog runs on the grass.", "Two people sit on a red bench."};
+  const torch::Tensor unit = models.text_features(texts, "long");
+  const torch::Tensor raw = models.text_features(texts, "long", nullptr, false);
+  ASSERT_EQ(raw.sizes(), unit.sizes());
+  EXPECT_TRUE(torch::allclose(unit.norm(2, -1), torch::ones({2, unit.size(1)}), 1e-4, 1e-4));
+  EXPECT_GT((raw.norm(2, -1) - 1).abs().max().item<float>(), 0.1);
+  EXPECT_TRUE(torch::allclose(raw / raw.norm(2, -1, true), unit, 1e-4, 1e-4));  // the same directions
+
+  write_urban1k(dir / "Urban1k");
+  write_json_file_atomic(dir / "u.json", {{"name", "u"},
+                                          {"tasks",
+                                           {{{"name", "urban1k"},
+                                             {"type", "long-caption-retrieval"},
+                                             {"format", "urban1k"},
+                                             {"root", "{data}/Urban1k"},
+                                             {"facet_pooling", "mean_embedding"}}}}});
+  o.data_root = dir.string();
+  o.benchmarks = {(dir / "u.json").string()};
+  const nlohmann::json r = eval::run_evaluation(o);
+  EXPECT_EQ(r["tasks"][0]["facet_pooling"], "mean_embedding");
+  EXPECT_EQ(r["tasks"][0]["facets"], 7);
 }
 
 TEST(EvalSets, AllKindsWithAPaperLayoutOnATinyModel) {

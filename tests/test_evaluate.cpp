@@ -10,6 +10,7 @@
 #include "data/image_transform.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
+#include "eval/task_common.h"
 #include "llm/checkpoint_identity.h"
 #include "llm/tokenizer.h"
 #include "test_helpers.h"
@@ -50,6 +51,32 @@ TEST(EvalFacets, AlignedFeaturesScorePerfectly) {
     EXPECT_DOUBLE_EQ(recall.image_to_text.at(k), 1.0);
     EXPECT_DOUBLE_EQ(recall.text_to_image.at(k), 1.0);
   }
+}
+
+// The method's released scoring of multi-facet texts: the facet vectors (not
+// unit) averaged, then normalised; against the mean of the cosines.
+TEST(EvalFacets, MeanEmbeddingPoolsRawFacetsBeforeTheCosine) {
+  const torch::Tensor image = torch::eye(2);  // images along x and y
+  // One text: a long facet along x (norm 3), a short one along y (norm 1).
+  const torch::Tensor text = torch::tensor({3.0f, 0.0f, 0.0f, 1.0f}).view({1, 2, 2});
+  // mean = (1.5, 0.5); normalised: (3, 1) / sqrt(10).
+  const torch::Tensor pooled = eval::pool_facets(text, eval::FacetPooling::kMeanEmbedding);
+  ASSERT_EQ(pooled.sizes(), (std::vector<int64_t>{1, 1, 2}));
+  const torch::Tensor s = eval::facet_similarity(image, pooled);
+  EXPECT_NEAR(s[0][0].item<double>(), 3 / std::sqrt(10.0), 1e-6);
+  EXPECT_NEAR(s[1][0].item<double>(), 1 / std::sqrt(10.0), 1e-6);
+  // The mean cosine of unit facets weighs both alike: 0.5 each.
+  const torch::Tensor unit_text = unit(text);
+  const torch::Tensor m =
+      eval::facet_similarity(image, eval::pool_facets(unit_text, eval::FacetPooling::kMeanCosine));
+  EXPECT_NEAR(m[0][0].item<double>(), 0.5, 1e-6);
+  EXPECT_NEAR(m[1][0].item<double>(), 0.5, 1e-6);
+  EXPECT_EQ(eval::facet_pooling({{"facet_pooling", "mean_embedding"}}), eval::FacetPooling::kMeanEmbedding);
+  EXPECT_EQ(eval::facet_pooling(nlohmann::json::object()), eval::FacetPooling::kMeanCosine);
+  EXPECT_TRUE(test::contains(test::error_of([] {
+                               eval::facet_pooling({{"name", "t"}, {"facet_pooling", "max"}});
+                             }),
+                             "task 't': facet_pooling must be mean_cosine or mean_embedding, not 'max'"));
 }
 
 TEST(EvalFacets, LongModeAveragesTheFacets) {

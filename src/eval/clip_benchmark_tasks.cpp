@@ -123,11 +123,16 @@ nlohmann::json zero_shot_retrieval(EvalModels& m, const nlohmann::json& task, co
     }
   }
   int64_t truncated = 0;
-  const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw", &truncated);
-  const RetrievalRecall recall =
-      retrieval_recall(facet_similarity(image, text), text_image, {1, 5, 10}, TieRule::kFirstIndex);
-  nlohmann::json out = {
-      {"mode", mode}, {"images", split.samples.size()}, {"texts", texts.size()}, {"facets", text.size(1)}};
+  const FacetPooling pooling = facet_pooling(task);
+  const torch::Tensor text = m.text_features(texts, mode == "long" ? "long" : "raw", &truncated,
+                                             pooling == FacetPooling::kMeanCosine);
+  const RetrievalRecall recall = retrieval_recall(facet_similarity(image, pool_facets(text, pooling)),
+                                                  text_image, {1, 5, 10}, TieRule::kFirstIndex);
+  nlohmann::json out = {{"mode", mode},
+                        {"images", split.samples.size()},
+                        {"texts", texts.size()},
+                        {"facets", text.size(1)},
+                        {"facet_pooling", to_string(pooling)}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
   out.update(recall_json(recall));
   // CLIP_benchmark's names: "image retrieval" is text-to-image.

@@ -153,12 +153,14 @@ torch::Tensor EvalModels::image_features(const std::vector<ImageInput>& images, 
 }
 
 torch::Tensor EvalModels::text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
-                                        int64_t* truncated) {
+                                        int64_t* truncated, bool unit_facets) {
   if (model_.is_clip()) return clip_text_features(texts, truncated);
   const text::PromptSet prompts = text::load_prompt_set(prompt_set);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set))
     note_prompt_difference(*trained, prompts);
-  const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, encoder_options(prompt_set));
+  text::FacetEncoderOptions options = encoder_options(prompt_set);
+  options.normalize = unit_facets;
+  const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, options);
   return encoder.encode_texts(texts).cpu();
 }
 

@@ -70,8 +70,10 @@ class EvalModels {
   // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
   // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
   // set is not used). `truncated` counts the texts CLIP cut.
+  // `unit_facets` false: FLAME's facet vectors as the LLM gives them (for
+  // FacetPooling::kMeanEmbedding); CLIP's are unit vectors either way.
   torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
-                              int64_t* truncated = nullptr);
+                              int64_t* truncated = nullptr, bool unit_facets = true);
 
  private:
   void encode_missing(const std::vector<ImageInput>& missing, const std::string& label,

@@ -81,12 +81,18 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
                                 : "raw prompts");
   int64_t truncated = 0;
   const std::string prompt_set = mode == "long" ? "long" : "raw";
-  const torch::Tensor text = m.text_features(texts, prompt_set, &truncated);  // [T, K, D]
-  const torch::Tensor similarity = facet_similarity(image, text);
+  const FacetPooling pooling = facet_pooling(task);
+  const torch::Tensor text =
+      m.text_features(texts, prompt_set, &truncated, pooling == FacetPooling::kMeanCosine);  // [T, K, D]
+  const torch::Tensor similarity = facet_similarity(image, pool_facets(text, pooling));
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
-  nlohmann::json out = {{"name", name},          {"type", "retrieval"},
-                        {"mode", mode},          {"images", images.size()},
-                        {"texts", texts.size()}, {"facets", text.size(1)}};
+  nlohmann::json out = {{"name", name},
+                        {"type", "retrieval"},
+                        {"mode", mode},
+                        {"images", images.size()},
+                        {"texts", texts.size()},
+                        {"facets", text.size(1)},
+                        {"facet_pooling", to_string(pooling)}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
   if (!m.is_clip()) out["text_encoding"] = m.text_encoding(prompt_set);
   out.update(recall_json(recall));

@@ -206,11 +206,13 @@ nlohmann::json run_long_caption_retrieval(EvalModels& m, const nlohmann::json& t
   const torch::Tensor image = m.image_features(file_inputs(set.images), name);
   spdlog::info("{}: embedding {} long captions", name, set.captions.size());
   int64_t truncated = 0;
-  const torch::Tensor text = m.text_features(set.captions, "long", &truncated);
+  const FacetPooling pooling = facet_pooling(task);
+  const torch::Tensor text =
+      m.text_features(set.captions, "long", &truncated, pooling == FacetPooling::kMeanCosine);
   std::vector<int64_t> text_image(set.captions.size());
   for (size_t i = 0; i < text_image.size(); ++i) text_image[i] = static_cast<int64_t>(i);
-  const RetrievalRecall recall =
-      retrieval_recall(facet_similarity(image, text), text_image, {1, 5, 10}, TieRule::kFirstIndex);
+  const RetrievalRecall recall = retrieval_recall(facet_similarity(image, pool_facets(text, pooling)),
+                                                  text_image, {1, 5, 10}, TieRule::kFirstIndex);
   nlohmann::json out = {{"name", name},
                         {"type", "retrieval"},
                         {"mode", "long"},
@@ -218,6 +220,7 @@ nlohmann::json run_long_caption_retrieval(EvalModels& m, const nlohmann::json& t
                         {"images", set.images.size()},
                         {"texts", set.captions.size()},
                         {"facets", text.size(1)},
+                        {"facet_pooling", to_string(pooling)},
                         {"tie_rule", "first index (argmax, as the method's scripts)"}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
   out.update(recall_json(recall));

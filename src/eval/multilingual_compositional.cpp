@@ -124,6 +124,7 @@ nlohmann::json run_crossmodal3600(EvalModels& m, const nlohmann::json& task, con
 nlohmann::json run_sugarcrepe(EvalModels& m, const nlohmann::json& task, const std::string& data_root,
                               int64_t limit) {
   const std::string name = task.at("name");
+  const FacetPooling pooling = facet_pooling(task);
   const fs::path root = task_field(task, "root", data_root);
   const fs::path image_dir = task_field(task, "image_dir", data_root);
   const std::string mode = task.value("mode", "long");
@@ -144,7 +145,8 @@ nlohmann::json run_sugarcrepe(EvalModels& m, const nlohmann::json& task, const s
     const std::string prompts = mode == "long" ? "long" : "raw";
     // Each image against its own two captions: the diagonal of facet_similarity, row by row.
     const auto own = [&](const std::vector<std::string>& texts) {
-      const torch::Tensor t = m.text_features(texts, prompts);  // [N, K, D]
+      const torch::Tensor t = pool_facets(
+          m.text_features(texts, prompts, nullptr, pooling == FacetPooling::kMeanCosine), pooling);
       return torch::einsum("nd,nkd->n", {image, t}) / t.size(1);
     };
     const double accuracy = caption_selection_accuracy(own(pairs.positives), own(pairs.negatives));
@@ -154,11 +156,9 @@ nlohmann::json run_sugarcrepe(EvalModels& m, const nlohmann::json& task, const s
                     {"skipped", pairs.skipped.json()}});
     mean += accuracy;
   }
-  return {{"name", name},
-          {"type", "caption-selection"},
-          {"mode", mode},
-          {"splits", rows},
-          {"mean_accuracy", mean / static_cast<double>(rows.size())}};
+  return {{"name", name},   {"type", "caption-selection"},
+          {"mode", mode},   {"facet_pooling", to_string(pooling)},
+          {"splits", rows}, {"mean_accuracy", mean / static_cast<double>(rows.size())}};
 }
 
 }  // namespace flame::eval

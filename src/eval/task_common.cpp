@@ -83,6 +83,24 @@ std::string fill_template(const std::string& templ, const std::string& class_nam
   fail("template '{}' has no {{c}} or {{}} for the class name", templ);
 }
 
+FacetPooling facet_pooling(const nlohmann::json& task) {
+  const std::string value = task.value("facet_pooling", "mean_cosine");
+  if (value == "mean_cosine") return FacetPooling::kMeanCosine;
+  if (value == "mean_embedding") return FacetPooling::kMeanEmbedding;
+  fail("task '{}': facet_pooling must be mean_cosine or mean_embedding, not '{}'", task.value("name", "?"),
+       value);
+}
+
+const char* to_string(FacetPooling pooling) {
+  return pooling == FacetPooling::kMeanCosine ? "mean_cosine" : "mean_embedding";
+}
+
+torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling) {
+  if (pooling == FacetPooling::kMeanCosine) return text;
+  const torch::Tensor mean = text.mean(1);
+  return (mean / mean.norm(2, -1, true).clamp_min(1e-12)).unsqueeze(1);
+}
+
 void Skipped::add(const std::string& reason, const std::string& item) {
   ++total_;
   ++by_reason_[reason];

@@ -41,6 +41,20 @@ nlohmann::json recall_json(const RetrievalRecall& r);
 // files) or "{}" (ours). Throws naming the template when it has neither.
 std::string fill_template(const std::string& templ, const std::string& class_name);
 
+// How a text's K facets are scored against an image (a task's "facet_pooling"):
+//   kMeanCosine ("mean_cosine", the default): the mean of the K cosines, each
+//     facet a unit vector (facet_similarity);
+//   kMeanEmbedding ("mean_embedding"): the cosine with the normalised mean of
+//     the K raw facet vectors, as the method's released encode_text(...,
+//     multi_template=True) with its default infer=True does.
+enum class FacetPooling { kMeanCosine, kMeanEmbedding };
+FacetPooling facet_pooling(const nlohmann::json& task);
+const char* to_string(FacetPooling pooling);
+// Text features [T, K, D] (unit facets for kMeanCosine, raw for
+// kMeanEmbedding) as facet_similarity takes them: unchanged, or [T, 1, D], the
+// normalised mean.
+torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling);
+
 // Items a reader skipped, by reason, with the first few named: reported in the
 // task's results, never a crash.
 class Skipped {
