@@ -42,10 +42,11 @@ torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tens
   torch::NoGradGuard outside;  // only the probe's own step records gradients
   torch::manual_seed(o.seed);
   const torch::Tensor order = torch::randperm(train_x.size(0), torch::kInt64);  // few-shot selection: all
-  const torch::Tensor x = normalized_rows(train_x).index_select(0, order);
-  const torch::Tensor y = train_y.to(torch::kInt64).index_select(0, order);
+  const torch::Tensor x = normalized_rows(train_x).index_select(0, order).to(o.device);
+  const torch::Tensor y = train_y.to(torch::kInt64).index_select(0, order).to(o.device);
   const int64_t n = x.size(0), classes = y.max().item<int64_t>() + 1;
-  torch::nn::Linear probe(x.size(1), classes);
+  torch::nn::Linear probe(x.size(1), classes);  // initialised on the CPU, then moved, as CLIP_benchmark
+  probe->to(o.device);
   torch::optim::AdamW optimizer(probe->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(0));
   const int64_t batches = (n + o.batch_size - 1) / o.batch_size, steps = o.epochs * batches;
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
@@ -58,7 +59,8 @@ torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tens
           0.5 * (1 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(steps))) * o.lr;
       for (auto& group : optimizer.param_groups())
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      const torch::Tensor rows = shuffled.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size));
+      const torch::Tensor rows =
+          shuffled.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size)).to(o.device);
       torch::AutoGradMode with_grad(true);
       optimizer.zero_grad();
       const torch::Tensor loss = F::cross_entropy(probe(x.index_select(0, rows)), y.index_select(0, rows));
@@ -66,7 +68,7 @@ torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tens
       optimizer.step();
     }
   }
-  return probe(normalized_rows(test_x));
+  return probe(normalized_rows(test_x).to(o.device)).cpu();
 }
 
 }  // namespace flame::eval

@@ -28,11 +28,15 @@ struct AdamwProbeOptions {
   int64_t epochs = 10;      // its --fewshot_epochs default
   int64_t batch_size = 64;  // its --batch_size default
   uint64_t seed = 0;        // its --seed default
+  // Where the probe trains (the evaluation's --device). Random draws stay on
+  // the CPU generator, as CLIP_benchmark makes them, so a device changes
+  // rounding only.
+  torch::Device device = torch::kCPU;
 };
 
 // Trains on train_x [N, D] (any float type; normalised here) with labels
 // train_y [N] in 0..C-1, C = 1 + the largest train label, and returns the
-// logits [M, C] (float32) of test_x [M, D], normalised likewise. Throws
+// logits [M, C] (float32, on the CPU) of test_x [M, D], normalised likewise. Throws
 // flame::Error on malformed inputs.
 torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tensor& train_y,
                                  const torch::Tensor& test_x, const AdamwProbeOptions& options = {});

@@ -171,14 +171,15 @@ torch::Tensor lbfgs_probe(const nlohmann::json& task, const torch::Tensor& train
 // CLIP_benchmark's own probe (adamw_probe.h) with the task's "lr", "epochs",
 // "batch_size", "seed" (its defaults otherwise), on every train sample; the
 // logits are widened to `classes` columns when the train split lacks the last classes.
-torch::Tensor clip_benchmark_probe(const nlohmann::json& task, const torch::Tensor& train_x,
-                                   const std::vector<int64_t>& train_labels, const torch::Tensor& test_x,
-                                   int64_t classes, nlohmann::json* out) {
+torch::Tensor clip_benchmark_probe(const EvalModels& m, const nlohmann::json& task,
+                                   const torch::Tensor& train_x, const std::vector<int64_t>& train_labels,
+                                   const torch::Tensor& test_x, int64_t classes, nlohmann::json* out) {
   AdamwProbeOptions o;
   o.lr = task.value("lr", o.lr);
   o.epochs = task.value("epochs", o.epochs);
   o.batch_size = task.value("batch_size", o.batch_size);
   o.seed = task.value("seed", o.seed);
+  o.device = m.device();
   torch::Tensor logits = adamw_probe_logits(train_x, torch::tensor(train_labels, torch::kInt64), test_x, o);
   if (logits.size(1) < classes) {
     const auto pad = torch::full({logits.size(0), classes - logits.size(1)}, -INFINITY, logits.options());
@@ -220,7 +221,7 @@ nlohmann::json linear_probe_task(EvalModels& m, const nlohmann::json& task, cons
                         {"feature_dim", train_x.size(1)}};
   const torch::Tensor logits = probe == "lbfgs"
                                    ? lbfgs_probe(task, train_x, train_labels, test_x, test_labels, &out)
-                                   : clip_benchmark_probe(task, train_x, train_labels, test_x, C, &out);
+                                   : clip_benchmark_probe(m, task, train_x, train_labels, test_x, C, &out);
   const ClassificationAccuracy acc = classification_accuracy(logits, test_labels, TieRule::kFirstIndex);
   out.update(classification_json(acc, info.classnames, logits.size(1)));
   out["skipped"] = train.skipped.json();

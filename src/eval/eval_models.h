@@ -51,6 +51,7 @@ class EvalModels {
   ~EvalModels();
 
   bool is_clip() const { return model_.is_clip(); }
+  const torch::Device& device() const { return device_; }
   // How text_features encodes a FLAME model's texts with `prompt_set`:
   // {"prompt_set", "layer" (hidden_states index), "facet_positions"}, as the
   // checkpoint's training stores were made.
