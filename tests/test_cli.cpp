@@ -353,7 +353,7 @@ TEST(Cli, PromptsAndBenchmarksFollowOnePathRule) {
       << benchmark.output;
   const auto prompt_name = run_cli(embed + "mine");
   EXPECT_NE(prompt_name.output.find("unknown prompt set 'mine'"), std::string::npos) << prompt_name.output;
-  EXPECT_NE(prompt_name.output.find("presets: long, raw, short"), std::string::npos) << prompt_name.output;
+  EXPECT_NE(prompt_name.output.find("presets: long, raw, release-long, release-raw, short"), std::string::npos) << prompt_name.output;
   const auto benchmark_name = run_cli(eval + "mine");
   EXPECT_NE(benchmark_name.output.find("unknown benchmark 'mine'"), std::string::npos)
       << benchmark_name.output;

@@ -224,9 +224,13 @@ TEST(OpenClipFormat, ImportsTheReleasedLayoutWithItsTextSide) {
   const json config = read_json_file(resolve_checkpoint(dir / "run") / "config.json");
   EXPECT_EQ(config["vit"]["ln_post"], false);
   const TextProvenance provenance = read_text_provenance(config, "imported");
-  ASSERT_EQ(provenance.stores.size(), 3u);
-  EXPECT_EQ(store_for_prompts(provenance, "long")->layer, 2);
-  EXPECT_EQ(store_for_prompts(provenance, "long")->facet_positions, "concatenated");
+  // The release's own templates, which eval then uses for "long" and "raw".
+  ASSERT_EQ(provenance.stores.size(), 2u);
+  EXPECT_EQ(prompt_set_for_role(provenance, "long"), "release-long");
+  EXPECT_EQ(prompt_set_for_role(provenance, "raw"), "release-raw");
+  EXPECT_EQ(store_for_prompts(provenance, "release-long")->layer, 2);
+  EXPECT_EQ(store_for_prompts(provenance, "release-long")->num_facets, 7);
+  EXPECT_EQ(store_for_prompts(provenance, "release-long")->facet_positions, "concatenated");
   EXPECT_TRUE(check_text_side(dir / "run", llm, false).warnings.empty());
 
   torch::NoGradGuard no_grad;

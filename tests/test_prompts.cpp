@@ -91,8 +91,45 @@ TEST(Prompts, NamesAndPathsFollowTheConfigRule) {
     load_prompt_set("medium");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("presets: long, raw, short"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("presets: long, raw, release-long, release-raw, short"),
+              std::string::npos)
+        << e.what();
   }
+}
+
+// release-long and release-raw give, for a caption, exactly the text the
+// method's released encode_text builds: its template strings (written here as
+// model.py has them, '_' for spaces), '_' -> ' ', the caption in "*sent 0*".
+TEST(Prompts, ReleaseSetsSpellTheReleasedTemplates) {
+  const std::string long_template =
+      "Detailed_Image_description_:_\"*sent_0*\"_._After_thinking_step_by_step_,_<s>_this_image_description_"
+      "means_in_just_one_word:\"_the_category_of_the_main_object_in_this_image_means_in_just_one_word:\"_the_"
+      "prominent_characteristic_or_pattern_of_the_main_object_in_this_image_means_in_just_one_word:\"_the_"
+      "category_of_the_minor_object_in_this_image_means_in_just_one_word:\"_the_prominent_characteristic_or_"
+      "pattern_of_the_minor_object_in_this_image_means_in_just_one_word:\"_the_primary_action_or_event_"
+      "taking_"
+      "place_in_this_image_means_in_just_one_word:\"_the_overall_atmosphere_or_emotion_of_this_image_means_"
+      "in_"
+      "just_one_word:\"";
+  const std::string short_template =
+      "Image_description_:_\"*sent_0*\"_._After_thinking_step_by_step_,_this_image_description_means_in_just_"
+      "one_word:\"";
+  const std::string caption = "A dog runs across the green grass.";
+  const auto release_text = [&](std::string t) {
+    std::replace(t.begin(), t.end(), '_', ' ');
+    return t.replace(t.find("*sent 0*"), 8, caption);
+  };
+  for (const auto& [name, templ] :
+       {std::pair{"release-long", long_template}, std::pair{"release-raw", short_template}}) {
+    const PromptSet set = load_prompt_set(name);
+    std::string text = set.prefix(clean_caption(caption));
+    for (const auto& f : set.facets) text += f.text;
+    EXPECT_EQ(text, release_text(templ)) << name;
+  }
+  EXPECT_EQ(load_prompt_set("release-long").num_facets(), 7);
+  EXPECT_EQ(load_prompt_set("release-long").role, "long");
+  EXPECT_EQ(load_prompt_set("release-raw").role, "raw");
+  EXPECT_EQ(load_prompt_set("long").role, "long");  // flame's own sets play their names
 }
 
 }  // namespace

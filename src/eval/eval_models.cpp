@@ -152,21 +152,23 @@ torch::Tensor EvalModels::image_features(const std::vector<ImageInput>& images, 
   return torch::stack(out);
 }
 
-torch::Tensor EvalModels::text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
+torch::Tensor EvalModels::text_features(const std::vector<std::string>& texts, const std::string& role,
                                         int64_t* truncated, bool unit_facets) {
   if (model_.is_clip()) return clip_text_features(texts, truncated);
+  const std::string prompt_set = train::prompt_set_for_role(provenance_, role);
   const text::PromptSet prompts = text::load_prompt_set(prompt_set);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set))
     note_prompt_difference(*trained, prompts);
-  text::FacetEncoderOptions options = encoder_options(prompt_set);
+  text::FacetEncoderOptions options = encoder_options(role);
   options.normalize = unit_facets;
   const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, options);
   return encoder.encode_texts(texts).cpu();
 }
 
-text::FacetEncoderOptions EvalModels::encoder_options(const std::string& prompt_set) const {
+text::FacetEncoderOptions EvalModels::encoder_options(const std::string& role) const {
   text::FacetEncoderOptions o;
   o.normalize = true;
+  const std::string prompt_set = train::prompt_set_for_role(provenance_, role);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
     o.layer = trained->layer;  // the layer and positions training's stores were made with
     o.facet_positions = llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
@@ -174,9 +176,9 @@ text::FacetEncoderOptions EvalModels::encoder_options(const std::string& prompt_
   return o;
 }
 
-nlohmann::json EvalModels::text_encoding(const std::string& prompt_set) const {
-  const text::FacetEncoderOptions o = encoder_options(prompt_set);
-  return {{"prompt_set", prompt_set},
+nlohmann::json EvalModels::text_encoding(const std::string& role) const {
+  const text::FacetEncoderOptions o = encoder_options(role);
+  return {{"prompt_set", train::prompt_set_for_role(provenance_, role)},
           {"layer", llm::hidden_state_index(o.layer, llm_->num_layers())},  // as FacetEncoder numbers it
           {"facet_positions", llm::to_string(o.facet_positions)}};
 }

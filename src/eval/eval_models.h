@@ -52,10 +52,11 @@ class EvalModels {
 
   bool is_clip() const { return model_.is_clip(); }
   const torch::Device& device() const { return device_; }
-  // How text_features encodes a FLAME model's texts with `prompt_set`:
-  // {"prompt_set", "layer" (hidden_states index), "facet_positions"}, as the
-  // checkpoint's training stores were made.
-  nlohmann::json text_encoding(const std::string& prompt_set) const;
+  // How text_features encodes a FLAME model's texts for `role`:
+  // {"prompt_set" (the set playing the role, train::prompt_set_for_role),
+  // "layer" (hidden_states index), "facet_positions"}, as the checkpoint's
+  // training stores were made.
+  nlohmann::json text_encoding(const std::string& role) const;
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // [N, D] normalised pooled features of the images. Features are kept per id:
@@ -68,12 +69,14 @@ class EvalModels {
                                std::vector<std::pair<size_t, std::string>>* undecodable = nullptr,
                                ImageFeatureKind kind = ImageFeatureKind::kJoint);
 
-  // [N, K, D] normalised text features: the prompt set's K facets (FLAME), or
-  // the text tower on each text cut to its context, K = 1 (CLIP; the prompt
-  // set is not used). `truncated` counts the texts CLIP cut.
+  // [N, K, D] normalised text features: the K facets of the prompt set
+  // playing `role` ("long", "raw": flame's sets, or those the checkpoint's
+  // stores name for that role, such as release-long) (FLAME), or the text
+  // tower on each text cut to its context, K = 1 (CLIP; no prompt set).
+  // `truncated` counts the texts CLIP cut.
   // `unit_facets` false: FLAME's facet vectors as the LLM gives them (for
   // FacetPooling::kMeanEmbedding); CLIP's are unit vectors either way.
-  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& prompt_set,
+  torch::Tensor text_features(const std::vector<std::string>& texts, const std::string& role,
                               int64_t* truncated = nullptr, bool unit_facets = true);
 
  private:
@@ -81,8 +84,8 @@ class EvalModels {
                       ImageFeatureKind kind);
   torch::Tensor clip_text_features(const std::vector<std::string>& texts, int64_t* truncated);
   void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts);
-  // The layer and facet positions training's store for `prompt_set` used (defaults when unknown).
-  text::FacetEncoderOptions encoder_options(const std::string& prompt_set) const;
+  // The layer and facet positions training's store for `role` used (defaults when unknown).
+  text::FacetEncoderOptions encoder_options(const std::string& role) const;
 
   torch::Device device_;
   train::TrainedModel model_;

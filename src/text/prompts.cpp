@@ -34,6 +34,7 @@ PromptSet parse_prompt_set(const nlohmann::json& j, const std::string& source, i
   }
   if (!j.contains("name") || !j["name"].is_string()) fail("{}: missing 'name'", source);
   set.name = j["name"].get<std::string>();
+  set.role = j.contains("role") ? j["role"].get<std::string>() : set.name;
   if (j.contains("prefix")) set.prefix_template = j["prefix"].get<std::string>();
   if (j.contains("facets")) {
     set.facets.clear();

@@ -20,6 +20,9 @@ struct Facet {
 
 struct PromptSet {
   std::string name;
+  // The part it plays where flame asks for a set by purpose ("long", "short",
+  // "raw"): its "role" field, else its name. release-long plays "long".
+  std::string role;
   std::string prefix_template;  // contains "{caption}" exactly once
   std::vector<Facet> facets;
   std::string sha256;  // of the resolved content (prefix and facet texts)

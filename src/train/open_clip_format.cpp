@@ -258,8 +258,8 @@ int64_t parse_layer(const std::string& text) {
 }
 
 // The text side to record: flame's own (an export), else the LLM given, at
-// the layer and facet positions the model's features used, for every prompt
-// set in configs/prompts.
+// the layer and facet positions the model's features used, with the prompt
+// sets its texts were made with (a release: release-long and release-raw).
 json imported_text_stores(const OpenClipImportOptions& o, const json& config, int64_t text_dim) {
   if (o.llm.empty()) {
     if (config.contains("flame") && config["flame"].contains("text_stores"))
@@ -281,7 +281,12 @@ json imported_text_stores(const OpenClipImportOptions& o, const json& config, in
   if (positions.empty()) positions = config.contains("flame") ? "separate" : "concatenated";
   const json llm_identity = llm::checkpoint_identity(o.llm).json;
   std::vector<text::StoreIdentity> stores;
-  for (const std::string& name : {"long", "short", "raw"}) {
+  // The release's encode_text uses its own two templates (release-long,
+  // release-raw); a flame export's model was trained on flame's sets.
+  const std::vector<std::string> sets = config.contains("flame")
+                                            ? std::vector<std::string>{"long", "short", "raw"}
+                                            : std::vector<std::string>{"release-long", "release-raw"};
+  for (const std::string& name : sets) {
     const text::PromptSet prompts = text::load_prompt_set(name);
     text::StoreIdentity id = text::prompt_store_identity(llm_identity, prompts);
     id.layer = static_cast<int>(index);

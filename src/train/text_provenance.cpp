@@ -27,6 +27,18 @@ TextProvenance read_text_provenance(const nlohmann::json& config, const std::str
   return provenance;
 }
 
+std::string prompt_set_for_role(const TextProvenance& provenance, const std::string& role) {
+  for (const auto& store : provenance.stores) {
+    if (store.prompt_set_name == role) return role;
+    try {
+      if (text::load_prompt_set(store.prompt_set_name).role == role) return store.prompt_set_name;
+    } catch (const Error&) {
+      // a prompt set given as a file that is not here any more: it cannot be used anyway
+    }
+  }
+  return role;
+}
+
 const text::StoreIdentity* store_for_prompts(const TextProvenance& provenance, const std::string& name) {
   if (!provenance.known) return nullptr;
   for (const text::StoreIdentity& store : provenance.stores)

@@ -30,6 +30,12 @@ TextProvenance read_text_provenance(const nlohmann::json& config, const std::str
 // The store made with prompt set `name`, else the first; nullptr when unknown.
 const text::StoreIdentity* store_for_prompts(const TextProvenance& provenance, const std::string& name);
 
+// The prompt set playing `role` ("long", "raw", ...; text::PromptSet::role)
+// among the stores the model was trained on, else `role` itself: a model
+// trained on (or imported with) the method's release-long set is evaluated
+// with it wherever flame would use "long".
+std::string prompt_set_for_role(const TextProvenance& provenance, const std::string& role);
+
 // Compares the LLM in `llm_dir` with the one the stores were made with
 // (architecture, config and weights fingerprint; the folder name is not
 // compared). Returns "" when they agree or the provenance is unknown, else the
