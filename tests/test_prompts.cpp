@@ -122,7 +122,7 @@ TEST(Prompts, ReleaseSetsSpellTheReleasedTemplates) {
   for (const auto& [name, templ] :
        {std::pair{"release-long", long_template}, std::pair{"release-raw", short_template}}) {
     const PromptSet set = load_prompt_set(name);
-    std::string text = set.prefix(clean_caption(caption));
+    std::string text = set.prefix(set.clean(caption));
     for (const auto& f : set.facets) text += f.text;
     EXPECT_EQ(text, release_text(templ)) << name;
   }
@@ -130,6 +130,30 @@ TEST(Prompts, ReleaseSetsSpellTheReleasedTemplates) {
   EXPECT_EQ(load_prompt_set("release-long").role, "long");
   EXPECT_EQ(load_prompt_set("release-raw").role, "raw");
   EXPECT_EQ(load_prompt_set("long").role, "long");  // flame's own sets play their names
+  EXPECT_EQ(load_prompt_set("release-raw").caption_rule, "release");
+  EXPECT_EQ(load_prompt_set("raw").caption_rule, "flame");
+}
+
+// The released clean-up, line by line of multiprompteol_embeddings.py: a period
+// unless the caption ends in . ? " ', then " -> ', then a final ? -> .; no
+// whitespace change. flame's rule differs on exactly these endings.
+TEST(Prompts, ReleaseCaptionRule) {
+  EXPECT_EQ(release_clean_caption("A dog runs"), "A dog runs.");
+  EXPECT_EQ(release_clean_caption("A dog runs!"), "A dog runs!.");
+  EXPECT_EQ(release_clean_caption("Is it a cat?"), "Is it a cat.");
+  EXPECT_EQ(release_clean_caption("He said \"hi\""), "He said 'hi'");
+  EXPECT_EQ(release_clean_caption("the dogs'"), "the dogs'");
+  EXPECT_EQ(release_clean_caption("  two  spaces "), "  two  spaces .");
+  EXPECT_EQ(release_clean_caption(""), "");
+  EXPECT_EQ(clean_caption("A dog runs!"), "A dog runs!");
+  EXPECT_EQ(clean_caption("Is it a cat?"), "Is it a cat?");
+  // The rule is part of a set's identity: a set differing only in it hashes otherwise.
+  const PromptSet flame_rule = load_prompt_set("release-raw");
+  const fs::path dir = test::fresh_temp_dir();
+  nlohmann::json j = read_json_file(prompt_config_dir() / "release-raw.json");
+  j.erase("caption_rule");
+  write_json_file_atomic(dir / "flame-rule.json", j);
+  EXPECT_NE(load_prompt_set((dir / "flame-rule.json").string()).sha256, flame_rule.sha256);
 }
 
 }  // namespace

@@ -70,7 +70,7 @@ int64_t FacetEncoder::dim() const {
 }
 
 TokenizedCaption FacetEncoder::tokenize(std::string_view caption) const {
-  const std::string clean = clean_caption(caption);
+  const std::string clean = prompts_.clean(caption);
   TokenizedCaption out;
   out.prefix = to_token_ids(tokenizer_.encode(prompts_.prefix(clean)));
   // Concatenated positions run through every facet, not one.

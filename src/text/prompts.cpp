@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "util/config_files.h"
@@ -35,6 +36,9 @@ PromptSet parse_prompt_set(const nlohmann::json& j, const std::string& source, i
   if (!j.contains("name") || !j["name"].is_string()) fail("{}: missing 'name'", source);
   set.name = j["name"].get<std::string>();
   set.role = j.contains("role") ? j["role"].get<std::string>() : set.name;
+  if (j.contains("caption_rule")) set.caption_rule = j["caption_rule"].get<std::string>();
+  if (set.caption_rule != "flame" && set.caption_rule != "release")
+    fail("{}: caption_rule must be flame or release, not '{}'", source, set.caption_rule);
   if (j.contains("prefix")) set.prefix_template = j["prefix"].get<std::string>();
   if (j.contains("facets")) {
     set.facets.clear();
@@ -54,6 +58,8 @@ PromptSet parse_prompt_set(const nlohmann::json& j, const std::string& source, i
   }
   nlohmann::json content = {{"prefix", set.prefix_template}, {"facets", nlohmann::json::array()}};
   for (const auto& f : set.facets) content["facets"].push_back(f.text);
+  if (set.caption_rule != "flame")
+    content["caption_rule"] = set.caption_rule;  // flame's sets keep their hashes
   set.sha256 = sha256_hex(content.dump());
   return set;
 }
@@ -72,6 +78,10 @@ std::filesystem::path prompt_config_dir() {
 
 PromptSet load_prompt_set(const std::string& name_or_path) {
   return load_prompt_set_at(name_or_path, 0);
+}
+
+std::string PromptSet::clean(std::string_view caption) const {
+  return caption_rule == "release" ? release_clean_caption(caption) : clean_caption(caption);
 }
 
 std::string PromptSet::prefix(std::string_view clean) const {
@@ -103,6 +113,15 @@ std::string clean_caption(std::string_view caption) {
     const char last = out.back();
     if (last != '.' && last != '!' && last != '?') out.push_back('.');
   }
+  return out;
+}
+
+std::string release_clean_caption(std::string_view caption) {
+  std::string out(caption);
+  if (!out.empty() && std::string_view(".?\"'").find(out.back()) == std::string_view::npos)
+    out.push_back('.');
+  std::replace(out.begin(), out.end(), '"', '\'');
+  if (!out.empty() && out.back() == '?') out.back() = '.';
   return out;
 }
 

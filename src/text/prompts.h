@@ -23,11 +23,16 @@ struct PromptSet {
   // The part it plays where flame asks for a set by purpose ("long", "short",
   // "raw"): its "role" field, else its name. release-long plays "long".
   std::string role;
+  // How a caption is cleaned before it fills the slot: "flame" (clean_caption)
+  // or "release" (release_clean_caption, the released code's rule).
+  std::string caption_rule = "flame";
   std::string prefix_template;  // contains "{caption}" exactly once
   std::vector<Facet> facets;
-  std::string sha256;  // of the resolved content (prefix and facet texts)
+  std::string sha256;  // of the resolved content (prefix, facet texts; the caption rule unless "flame")
 
   int64_t num_facets() const { return static_cast<int64_t>(facets.size()); }
+  // The caption as this set's caption rule cleans it.
+  std::string clean(std::string_view caption) const;
   // The prefix with a (cleaned) caption in place.
   std::string prefix(std::string_view clean_caption) const;
   // Text before and after the caption slot.
@@ -49,5 +54,11 @@ std::filesystem::path prompt_config_dir();
 // caption sits inside double quotes), and a period is added when the caption
 // does not end in a sentence mark.
 std::string clean_caption(std::string_view caption);
+
+// The released code's clean-up (MIV-XJTU/FLAME multiprompteol_embeddings.py),
+// for the release-* prompt sets: a period is added unless the caption ends in
+// '.', '?', '"' or '\'', then double quotes become single quotes, then a final
+// '?' becomes '.'. Whitespace is left as it is.
+std::string release_clean_caption(std::string_view caption);
 
 }  // namespace flame::text
