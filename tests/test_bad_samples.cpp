@@ -226,16 +226,22 @@ TEST(BadSamples, AFullDiskFailsNamingTheFileAndLeavesNothingHalfWritten) {
   for (int64_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a.get(i), b.get(a.key(i)))) << a.key(i);
 }
 
+// `flame train` on the folder `o` describes, a checkpoint every 2 steps, up to
+// the output folder, which the caller appends.
+std::string train_arguments(const train::TrainOptions& o, const std::string& model, int steps) {
+  return fmt::format(
+      "--log-level warn train --model {} --images {} --image-dir {} --texts {} --batch-size 8 --steps {} "
+      "--save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
+      model, o.images, o.image_dir, o.text_stores[0], steps);
+}
+
 // The same for `flame train`: the first checkpoint does not fit, the run
 // fails naming the file, leaves no partial checkpoint, and `--resume` then
 // runs to the weights of a run that never failed.
 TEST(BadSamples, AFullDiskDuringTrainingLeavesNoPartialCheckpoint) {
   const fs::path dir = test::fresh_temp_dir();
   const train::TrainOptions o = training_folder(dir, 24, /*bad=*/false);
-  const std::string args = fmt::format(
-      "--log-level warn train --model vit-micro-32 --images {} --image-dir {} --texts {} --batch-size 8 "
-      "--steps 4 --save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
-      o.images, o.image_dir, o.text_stores[0]);
+  const std::string args = train_arguments(o, "vit-micro-32", 4);
   // vit-micro-32's weights are ~0.4 MB: a 256 KB limit fails the first checkpoint.
   const auto [status, output] = run_flame(args + (dir / "run").string(), 256);
   EXPECT_EQ(status, 1) << output;
@@ -270,10 +276,7 @@ std::vector<fs::path> checkpoint_temp_folders(const fs::path& run) {
 TEST(BadSamples, KilledWhileWritingACheckpointResumesExactly) {
   const fs::path dir = test::fresh_temp_dir();
   const train::TrainOptions o = training_folder(dir, 24, /*bad=*/false);
-  const std::string args = fmt::format(
-      "--log-level warn train --model vit-ti-8-64 --images {} --image-dir {} --texts {} --batch-size 8 "
-      "--steps 6 --save-every 2 --warmup-steps 1 --workers 2 --seed 5 --threads 1 --out ",
-      o.images, o.image_dir, o.text_stores[0]);
+  const std::string args = train_arguments(o, "vit-ti-8-64", 6);
   bool killed_in_write = false;
   for (int attempt = 0; attempt < 3 && !killed_in_write; ++attempt) {
     fs::remove_all(dir / "killed");

@@ -85,7 +85,7 @@ fs::path save_run(const fs::path& dir, const TrainedModel& model, const std::str
   return dir;
 }
 
-void write_inputs(const fs::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+void write_tensors(const fs::path& path, const std::map<std::string, torch::Tensor>& tensors) {
   SafetensorsWriter writer;
   for (const auto& [name, t] : tensors) llm::add_tensor(writer, name, t.contiguous());
   writer.write(path);
@@ -116,8 +116,8 @@ TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInAnOpenClipReference) {
   torch::NoGradGuard no_grad;
   model.root->eval();
   const torch::Tensor images = real_images(32);
-  write_inputs(dir / "inputs.safetensors",
-               {{"images", images}, {"image_features", model.image->encode(images).pooled}});
+  write_tensors(dir / "inputs.safetensors",
+                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
   const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "max_abs_diff=")) << r.output;
@@ -157,11 +157,11 @@ TEST(OpenClipFormat, ClipBaselineExportHasBothTowersInOpenClipNames) {
   const torch::Tensor images = real_images(32);
   const torch::Tensor ids = torch::randint(1, 300, {3, 12}, torch::kInt64);
   const torch::Tensor eot = torch::tensor({11, 5, 8}, torch::kInt64);
-  write_inputs(dir / "inputs.safetensors", {{"images", images},
-                                            {"image_features", model.image->encode(images).pooled},
-                                            {"text_ids", ids},
-                                            {"text_eot", eot},
-                                            {"text_features", model.text(ids, eot)}});
+  write_tensors(dir / "inputs.safetensors", {{"images", images},
+                                             {"image_features", model.image->encode(images).pooled},
+                                             {"text_ids", ids},
+                                             {"text_eot", eot},
+                                             {"text_features", model.text(ids, eot)}});
   const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
 }
@@ -202,12 +202,6 @@ std::map<std::string, torch::Tensor> released_tensors() {
   return out;
 }
 
-void write_tensors(const fs::path& path, const std::map<std::string, torch::Tensor>& tensors) {
-  SafetensorsWriter writer;
-  for (const auto& [name, t] : tensors) llm::add_tensor(writer, name, t.contiguous());
-  writer.write(path);
-}
-
 TEST(OpenClipFormat, ImportsTheReleasedLayoutWithItsTextSide) {
   const fs::path dir = test::fresh_temp_dir();
   const fs::path llm = test::tiny_checkpoint("llama", "f32");
@@ -236,8 +230,8 @@ TEST(OpenClipFormat, ImportsTheReleasedLayoutWithItsTextSide) {
   torch::NoGradGuard no_grad;
   TrainedModel model = load_trained_model(dir / "run");
   const torch::Tensor images = real_images(32);
-  write_inputs(dir / "inputs.safetensors",
-               {{"images", images}, {"image_features", model.image->encode(images).pooled}});
+  write_tensors(dir / "inputs.safetensors",
+                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
   const test::CommandResult r = python_reference(o.weights, o.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "eval/task_common.h"
 #include "util/error.h"
 
 namespace flame::eval {
@@ -9,10 +10,6 @@ namespace flame::eval {
 namespace {
 
 namespace F = torch::nn::functional;
-
-torch::Tensor normalized_rows(const torch::Tensor& x) {
-  return F::normalize(x.to(torch::kFloat32).contiguous(), F::NormalizeFuncOptions().dim(-1));
-}
 
 void check_inputs(const torch::Tensor& train_x, const torch::Tensor& train_y, const torch::Tensor& test_x,
                   const AdamwProbeOptions& o) {
@@ -42,7 +39,7 @@ torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tens
   torch::NoGradGuard outside;  // only the probe's own step records gradients
   torch::manual_seed(o.seed);
   const torch::Tensor order = torch::randperm(train_x.size(0), torch::kInt64);  // few-shot selection: all
-  const torch::Tensor x = normalized_rows(train_x).index_select(0, order).to(o.device);
+  const torch::Tensor x = l2_normalize(train_x.to(torch::kFloat32)).index_select(0, order).to(o.device);
   const torch::Tensor y = train_y.to(torch::kInt64).index_select(0, order).to(o.device);
   const int64_t n = x.size(0), classes = y.max().item<int64_t>() + 1;
   torch::nn::Linear probe(x.size(1), classes);  // initialised on the CPU, then moved, as CLIP_benchmark
@@ -68,7 +65,7 @@ torch::Tensor adamw_probe_logits(const torch::Tensor& train_x, const torch::Tens
       optimizer.step();
     }
   }
-  return probe(normalized_rows(test_x).to(o.device)).cpu();
+  return probe(l2_normalize(test_x.to(torch::kFloat32)).to(o.device)).cpu();
 }
 
 }  // namespace flame::eval

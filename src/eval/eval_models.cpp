@@ -21,10 +21,6 @@ namespace flame::eval {
 
 namespace fs = std::filesystem;
 
-torch::Tensor l2_normalize(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
-}
-
 std::vector<ImageInput> file_inputs(const std::vector<fs::path>& files) {
   std::vector<ImageInput> inputs;
   inputs.reserve(files.size());
@@ -61,9 +57,6 @@ EvalModels::EvalModels(const EvalOptions& o, bool needs_text)
 
 EvalModels::~EvalModels() = default;
 
-// Decodes and encodes `missing` in batches, on --threads decoder threads (not
-// one per core: each holds an image's pixels), each taking every T-th image.
-// A decoding failure is kept in failure_of_; the caller decides whether it is fatal.
 namespace {
 // The feature caches' key of an image for a kind of features.
 std::string cache_key(ImageFeatureKind kind, const std::string& id) {
@@ -71,6 +64,9 @@ std::string cache_key(ImageFeatureKind kind, const std::string& id) {
 }
 }  // namespace
 
+// Decodes and encodes `missing` in batches, on --threads decoder threads (not
+// one per core: each holds an image's pixels), each taking every T-th image.
+// A decoding failure is kept in failure_of_; the caller decides whether it is fatal.
 void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const std::string& label,
                                 ImageFeatureKind kind) {
   torch::NoGradGuard no_grad;
@@ -159,16 +155,15 @@ torch::Tensor EvalModels::text_features(const std::vector<std::string>& texts, c
   const text::PromptSet prompts = text::load_prompt_set(prompt_set);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set))
     note_prompt_difference(*trained, prompts);
-  text::FacetEncoderOptions options = encoder_options(role);
+  text::FacetEncoderOptions options = encoder_options(prompt_set);
   options.normalize = unit_facets;
   const text::FacetEncoder encoder(*llm_, *tokenizer_, prompts, options);
   return encoder.encode_texts(texts).cpu();
 }
 
-text::FacetEncoderOptions EvalModels::encoder_options(const std::string& role) const {
+text::FacetEncoderOptions EvalModels::encoder_options(const std::string& prompt_set) const {
   text::FacetEncoderOptions o;
   o.normalize = true;
-  const std::string prompt_set = train::prompt_set_for_role(provenance_, role);
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
     o.layer = trained->layer;  // the layer and positions training's stores were made with
     o.facet_positions = llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
@@ -177,8 +172,9 @@ text::FacetEncoderOptions EvalModels::encoder_options(const std::string& role) c
 }
 
 nlohmann::json EvalModels::text_encoding(const std::string& role) const {
-  const text::FacetEncoderOptions o = encoder_options(role);
-  return {{"prompt_set", train::prompt_set_for_role(provenance_, role)},
+  const std::string prompt_set = train::prompt_set_for_role(provenance_, role);
+  const text::FacetEncoderOptions o = encoder_options(prompt_set);
+  return {{"prompt_set", prompt_set},
           {"layer", llm::hidden_state_index(o.layer, llm_->num_layers())},  // as FacetEncoder numbers it
           {"facet_positions", llm::to_string(o.facet_positions)}};
 }

@@ -36,8 +36,6 @@ struct ImageInput {
 // Image files as inputs.
 std::vector<ImageInput> file_inputs(const std::vector<std::filesystem::path>& files);
 
-torch::Tensor l2_normalize(const torch::Tensor& x);
-
 // Which image features: the pooled features in the text space the model was
 // trained for (kJoint), or the ViT's pooled output before the projection
 // (kVisual: the method's linear-probe features, encode_image(visual_only=True)).
@@ -84,8 +82,9 @@ class EvalModels {
                       ImageFeatureKind kind);
   torch::Tensor clip_text_features(const std::vector<std::string>& texts, int64_t* truncated);
   void note_prompt_difference(const text::StoreIdentity& trained, const text::PromptSet& prompts);
-  // The layer and facet positions training's store for `role` used (defaults when unknown).
-  text::FacetEncoderOptions encoder_options(const std::string& role) const;
+  // The layer and facet positions training's store made with `prompt_set`
+  // used (defaults when unknown).
+  text::FacetEncoderOptions encoder_options(const std::string& prompt_set) const;
 
   torch::Device device_;
   train::TrainedModel model_;

@@ -80,10 +80,10 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
                : mode == "long" ? "long prompts"
                                 : "raw prompts");
   int64_t truncated = 0;
-  const std::string prompt_set = mode == "long" ? "long" : "raw";
+  const std::string role = mode == "long" ? "long" : "raw";
   const FacetPooling pooling = facet_pooling(task);
   const torch::Tensor text =
-      m.text_features(texts, prompt_set, &truncated, pooling == FacetPooling::kMeanCosine);  // [T, K, D]
+      m.text_features(texts, role, &truncated, pooling == FacetPooling::kMeanCosine);  // [T, K, D]
   const torch::Tensor similarity = facet_similarity(image, pool_facets(text, pooling));
   const RetrievalRecall recall = retrieval_recall(similarity, text_image);
   nlohmann::json out = {{"name", name},
@@ -94,7 +94,7 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
                         {"facets", text.size(1)},
                         {"facet_pooling", to_string(pooling)}};
   if (m.is_clip()) out["truncated_texts"] = truncated;
-  if (!m.is_clip()) out["text_encoding"] = m.text_encoding(prompt_set);
+  if (!m.is_clip()) out["text_encoding"] = m.text_encoding(role);
   out.update(recall_json(recall));
   return out;
 }
@@ -411,9 +411,9 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   for (size_t i = 0; i < tasks.size(); ++i)
     for (const auto& r : earlier)
       if (r.value("task", nlohmann::json()) == tasks[i]) done[i] = &r;
-  const bool needs_text = std::any_of(tasks.begin(), tasks.end(), [&](const nlohmann::json& t) {
-    return !done[&t - tasks.data()] && task_needs_text(t);
-  });
+  bool needs_text = false;
+  for (size_t i = 0; i < tasks.size(); ++i)
+    needs_text = needs_text || (!done[i] && task_needs_text(tasks[i]));
   std::unique_ptr<EvalModels> models;
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (done[i]) {

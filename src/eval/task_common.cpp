@@ -32,6 +32,10 @@ std::string task_field(const nlohmann::json& task, const char* name, const std::
   return expand_placeholders(task[name].get<std::string>(), data_root);
 }
 
+torch::Tensor l2_normalize(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
 std::vector<std::string> read_lines(const fs::path& path) {
   std::ifstream in(path);
   if (!in) fail("cannot read {}", path.string());
@@ -97,8 +101,7 @@ const char* to_string(FacetPooling pooling) {
 
 torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling) {
   if (pooling == FacetPooling::kMeanCosine) return text;
-  const torch::Tensor mean = text.mean(1);
-  return (mean / mean.norm(2, -1, true).clamp_min(1e-12)).unsqueeze(1);
+  return l2_normalize(text.mean(1)).unsqueeze(1);
 }
 
 void Skipped::add(const std::string& reason, const std::string& item) {

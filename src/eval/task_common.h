@@ -22,6 +22,9 @@ std::string expand_placeholders(std::string value, const std::string& data_root)
 // The task's string field `name`, expanded; throws naming the task when absent.
 std::string task_field(const nlohmann::json& task, const char* name, const std::string& data_root);
 
+// Rows scaled to unit L2 norm (the last dimension).
+torch::Tensor l2_normalize(const torch::Tensor& x);
+
 // The non-blank lines of a text file, trimmed (CR of CRLF files dropped).
 std::vector<std::string> read_lines(const std::filesystem::path& path);
 

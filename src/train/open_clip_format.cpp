@@ -277,13 +277,14 @@ json imported_text_stores(const OpenClipImportOptions& o, const json& config, in
   std::string layer = o.layer;
   if (layer.empty()) layer = text_cfg.contains("layer") ? text_cfg["layer"].get<std::string>() : "-2";
   const int64_t index = llm::hidden_state_index(parse_layer(layer), llm_config.num_hidden_layers);
+  const bool flame_export = config.contains("flame");
   std::string positions = o.facet_positions;
-  if (positions.empty()) positions = config.contains("flame") ? "separate" : "concatenated";
+  if (positions.empty()) positions = flame_export ? "separate" : "concatenated";
   const json llm_identity = llm::checkpoint_identity(o.llm).json;
   std::vector<text::StoreIdentity> stores;
   // The release's encode_text uses its own two templates (release-long,
   // release-raw); a flame export's model was trained on flame's sets.
-  const std::vector<std::string> sets = config.contains("flame")
+  const std::vector<std::string> sets = flame_export
                                             ? std::vector<std::string>{"long", "short", "raw"}
                                             : std::vector<std::string>{"release-long", "release-raw"};
   for (const std::string& name : sets) {
