@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """FLAME's own facet embedding, re-created with Hugging Face transformers: the
-peer that bench/gpu_embed times flame embed against.
+peer that bench/gpu_run times flame embed against.
 
 official (after MIV-XJTU/FLAME src/open_clip/multiprompteol_embeddings.py): the
 LLM in fp16 (from_pretrained of config.json + safetensors), batches of 32
@@ -111,7 +111,7 @@ def main(argv=None):
     facets = tok([t for t in facet_texts], False)
     K = len(facets)
     prompts = [head + clean_caption(t) + tail for t in texts]
-    # Token counts for bench/gpu_embed's FLOP and CC3M-hours arithmetic.
+    # Token counts for bench/gpu_run's FLOP and CC3M-hours arithmetic.
     prefix_lens = [len(x) for x in tok(prompts)]
     result = {"peer": "hf_official_fda", "torch": torch.__version__, "transformers": transformers.__version__,
               "token_stats": {"captions": len(texts), "mean_prefix_tokens": sum(prefix_lens) / len(prefix_lens),
