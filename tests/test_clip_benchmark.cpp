@@ -1,16 +1,21 @@
 // CLIP_benchmark's WebDataset layout: the reader on a synthetic export (WebP,
 // PNG and JPEG members, malformed samples counted and named), the missing-data
-// message, and `flame eval --benchmark clip-benchmark:ROOT` end to end on a
-// tiny model for all three task kinds.
+// message, `flame eval --benchmark clip-benchmark:ROOT` end to end on a
+// tiny model for all three task kinds, and its zero-shot metrics against
+// CLIP_benchmark's own code (PyPI's clip-benchmark, tests/python/clip_benchmark_oracle.py).
 #include <gtest/gtest.h>
 
 #include "data/image_encode.h"
 #include "eval/clip_benchmark_source.h"
+#include "eval/eval_models.h"
 #include "eval/evaluate.h"
+#include "eval/task_common.h"
+#include "llm/weights.h"
 #include "tar_writer.h"
 #include "test_helpers.h"
 #include "train/checkpoint.h"
 #include "util/file.h"
+#include "util/safetensors.h"
 #include "vision/image_encoder.h"
 #include "webp_writer.h"
 
@@ -241,6 +246,121 @@ TEST(ClipBenchmarkEval, EveryTaskKindOnATinyModel) {
   o.clip_benchmark_tasks = {"linear_probe"};
   EXPECT_TRUE(
       contains(error_of([&] { eval::run_evaluation(o); }), "--task applies to --benchmark clip-benchmark:"));
+}
+
+// CLIP_benchmark's zero-shot metrics, computed by its own functions
+// (clip_benchmark.metrics.zeroshot_classification / zeroshot_retrieval
+// .evaluate) on flame's features through a wrapper model, equal flame eval's
+// on a 6-class export (30 images, 2 templates: acc1, acc5, mean per-class
+// recall) and a retrieval export (12 images with 1 to 3 captions: recall@1/5/10
+// both ways). The scores are checked to have no near-ties, where torch.topk's
+// unspecified order among equal scores would decide (docs/evaluation.md).
+TEST(ClipBenchmarkOracle, ZeroShotMetricsEqualClipBenchmarksOwn) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path classes_root = dir / "wds_six", pairs_root = dir / "wds_pairs12";
+  const std::vector<std::string> classnames = {"red thing",  "green thing", "blue thing",
+                                               "dark thing", "pale thing",  "odd thing"};
+  fs::create_directories(classes_root / "test");
+  std::string names;
+  for (const auto& n : classnames) names += n + "\n";
+  write_file_atomic(classes_root / "classnames.txt", names);
+  write_file_atomic(classes_root / "zeroshot_classification_templates.txt",
+                    "a photo of a {c}.\nitap of the {c}, in colour.\n");
+  std::vector<std::pair<std::string, std::string>> members;
+  for (int i = 0; i < 30; ++i) {  // labels interleaved: batches mix classes
+    const std::string key = fmt::format("c{:02d}", i);
+    members.emplace_back(key + ".png", data::encode_png(picture(i % 6, 20 + i)));
+    members.emplace_back(key + ".cls", std::to_string(i % 6));
+  }
+  test::write_tar(classes_root / "test" / "0.tar", members);
+
+  fs::create_directories(pairs_root / "test");
+  write_file_atomic(pairs_root / "dataset_type.txt", "retrieval\n");
+  members.clear();
+  for (int i = 0; i < 12; ++i) {
+    const std::string key = fmt::format("p{:02d}", i);
+    std::string captions;
+    for (int j = 0; j <= i % 3; ++j)
+      captions += fmt::format("picture {} seen {} way{}\n", i, j, j ? "s" : "");
+    members.emplace_back(key + ".png", data::encode_png(picture(i % 3, 60 + i)));
+    members.emplace_back(key + ".txt", captions);
+  }
+  test::write_tar(pairs_root / "test" / "0.tar", members);
+
+  eval::EvalOptions o;
+  o.model = tiny_model(dir / "run").string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.dtype = "f32";
+  o.benchmarks = {"clip-benchmark:" + classes_root.string(), "clip-benchmark:" + pairs_root.string()};
+  const nlohmann::json results = eval::run_evaluation(o);
+  ASSERT_EQ(results["tasks"].size(), 2u);
+  const nlohmann::json& zs = results["tasks"][0]["metrics"];
+  const nlohmann::json& ret = results["tasks"][1]["metrics"];
+
+  // The same features eval scored with, for the wrapper model.
+  eval::EvalModels m(o, true);
+  const eval::ClipBenchmarkSplit classes =
+      eval::read_clip_benchmark_split(eval::open_clip_benchmark(classes_root), "test", true);
+  const eval::ClipBenchmarkSplit pairs =
+      eval::read_clip_benchmark_split(eval::open_clip_benchmark(pairs_root), "test", false);
+  ASSERT_EQ(classes.samples.size(), 30u);
+  ASSERT_EQ(pairs.samples.size(), 12u);
+  std::vector<int64_t> labels;
+  for (const auto& sample : classes.samples) labels.push_back(sample.label);
+  const std::vector<std::string> templates = {"a photo of a {c}.", "itap of the {c}, in colour."};
+  std::vector<std::string> class_texts, caption_texts;
+  nlohmann::json captions = nlohmann::json::array();
+  for (const auto& n : classnames)
+    for (const auto& t : templates) class_texts.push_back(eval::fill_template(t, n));
+  for (const auto& sample : pairs.samples) {
+    captions.push_back(sample.captions);
+    caption_texts.insert(caption_texts.end(), sample.captions.begin(), sample.captions.end());
+  }
+  const auto one_facet = [](const torch::Tensor& t) {
+    EXPECT_EQ(t.size(1), 1);  // the raw prompt set: one facet
+    return t.select(1, 0).contiguous();
+  };
+  SafetensorsWriter features;
+  llm::add_tensor(features, "classification_images", m.image_features(classes.image_inputs(), "six"));
+  llm::add_tensor(features, "classification_texts", one_facet(m.text_features(class_texts, "raw")));
+  llm::add_tensor(features, "retrieval_images", m.image_features(pairs.image_inputs(), "pairs"));
+  llm::add_tensor(features, "retrieval_texts", one_facet(m.text_features(caption_texts, "raw")));
+  features.write(dir / "features.safetensors");
+  write_json_file_atomic(
+      dir / "spec.json",
+      {{"classification",
+        {{"classnames", classnames}, {"templates", templates}, {"labels", labels}, {"texts", class_texts}}},
+       {"retrieval", {{"captions", captions}, {"texts", caption_texts}}},
+       {"batch_size", 7}});
+
+  const fs::path script = test::test_data_dir().parent_path() / "python" / "clip_benchmark_oracle.py";
+  const test::CommandResult r = test::run_command(
+      fmt::format(FLAME_PYTHON " {} {} {} {} 2>&1", script.string(), (dir / "spec.json").string(),
+                  (dir / "features.safetensors").string(), (dir / "oracle.json").string()));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nlohmann::json oracle = read_json_file(dir / "oracle.json");
+  // No correct item within 1e-6 of a wrong one (the two sides' float32 cosines
+  // differ by ~1e-7; the random tiny LLM's texts are alike, so gaps are ~1e-5).
+  EXPECT_GT(oracle["smallest_gap"].get<double>(), 1e-6)
+      << "near-tied scores: the comparison would be fragile";
+  // Every number CLIP_benchmark reports, equal up to its float32 means (one
+  // image or text is 1/30 or 1/27 here).
+  const nlohmann::json& theirs_zs = oracle["zeroshot_classification"];
+  ASSERT_EQ(theirs_zs.size(), 3u) << theirs_zs;
+  for (const auto& [name, value] : theirs_zs.items()) {
+    ASSERT_TRUE(zs.contains(name)) << name;
+    EXPECT_NEAR(zs[name].get<double>(), value.get<double>(), 1e-6) << name;
+  }
+  const nlohmann::json& theirs_ret = oracle["zeroshot_retrieval"];
+  ASSERT_EQ(theirs_ret.size(), 6u) << theirs_ret;
+  for (const auto& [name, value] : theirs_ret.items()) {
+    ASSERT_TRUE(ret.contains(name)) << name;
+    EXPECT_NEAR(ret[name].get<double>(), value.get<double>(), 1e-6) << name;
+  }
+  EXPECT_EQ(zs.size(), theirs_zs.size());
+  EXPECT_EQ(ret.size(), theirs_ret.size());
+  std::printf("flame eval vs clip-benchmark 1.6.2: flame %s %s; CLIP_benchmark %s\n", zs.dump().c_str(),
+              ret.dump().c_str(), r.output.c_str());
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
-// OpenCLIP interop: exports load into an independent PyTorch reference of
-// OpenCLIP's ViT (tests/python/open_clip_reference.py, Debian's python3-torch)
-// and give flame's features; the released FLAME layout imports into a run
-// whose features equal that reference's, with the text side recorded; bad
-// files are refused naming the tensor or field.
+// OpenCLIP interop, checked against PyPI's open_clip_torch itself
+// (tests/python/open_clip_oracle.py, run with the .venv python): a CLIP
+// baseline export loads with open_clip.create_model("local-dir:EXPORT") and a
+// FLAME export into OpenCLIP's VisionTransformer + the released projector,
+// both strict=True, and give flame's image (and text) features; OpenCLIP's
+// eval transform of the export's preprocess_cfg gives flame's pixels. The
+// released FLAME layout imports into a run whose features equal OpenCLIP's,
+// with the text side recorded; bad files are refused naming the tensor or field.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -11,6 +14,7 @@
 #include "data/image_decode.h"
 #include "data/image_transform.h"
 #include "llm/checkpoint_identity.h"
+#include "llm/tokenizer.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
 #include "text/clip_tokenize.h"
@@ -32,25 +36,51 @@ using nlohmann::json;
 using test::contains;
 using test::error_of;
 
-test::CommandResult python_reference(const fs::path& weights, const fs::path& config,
-                                     const fs::path& inputs) {
-  const fs::path script = test::test_data_dir().parent_path() / "python" / "open_clip_reference.py";
-  return test::run_command(fmt::format("/usr/bin/python3 {} {} {} {} 2>&1", script.string(), weights.string(),
-                                       config.string(), inputs.string()));
+// Runs the OpenCLIP oracle; `image_list`: a file naming the images whose
+// preprocessing is also compared (empty: none). Exit status 1: a difference
+// above 1e-5 (features) or 0.05 (pixels), or a control that was not rejected.
+test::CommandResult open_clip_oracle(const fs::path& weights, const fs::path& config, const fs::path& inputs,
+                                     const fs::path& image_list = {}) {
+  const fs::path script = test::test_data_dir().parent_path() / "python" / "open_clip_oracle.py";
+  return test::run_command(fmt::format(FLAME_PYTHON " {} {} {} {} {} 2>&1", script.string(), weights.string(),
+                                       config.string(), inputs.string(),
+                                       image_list.empty() ? "" : "--images=" + image_list.string()));
 }
 
-// Four Flickr8k images preprocessed as eval does: [4, 3, S, S].
-torch::Tensor real_images(int64_t size) {
-  data::ImageTransformOptions t;
-  t.size = size;
-  std::vector<torch::Tensor> images;
+// Four Flickr8k JPEGs, and a file naming them (for the oracle's preprocessing).
+std::vector<fs::path> real_image_files(const fs::path& list) {
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(test::shared_dir() / "data" / "flickr8k" / "images"))
     files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  for (size_t i = 0; i < 4; ++i)
-    images.push_back(data::transform_image(data::decode_image(read_file(files[i]), files[i].string()), t, 0));
+  files.resize(4);
+  std::string lines;
+  for (const auto& f : files) lines += f.string() + "\n";
+  write_file_atomic(list, lines);
+  return files;
+}
+
+// The four images preprocessed as eval does: [4, 3, S, S].
+torch::Tensor real_images(int64_t size, const fs::path& list) {
+  data::ImageTransformOptions t;
+  t.size = size;
+  std::vector<torch::Tensor> images;
+  for (const fs::path& f : real_image_files(list))
+    images.push_back(data::transform_image(data::decode_image(read_file(f), f.string()), t, 0));
   return torch::stack(images);
+}
+
+// The model's features with one parameter scaled by 1.01: a control the
+// oracle must reject (a wrong norm or bias must show above its tolerance).
+torch::Tensor features_with_scaled(TrainedModel& model, const std::string& name,
+                                   const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor p = model.root->named_parameters()[name];
+  const torch::Tensor saved = p.clone();
+  p.mul_(1.01);
+  const torch::Tensor out = model.image->encode(images).pooled;
+  p.copy_(saved);
+  return out;
 }
 
 // Random weights moved off their initial values (LayerNorms are ones and
@@ -91,7 +121,7 @@ void write_tensors(const fs::path& path, const std::map<std::string, torch::Tens
   writer.write(path);
 }
 
-TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInAnOpenClipReference) {
+TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInOpenClip) {
   const fs::path dir = test::fresh_temp_dir();
   const fs::path llm = test::tiny_checkpoint("llama", "f32");
   torch::manual_seed(1);
@@ -115,13 +145,17 @@ TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInAnOpenClipReference) {
 
   torch::NoGradGuard no_grad;
   model.root->eval();
-  const torch::Tensor images = real_images(32);
+  const torch::Tensor images = real_images(32, dir / "images.txt");
   write_tensors(dir / "inputs.safetensors",
-                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
-  const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
+                {{"images", images},
+                 {"image_features", model.image->encode(images).pooled},
+                 {"control_image_features", features_with_scaled(model, "vit.ln_post.weight", images)}});
+  const test::CommandResult r =
+      open_clip_oracle(e.weights, e.config, dir / "inputs.safetensors", dir / "images.txt");
   EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "max_abs_diff=")) << r.output;
-  std::printf("flame export vs OpenCLIP reference (fp32): %s", r.output.c_str());
+  EXPECT_TRUE(contains(r.output, "tensors=39 loaded strict=True") && contains(r.output, "control_rejected"))
+      << r.output;
+  std::printf("flame export vs OpenCLIP 3.3.0 (fp32): %s", r.output.c_str());
 
   // Imported back, the export is the same model with the same text side.
   OpenClipImportOptions o;
@@ -137,33 +171,61 @@ TEST(OpenClipFormat, FlameExportReproducesFlameFeaturesInAnOpenClipReference) {
   EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "--overwrite"));
 }
 
-TEST(OpenClipFormat, ClipBaselineExportHasBothTowersInOpenClipNames) {
+// open_clip.create_model("local-dir:EXPORT") builds OpenCLIP's CLIP class from
+// the export and loads it strict=True, for both losses (a sigmoid run's
+// logit_bias needs model_cfg.init_logit_bias); its encode_text, fed flame's
+// token ids (full context, EOS at each caption's end, padding after), pools
+// where flame does because text_cfg says "eos" pooling at the tokenizer's EOS.
+TEST(OpenClipFormat, ClipBaselineExportLoadsInOpenClipWithBothTowers) {
   const fs::path dir = test::fresh_temp_dir();
-  torch::manual_seed(4);
   const text::ClipTextConfig text_config = text::load_clip_text_config("clip-text-micro");
-  TrainedModel model = make_clip_model(vision::load_vit_config("vit-micro-32"), text_config, 300);
-  perturb(*model.root, 5);
-  save_run(dir / "run", model, "infonce", nullptr);
-  const OpenClipExport e = export_open_clip(dir / "run", dir / "export");
-  const SafetensorsFile weights(e.weights);
-  for (const char* name :
-       {"visual.proj", "token_embedding.weight", "positional_embedding",
-        "transformer.resblocks.1.attn.out_proj.weight", "ln_final.weight", "text_projection", "logit_scale"})
-    EXPECT_TRUE(weights.contains(name)) << name;
-  EXPECT_FALSE(weights.contains("logit_bias"));  // InfoNCE: OpenCLIP's CLIP has none
+  const int32_t eos = *llm::Tokenizer::load(text_config.tokenizer_path())->eos_id();
+  for (const std::string loss : {"infonce", "sigmoid"}) {
+    SCOPED_TRACE(loss);
+    fs::create_directories(dir / loss);
+    torch::manual_seed(4);
+    TrainedModel model = make_clip_model(vision::load_vit_config("vit-micro-32"), text_config, 300);
+    perturb(*model.root, 5);
+    save_run(dir / loss / "run", model, loss, nullptr);
+    const OpenClipExport e = export_open_clip(dir / loss / "run", dir / loss / "export");
+    const SafetensorsFile weights(e.weights);
+    for (const char* name : {"visual.proj", "token_embedding.weight", "positional_embedding",
+                             "transformer.resblocks.1.attn.out_proj.weight", "ln_final.weight",
+                             "text_projection", "logit_scale"})
+      EXPECT_TRUE(weights.contains(name)) << name;
+    EXPECT_EQ(weights.contains("logit_bias"), loss == "sigmoid");  // OpenCLIP's CLIP has one for SigLIP only
+    const json config = read_json_file(e.config);
+    EXPECT_EQ(config["model_cfg"]["text_cfg"]["pool_type"], "eos");
+    EXPECT_EQ(config["model_cfg"]["text_cfg"]["eos_id"], eos);
+    EXPECT_EQ(config["model_cfg"].contains("init_logit_bias"), loss == "sigmoid");
 
-  torch::NoGradGuard no_grad;
-  model.root->eval();
-  const torch::Tensor images = real_images(32);
-  const torch::Tensor ids = torch::randint(1, 300, {3, 12}, torch::kInt64);
-  const torch::Tensor eot = torch::tensor({11, 5, 8}, torch::kInt64);
-  write_tensors(dir / "inputs.safetensors", {{"images", images},
-                                             {"image_features", model.image->encode(images).pooled},
-                                             {"text_ids", ids},
-                                             {"text_eot", eot},
-                                             {"text_features", model.text(ids, eot)}});
-  const test::CommandResult r = python_reference(e.weights, e.config, dir / "inputs.safetensors");
-  EXPECT_EQ(r.status, 0) << r.output;
+    torch::NoGradGuard no_grad;
+    model.root->eval();
+    const torch::Tensor images = real_images(32, dir / loss / "images.txt");
+    // Token ids as flame's clip_tokenize lays them out: the caption's tokens
+    // (none is the EOS), EOS, then padding; the tower pools at the EOS.
+    const int64_t context = text_config.context_length;
+    torch::Tensor ids = torch::randint(1, 300, {3, context}, torch::kInt64);
+    ids.masked_fill_(ids == eos, 1);
+    const torch::Tensor eot = torch::tensor({int64_t{11}, int64_t{5}, context - 1}, torch::kInt64);
+    for (int64_t row = 0; row < 3; ++row) {
+      const int64_t at = eot[row].item<int64_t>();
+      ids.index_put_({row, at}, eos);
+      if (at + 1 < context) ids[row].slice(0, at + 1).fill_(7);
+    }
+    write_tensors(dir / loss / "inputs.safetensors",
+                  {{"images", images},
+                   {"image_features", model.image->encode(images).pooled},
+                   {"control_image_features", features_with_scaled(model, "image.vit.ln_post.bias", images)},
+                   {"text_ids", ids},
+                   {"text_features", model.text(ids, eot)}});
+    const test::CommandResult r =
+        open_clip_oracle(e.weights, e.config, dir / loss / "inputs.safetensors", dir / loss / "images.txt");
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(contains(r.output, "(CLIP, text pool eos)") && contains(r.output, "control_rejected"))
+        << r.output;
+    std::printf("CLIP baseline export (%s) vs OpenCLIP 3.3.0 (fp32): %s", loss.c_str(), r.output.c_str());
+  }
 }
 
 // The released layout: visual.* with its unused visual.proj, mm.0/2/3, the
@@ -229,11 +291,18 @@ TEST(OpenClipFormat, ImportsTheReleasedLayoutWithItsTextSide) {
 
   torch::NoGradGuard no_grad;
   TrainedModel model = load_trained_model(dir / "run");
-  const torch::Tensor images = real_images(32);
+  const torch::Tensor images = real_images(32, dir / "images.txt");
+  // The release's features skip ln_post: its weights must not matter, the last block's must.
   write_tensors(dir / "inputs.safetensors",
-                {{"images", images}, {"image_features", model.image->encode(images).pooled}});
-  const test::CommandResult r = python_reference(o.weights, o.config, dir / "inputs.safetensors");
+                {{"images", images},
+                 {"image_features", model.image->encode(images).pooled},
+                 {"control_image_features",
+                  features_with_scaled(model, "vit.transformer.resblocks.1.mlp.c_proj.bias", images)}});
+  const test::CommandResult r = open_clip_oracle(o.weights, o.config, dir / "inputs.safetensors");
   EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "tensors=39 loaded strict=True") && contains(r.output, "control_rejected"))
+      << r.output;
+  std::printf("released layout imported vs OpenCLIP 3.3.0 (fp32): %s", r.output.c_str());
 }
 
 TEST(OpenClipFormat, ImportRefusesWhatItCannotLoadNamingIt) {

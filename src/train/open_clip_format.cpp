@@ -10,6 +10,7 @@
 #include "data/image_transform.h"
 #include "llm/checkpoint_identity.h"
 #include "llm/config.h"
+#include "llm/tokenizer.h"
 #include "llm/transformer.h"
 #include "llm/weights.h"
 #include "text/prompts.h"
@@ -77,7 +78,10 @@ json preprocess_config(int64_t image_size) {
 }
 
 // OpenCLIP's model_cfg for the model, as far as OpenCLIP can say it.
-json open_clip_model_config(const TrainedModel& model) {
+// `logit_bias`: the export carries one (sigmoid loss), so OpenCLIP must build
+// the parameter (its SigLIP configs say so with init_logit_bias; without it
+// open_clip's load_checkpoint fails on the model's missing logit_bias).
+json open_clip_model_config(const TrainedModel& model, bool logit_bias) {
   const vision::VitConfig& v = model.image->config();
   json cfg = {{"embed_dim", model.image->text_dim()},
               {"vision_cfg",
@@ -88,14 +92,23 @@ json open_clip_model_config(const TrainedModel& model) {
                 {"mlp_ratio", v.mlp_ratio},
                 {"patch_size", v.patch_size},
                 {"pool_type", v.pool == "cls" ? "tok" : "avg"}}}};
+  if (logit_bias) cfg["init_logit_bias"] = -10.0;  // the weights' value replaces it on load
   if (model.is_clip()) {
     const text::ClipTextConfig& t = model.text->config();
+    // flame's tokenizer puts its EOS id at the end of a caption (text/clip_tokenize.h):
+    // OpenCLIP's "eos" pooling takes the first position holding it. Its default,
+    // "argmax", pools at the largest id, EOT only with CLIP's own BPE.
+    const std::optional<int32_t> eos = llm::Tokenizer::load(t.tokenizer_path())->eos_id();
+    if (!eos)
+      fail("tokenizer {} has no eos id: the CLIP tower cannot be exported", t.tokenizer_path().string());
     cfg["text_cfg"] = {{"context_length", t.context_length},
                        {"vocab_size", model.text->vocab_size()},
                        {"width", t.width},
                        {"heads", t.heads},
                        {"layers", t.layers},
-                       {"mlp_ratio", t.mlp_ratio}};
+                       {"mlp_ratio", t.mlp_ratio},
+                       {"pool_type", "eos"},
+                       {"eos_id", *eos}};
     return cfg;
   }
   cfg["mm_cfg"] = {{"mm_projector", true},
@@ -123,9 +136,11 @@ OpenClipExport export_open_clip(const fs::path& run, const fs::path& out_dir, bo
   fs::create_directories(out_dir);
 
   SafetensorsWriter writer;
+  bool has_logit_bias = false;
   for (const auto& item : model.root->named_parameters()) {
     if (ends_with(item.key(), "logit_bias") && !sigmoid) continue;  // OpenCLIP has one for SigLIP only
     const auto [name, transpose] = to_open_clip(item.key(), model.is_clip());
+    has_logit_bias = has_logit_bias || name == "logit_bias";
     torch::Tensor t = item.value().detach().to(torch::kFloat32);
     llm::add_tensor(writer, name, (transpose ? t.t() : t).contiguous());
     ++out.tensors;
@@ -139,7 +154,7 @@ OpenClipExport export_open_clip(const fs::path& run, const fs::path& out_dir, bo
                 {"source_checkpoint", fs::absolute(checkpoint).string()}};
   if (config.contains("text_stores")) flame["text_stores"] = config["text_stores"];
   if (model.is_clip()) flame["tokenizer"] = model.text->config().tokenizer;
-  write_json_file_atomic(out.config, {{"model_cfg", open_clip_model_config(model)},
+  write_json_file_atomic(out.config, {{"model_cfg", open_clip_model_config(model, has_logit_bias)},
                                       {"preprocess_cfg", preprocess_config(model.image->config().image_size)},
                                       {"flame", flame}});
   return out;
