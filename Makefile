@@ -5,6 +5,8 @@ CMAKE_FLAGS ?=
 # ccache must accept precompiled headers.
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE ?= 5G
+# Paths relative to the checkout, so a second clone (CI's) hits the same cache.
+export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup configure build test demo bench format clean
 

@@ -62,7 +62,7 @@ TEST(AdamwProbe, EqualsPyTorchRunOfClipBenchmarksProcedure) {
   const fs::path script =
       test::test_data_dir().parent_path() / "python" / "clip_benchmark_probe_reference.py";
   const test::CommandResult r = test::run_command(
-      fmt::format("/usr/bin/python3 {} {} 2>&1", script.string(), (dir / "input.json").string()));
+      fmt::format(FLAME_PYTHON " {} {} 2>&1", script.string(), (dir / "input.json").string()));
   ASSERT_EQ(r.status, 0) << r.output;
   const auto reference = nlohmann::json::parse(r.output).get<std::vector<std::vector<float>>>();
   ASSERT_EQ(reference.size(), 30u);

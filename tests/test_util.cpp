@@ -223,5 +223,17 @@ TEST(Utf8, DropsOnlyAnIncompleteTail) {
   EXPECT_EQ(dropped(""), "");
 }
 
+// PyPI's LibTorch exports its own std::filesystem, which crashed on removing a
+// non-empty folder when it won the symbol binding (CMakeLists.txt links
+// Debian's libstdc++ first): the folder removals of --overwrite and the tests.
+TEST(Util, RemoveAllOfANonEmptyFolderUsesDebiansLibstdcxx) {
+  const auto dir = test::fresh_temp_dir();
+  std::filesystem::create_directories(dir / "a" / "b");
+  write_file_atomic(dir / "a" / "b" / "file", "x");
+  write_file_atomic(dir / "a" / "top", "y");
+  EXPECT_EQ(std::filesystem::remove_all(dir / "a"), 4u);
+  EXPECT_FALSE(std::filesystem::exists(dir / "a"));
+}
+
 }  // namespace
 }  // namespace flame

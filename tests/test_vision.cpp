@@ -370,8 +370,8 @@ TEST(Vit, GradCheckpointingGivesTheSameGradients) {
   EXPECT_EQ(nodes, 0);
 }
 
-// The attention core against a per-head loop in double precision; with
-// LibTorch >= 2.0 also scaled_dot_product_attention (the CUDA path) against
+// The attention core against a per-head loop in double precision; also
+// scaled_dot_product_attention (the CUDA path) against
 // the explicit one, fp32, with and without the text tower's causal mask.
 TEST(Vit, AttentionMatchesAReferenceAndSdpa) {
   torch::manual_seed(3);
@@ -389,7 +389,6 @@ TEST(Vit, AttentionMatchesAReferenceAndSdpa) {
       }
     }
     EXPECT_TRUE(torch::allclose(got.to(torch::kDouble), expected, 1e-5, 1e-5)) << mask.defined();
-#if TORCH_VERSION_MAJOR >= 2
     const c10::optional<torch::Tensor> m = mask.defined() ? c10::optional<torch::Tensor>(mask) : c10::nullopt;
     EXPECT_TRUE(torch::allclose(at::scaled_dot_product_attention(q, k, v, m), got, 1e-5, 1e-5));
     if (torch::cuda::is_available()) {
@@ -397,7 +396,6 @@ TEST(Vit, AttentionMatchesAReferenceAndSdpa) {
           attention(q.cuda(), k.cuda(), v.cuda(), mask.defined() ? mask.cuda() : mask);
       EXPECT_TRUE(torch::allclose(on_gpu.cpu(), got, 1e-5, 1e-5));
     }
-#endif
   }
 }
 

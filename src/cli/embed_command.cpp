@@ -78,7 +78,8 @@ void add_embed_command(CLI::App& app) {
   auto key_columns = std::make_shared<std::string>("image");
   auto threads = std::make_shared<int>(0);
   auto* cmd = app.add_subcommand("embed", "Embed captions with the frozen LLM into an embedding store (FDA)");
-  cmd->add_option("--llm", o->llm_dir, "Hugging Face checkpoint directory")->check(CLI::ExistingDirectory);
+  cmd->add_option("--llm", o->llm_dir, "Hugging Face checkpoint directory or .gguf file")
+      ->check(CLI::ExistingPath);
   cmd->add_option("--prompts", o->prompts, "prompt set: long, short, raw or a JSON file")
       ->capture_default_str();
   cmd->add_option("--input", o->inputs, "JSONL, WebDataset tar (brace patterns allowed) or TSV; repeatable");

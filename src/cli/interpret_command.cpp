@@ -66,9 +66,10 @@ void add_interpret_command(CLI::App& app) {
   cmd->add_option("--model", o->model, "trained image encoder: a checkpoint or a run directory (its latest)")
       ->required()
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--llm", o->llm, "the LLM checkpoint directory the encoder was trained against")
+  cmd->add_option("--llm", o->llm,
+                  "the LLM (checkpoint directory or .gguf file) the encoder was trained against")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingPath);
   cmd->add_option("--pool", o->pool, "average pool x pool patches per cell: 1, 2 or 4")
       ->check(CLI::IsMember({1, 2, 4}))
       ->capture_default_str();

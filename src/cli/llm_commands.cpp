@@ -4,6 +4,8 @@
 
 #include "cli/commands.h"
 #include "llm/config.h"
+#include "llm/ggml_quants.h"
+#include "llm/gguf_model.h"
 #include "llm/random_checkpoint.h"
 #include "llm/weights.h"
 #include "util/strings.h"
@@ -46,20 +48,33 @@ void add_make_random(CLI::App& llm) {
 void add_info(CLI::App& llm) {
   auto dir = std::make_shared<std::string>();
   auto* cmd = llm.add_subcommand("info", "Show a checkpoint's architecture, sizes, parameters and dtypes");
-  cmd->add_option("DIR", *dir, "Hugging Face checkpoint directory")
+  cmd->add_option("DIR", *dir, "Hugging Face checkpoint directory or .gguf file")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingPath);
   cmd->callback([dir] {
     const auto c = llm::load_llm_config(*dir);
-    const llm::WeightFiles weights(*dir);
     std::map<std::string, int64_t> dtype_counts;
     uint64_t bytes = 0;
     int64_t stored = 0;
-    for (const auto& name : weights.names()) {
-      const auto& info = weights.info(name);
-      dtype_counts[std::string(dtype_name(info.dtype))] += info.numel();
-      bytes += info.byte_size();
-      stored += info.numel();
+    size_t files = 1;
+    if (llm::is_gguf_file(*dir)) {
+      const llm::GgufWeights weights(*dir);
+      for (const auto& t : weights.file().tensors) {
+        int64_t n = 1;
+        for (const uint64_t d : t.shape) n *= static_cast<int64_t>(d);
+        dtype_counts[llm::ggml_type_name(t.ggml_type)] += n;
+        stored += n;
+      }
+      bytes = weights.mapping().size() - weights.file().data_offset;
+    } else {
+      const llm::WeightFiles weights(*dir);
+      for (const auto& name : weights.names()) {
+        const auto& info = weights.info(name);
+        dtype_counts[std::string(dtype_name(info.dtype))] += info.numel();
+        bytes += info.byte_size();
+        stored += info.numel();
+      }
+      files = weights.files().size();
     }
     std::string dtypes;
     for (const auto& [d, n] : dtype_counts)
@@ -75,7 +90,7 @@ void add_info(CLI::App& llm) {
     fmt::print("context         {} positions, rope theta {}\n", c.max_position_embeddings, c.rope_theta);
     fmt::print("tied embeddings {}\n", c.tie_word_embeddings ? "yes" : "no");
     fmt::print("parameters      {} ({} stored)\n", c.parameter_count(), stored);
-    fmt::print("weights         {} in {} file(s), {}\n", format_bytes(bytes), weights.files().size(), dtypes);
+    fmt::print("weights         {} in {} file(s), {}\n", format_bytes(bytes), files, dtypes);
   });
 }
 

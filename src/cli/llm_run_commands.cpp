@@ -33,9 +33,9 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {
-  cmd.add_option("DIR", o.dir, "Hugging Face checkpoint directory")
+  cmd.add_option("DIR", o.dir, "Hugging Face checkpoint directory or .gguf file")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingPath);
   cmd.add_option("TEXT", o.text, "input text")->required();
   cmd.add_option("--dtype", o.dtype, "compute dtype: bf16, f16 or f32")->capture_default_str();
   cmd.add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();

@@ -8,9 +8,24 @@
 #include "util/error.h"
 #include "util/log.h"
 
+namespace {
+
+// What a bug report needs: the LibTorch flame links and whether CUDA is in it.
+std::string version_text() {
+#ifdef FLAME_WITH_CUDA
+  const std::string cuda = fmt::format("CUDA {} compiled in, {} device(s) visible", FLAME_CUDA_VERSION,
+                                       torch::cuda::device_count());
+#else
+  const std::string cuda = "CPU only: no CUDA compiled in";
+#endif
+  return fmt::format("flame {} (LibTorch {}, {})", FLAME_VERSION, FLAME_TORCH_VERSION, cuda);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"flame: language-image pre-training with a frozen LLM text encoder (FLAME)", "flame"};
-  app.set_version_flag("--version", std::string("flame ") + FLAME_VERSION);
+  app.set_version_flag("--version", version_text);
   app.require_subcommand(1);
   app.add_option_function<std::string>(
          "--log-level", [](const std::string& level) { flame::set_log_level(level); },

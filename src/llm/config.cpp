@@ -1,5 +1,7 @@
 #include "llm/config.h"
 
+#include "llm/gguf_model.h"
+
 #include "util/error.h"
 #include "util/file.h"
 
@@ -149,6 +151,7 @@ LlmConfig parse_llm_config(const json& j, const std::string& source) {
 }
 
 LlmConfig load_llm_config(const std::filesystem::path& path) {
+  if (is_gguf_file(path)) return gguf_llm_config(read_gguf(path));
   const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
   if (!std::filesystem::exists(file)) fail("no config.json at '{}'", file.string());
   return parse_llm_config(read_json_file(file), file.string());

@@ -6,6 +6,7 @@
 
 #include "llm/attention.h"
 #include "llm/cpu_kernels.h"
+#include "llm/gguf_model.h"
 #include "llm/rms_norm.h"
 #include "llm/weights.h"
 #include "util/allocator.h"
@@ -247,20 +248,19 @@ void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
 
 }  // namespace
 
-Transformer Transformer::load(const std::filesystem::path& dir, const TransformerOptions& options) {
-  const LlmConfig config = load_llm_config(dir);
-  const WeightFiles weights(dir);
+Transformer Transformer::load(const std::filesystem::path& path, const TransformerOptions& options) {
+  if (is_gguf_file(path)) {
+    const GgufWeights weights(path);
+    return load(weights, weights.config(), options);
+  }
+  const LlmConfig config = load_llm_config(path);
+  const WeightFiles weights(path);
   return load(weights, config, options);
 }
 
-Transformer Transformer::load(const WeightFiles& w, const LlmConfig& c, const TransformerOptions& o) {
+Transformer Transformer::load(const WeightSource& w, const LlmConfig& c, const TransformerOptions& o) {
   if (o.dtype != torch::kBFloat16 && o.dtype != torch::kFloat16 && o.dtype != torch::kFloat32) {
     fail("compute dtype must be bf16, f16 or f32, not {}", c10::toString(o.dtype));
-  }
-  // LibTorch 1.13 has no f16 matrix multiply on the CPU ("addmm_impl_cpu_ not
-  // implemented for 'Half'", deep inside the first forward).
-  if (o.dtype == torch::kFloat16 && o.device.is_cpu()) {
-    fail("--dtype f16 needs a CUDA device: LibTorch has no f16 matrix multiply on the CPU (use bf16 or f32)");
   }
   if (o.retain_freed_memory) retain_freed_memory();
   torch::NoGradGuard no_grad;
@@ -297,9 +297,7 @@ Transformer Transformer::load(const WeightFiles& w, const LlmConfig& c, const Tr
       l.down_bias = get(p + "mlp.down_proj.bias", {H});
     }
     // Fuse where it costs no extra copy (see TransformerOptions::fuse_projections).
-    auto copied = [&](const std::string& name) {
-      return !o.device.is_cpu() || to_torch_dtype(w.info(name).dtype) != o.dtype;
-    };
+    auto copied = [&](const std::string& name) { return w.copies(name, o.dtype, o.device); };
     auto clear = [](std::initializer_list<torch::Tensor*> tensors) {
       for (torch::Tensor* t : tensors) *t = torch::Tensor();
     };

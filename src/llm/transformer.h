@@ -27,7 +27,7 @@
 
 namespace flame::llm {
 
-class WeightFiles;
+class WeightSource;
 
 struct TransformerOptions {
   torch::ScalarType dtype = torch::kBFloat16;  // compute dtype: bf16, f16 or f32
@@ -103,8 +103,9 @@ class Transformer {
  public:
   // Loads and validates every expected tensor (name and shape); weights are
   // frozen, and zero-copy views of the file where dtype and device allow.
-  static Transformer load(const std::filesystem::path& dir, const TransformerOptions& options = {});
-  static Transformer load(const WeightFiles& weights, const LlmConfig& config,
+  // `path`: a Hugging Face checkpoint folder or a .gguf file (dequantised).
+  static Transformer load(const std::filesystem::path& path, const TransformerOptions& options = {});
+  static Transformer load(const WeightSource& weights, const LlmConfig& config,
                           const TransformerOptions& options = {});
 
   ForwardOutput forward(const ForwardInput& input, const ForwardRequest& request) const;

@@ -145,6 +145,11 @@ const TensorInfo& WeightFiles::info(const std::string& name) const {
   return it->second->info(name);
 }
 
+bool WeightFiles::copies(const std::string& name, torch::ScalarType dtype,
+                         const torch::Device& device) const {
+  return !device.is_cpu() || to_torch_dtype(info(name).dtype) != dtype;
+}
+
 torch::Tensor WeightFiles::get(const std::string& name, torch::ScalarType dtype, const torch::Device& device,
                                const std::vector<int64_t>& expected_shape) const {
   const auto it = where_.find(name);

@@ -29,21 +29,37 @@ std::string short_dtype_name(torch::ScalarType dtype);  // "bf16", "f16", "f32"
 // The memory is read-only: never write into the result.
 torch::Tensor mapped_tensor(const SafetensorsFile& file, const TensorInfo& info);
 
+// Named weights of an LLM, whatever holds them: a Hugging Face checkpoint's
+// safetensors files (WeightFiles) or one GGUF file (GgufWeights), both under
+// Hugging Face's tensor names, so the model is built by one loader.
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool contains(const std::string& name) const = 0;
+  // Whether get(name, dtype, device) makes a new tensor rather than a view of
+  // the file: the loader then fuses projections for free.
+  virtual bool copies(const std::string& name, torch::ScalarType dtype,
+                      const torch::Device& device) const = 0;
+  // The tensor in `dtype` on `device`; `expected_shape`, if given, is checked.
+  virtual torch::Tensor get(const std::string& name, torch::ScalarType dtype, const torch::Device& device,
+                            const std::vector<int64_t>& expected_shape = {}) const = 0;
+};
+
 // All weight files of a Hugging Face checkpoint directory.
-class WeightFiles {
+class WeightFiles : public WeightSource {
  public:
   explicit WeightFiles(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const { return dir_; }
   std::vector<std::string> names() const;
-  bool contains(const std::string& name) const { return where_.count(name) != 0; }
+  bool contains(const std::string& name) const override { return where_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
-  // The tensor in `dtype` on `device`. No copy when it is already stored in
-  // `dtype` and `device` is the CPU. `expected_shape`, if given, is checked.
+  // No copy when the tensor is stored in `dtype` and `device` is the CPU.
+  bool copies(const std::string& name, torch::ScalarType dtype, const torch::Device& device) const override;
   torch::Tensor get(const std::string& name, torch::ScalarType dtype, const torch::Device& device,
-                    const std::vector<int64_t>& expected_shape = {}) const;
+                    const std::vector<int64_t>& expected_shape = {}) const override;
 
  private:
   std::filesystem::path dir_;

@@ -13,31 +13,14 @@ class AutocastScope {
  public:
   AutocastScope(bool enabled, const torch::Device& device) : enabled_(enabled), cuda_(device.is_cuda()) {
     if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    // 2.4+ keys autocast by device type; the per-backend setters are deprecated.
+    // Autocast is keyed by device type (LibTorch 2.4+).
     const auto type = cuda_ ? at::kCUDA : at::kCPU;
     at::autocast::set_autocast_dtype(type, torch::kBFloat16);
     at::autocast::set_autocast_enabled(type, true);
-#else
-    if (cuda_) {
-      at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(torch::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-#endif
   }
   ~AutocastScope() {
     if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
     at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, false);
-#else
-    if (cuda_)
-      at::autocast::set_enabled(false);
-    else
-      at::autocast::set_cpu_enabled(false);
-#endif
     at::autocast::clear_cache();
   }
   AutocastScope(const AutocastScope&) = delete;

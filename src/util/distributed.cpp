@@ -1,8 +1,8 @@
 #include "util/distributed.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-// pip/conda LibTorch builds ship no Gloo headers (Debian's does): without them
-// only NCCL (CUDA) groups can be made.
+// PyPI's LibTorch ships no Gloo headers (scripts/setup installs Debian's
+// libgloo-dev for them): without them only NCCL (CUDA) groups can be made.
 #if __has_include(<gloo/algorithm.h>)
 #define FLAME_HAVE_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -24,13 +24,8 @@
 
 namespace flame {
 
-// The Gloo and NCCL groups derive from c10d::Backend since LibTorch 2.0, from
-// c10d::ProcessGroup before; both offer the collectives used here.
-#if TORCH_VERSION_MAJOR >= 2
+// The Gloo and NCCL groups derive from c10d::Backend.
 using GroupBase = c10d::Backend;
-#else
-using GroupBase = c10d::ProcessGroup;
-#endif
 
 // ---------------------------------------------------------------- environment
 
@@ -201,8 +196,8 @@ Distributed Distributed::init(const DistEnv& env, torch::Device device, std::chr
       dist.backend_ = "nccl";
     }
 #endif
-    // Gloo on CPU. Debian's LibTorch is built without NCCL, so a CUDA run on it
-    // also lands here: its tensors are copied to the CPU for every collective.
+    // Gloo on CPU (a LibTorch without NCCL lands here for CUDA runs too: its
+    // tensors are then copied to the CPU for every collective).
     if (!group->pg) {
 #ifdef FLAME_HAVE_GLOO
       auto options = c10d::ProcessGroupGloo::Options::create(timeout);
