@@ -60,10 +60,8 @@ void add_info(CLI::App& llm) {
     if (llm::is_gguf_file(*dir)) {
       const llm::GgufWeights weights(*dir);
       for (const auto& t : weights.file().tensors) {
-        int64_t n = 1;
-        for (const uint64_t d : t.shape) n *= static_cast<int64_t>(d);
-        dtype_counts[llm::ggml_type_name(t.ggml_type)] += n;
-        stored += n;
+        dtype_counts[llm::ggml_type_name(t.ggml_type)] += t.numel();
+        stored += t.numel();
       }
       bytes = weights.mapping().size() - weights.file().data_offset;
     } else {

@@ -260,6 +260,12 @@ GgufFile parse_gguf(const uint8_t* data, size_t size, const std::string& source)
   return file;
 }
 
+int64_t GgufTensorInfo::numel() const {
+  int64_t n = 1;
+  for (const uint64_t d : shape) n *= static_cast<int64_t>(d);
+  return n;
+}
+
 GgufFile read_gguf(const std::filesystem::path& path) {
   const MappedFile map(path);
   return parse_gguf(map.data(), map.size(), path.string());

@@ -62,6 +62,8 @@ struct GgufTensorInfo {
   std::vector<uint64_t> shape;
   uint32_t ggml_type = 0;
   uint64_t offset = 0;  // relative to data_offset
+
+  int64_t numel() const;
 };
 
 struct GgufFile {

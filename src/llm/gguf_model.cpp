@@ -56,12 +56,6 @@ std::string hf_name(const std::string& gguf) {
   return fmt::format("model.layers.{}.{}{}", gguf.substr(4, layer_end - 4), it->second, gguf.substr(suffix));
 }
 
-int64_t numel(const GgufTensorInfo& t) {
-  int64_t n = 1;
-  for (const uint64_t d : t.shape) n *= static_cast<int64_t>(d);
-  return n;
-}
-
 // Bytes of a tensor's data, after checking its type and that it lies in the file.
 uint64_t checked_bytes(const GgufFile& f, const GgufTensorInfo& t, uint64_t file_size) {
   const auto block = ggml_block(t.ggml_type);
@@ -69,13 +63,20 @@ uint64_t checked_bytes(const GgufFile& f, const GgufTensorInfo& t, uint64_t file
     fail("{}: tensor '{}' is GGML {}, which flame does not read (it reads {})", f.source, t.name,
          ggml_type_name(t.ggml_type), ggml_supported_types());
   }
-  for (const uint64_t d : t.shape)
-    if (d == 0 || d > (uint64_t{1} << 40)) fail("{}: tensor '{}' has a dimension of {}", f.source, t.name, d);
+  // Every value takes at least 4 bits: more values than 2 per byte of the file is corrupt (and would overflow).
+  uint64_t values = 1;
+  for (const uint64_t d : t.shape) {
+    if (d == 0 || d > 2 * file_size / values) {
+      fail("{}: tensor '{}' has a dimension of {}, impossible in a file of {} bytes", f.source, t.name, d,
+           file_size);
+    }
+    values *= d;
+  }
   if (t.shape.empty() || t.shape[0] % static_cast<uint64_t>(block->values) != 0) {
     fail("{}: tensor '{}' ({}) has rows of {} values, not a multiple of its block of {}", f.source, t.name,
          ggml_type_name(t.ggml_type), t.shape.empty() ? 0 : t.shape[0], block->values);
   }
-  const uint64_t bytes = static_cast<uint64_t>(numel(t) / block->values * block->bytes);
+  const uint64_t bytes = values / static_cast<uint64_t>(block->values) * static_cast<uint64_t>(block->bytes);
   if (f.data_offset + t.offset > file_size || bytes > file_size - f.data_offset - t.offset) {
     fail("{}: tensor '{}' ({} bytes at {}) runs past the end of the file ({} bytes): truncated?", f.source,
          t.name, bytes, f.data_offset + t.offset, file_size);
@@ -95,8 +96,10 @@ torch::Tensor unpermute_rows(const torch::Tensor& t, int64_t heads) {
 }  // namespace
 
 bool is_gguf_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return false;  // a checkpoint folder, whatever its name
   if (path.extension() == ".gguf") return true;
-  if (!std::filesystem::is_regular_file(path)) return false;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
@@ -117,7 +120,9 @@ LlmConfig gguf_llm_config(const GgufFile& f) {
     fail("{}: rope_freqs.weight (Llama 3.1-style RoPE frequency factors) is not read by flame yet", f.source);
   }
   const GgufTensorInfo* embed = find_tensor(f, "token_embd.weight");
-  if (embed == nullptr || embed->shape.size() != 2) fail("{}: no 2-D tensor 'token_embd.weight'", f.source);
+  if (embed == nullptr || embed->shape.size() != 2) {
+    fail("{}: no 2-D tensor 'token_embd.weight': a vocabulary-only GGUF, not a model?", f.source);
+  }
   nlohmann::json j = {{"architectures", {arch.hf}},
                       {"model_type", arch.gguf},
                       {"vocab_size", static_cast<int64_t>(embed->shape[1])},
