@@ -47,8 +47,10 @@ struct EvalGeometry {
 EvalGeometry eval_geometry(int64_t height, int64_t width, int64_t size);
 
 // Crops `box` out of uint8 [H, W, 3] and resizes it to [out_height, out_width, 3]
-// uint8 with Pillow's antialiased bicubic filter (a = -0.5; the kernel widens
-// by the downscaling factor), rounding to the nearest integer at the end.
+// uint8 with the antialiased bicubic filter of Pillow and torch (a = -0.5; the
+// kernel widens by the downscaling factor), in float through both passes as
+// torch's antialiased interpolate, rounding to the nearest integer at the end
+// (Pillow rounds to uint8 between its passes: a few values differ by 1-4/255).
 // Single-threaded plain C++: loader workers must not start torch thread pools.
 torch::Tensor resized_crop(const torch::Tensor& hwc_u8, const CropBox& box, int64_t out_height,
                            int64_t out_width);

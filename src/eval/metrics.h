@@ -7,9 +7,12 @@
 //   1 + #(wrong candidates with a strictly greater score) + #(wrong candidates with an equal score).
 // With a single correct candidate "wrong" means every other candidate.
 //
-// CLIP_benchmark (the method's published numbers) ranks with torch.topk and
-// argmax instead, which put the lower index first among equal scores: the
-// first-index rule below reproduces that, for the tasks that report its metrics.
+// CLIP_benchmark (the method's published numbers) ranks with torch.argmax,
+// which puts the lower index first among equal scores, and torch.topk, whose
+// order among equal scores is unspecified (torch 2.11 on the CPU returned a
+// higher index first: tests/python/clip_benchmark_oracle.py). The first-index
+// rule below reproduces argmax; with exact ties CLIP_benchmark's recall@k and
+// top-k accuracy may differ from it. Without ties all three agree (tested).
 #pragma once
 
 #include <torch/torch.h>
@@ -22,8 +25,8 @@ namespace flame::eval {
 
 // How a correct item tied with wrong ones ranks:
 //   kPessimistic: behind every tied wrong item (the default, see above);
-//   kFirstIndex:  behind the tied items of lower index only (torch.argmax and
-//                 topk order, as CLIP_benchmark scores): rank = 1 + #(greater)
+//   kFirstIndex:  behind the tied items of lower index only (torch.argmax's
+//                 order, as CLIP_benchmark's argmax scores): rank = 1 + #(greater)
 //                 + #(equal with a lower index).
 enum class TieRule { kPessimistic, kFirstIndex };
 
@@ -42,7 +45,7 @@ struct RetrievalRecall {
 //     other images only (its own other captions are also correct, so they never
 //     push it down). Under kFirstIndex the best caption is the lowest-index one
 //     of the image's top-scoring captions (CLIP_benchmark's "any of its texts
-//     in the top k", where topk puts that one first).
+//     in the top k" when topk breaks ties by index).
 // Ranks are computed in row blocks, without a [num_images, num_texts] temporary.
 RetrievalRecall retrieval_recall(const torch::Tensor& similarity, const std::vector<int64_t>& text_image,
                                  const std::vector<int>& ks = {1, 5, 10},
