@@ -130,6 +130,36 @@ TEST(GgufModel, SmolLm2HiddenStatesMatchTransformers) {
   }
 }
 
+// Each architecture written as llama.cpp writes it (gguf_oracle.py convert:
+// llama.cpp's names, q/k rows permuted for llama and Mistral, Qwen2's biases)
+// loads into the same model as its Hugging Face folder: every hidden state
+// equal in f32, and the GGUF's tokenizer gives the same ids.
+TEST(GgufModel, EveryArchitectureEqualsItsHuggingFaceCheckpoint) {
+  const fs::path dir = test::fresh_temp_dir();
+  TransformerOptions options;
+  options.dtype = torch::kFloat32;
+  for (const std::string arch : {"llama", "qwen2", "mistral"}) {
+    const fs::path hf = test::tiny_checkpoint(arch, "f32"), gguf = dir / (arch + ".gguf");
+    const auto made = oracle(fmt::format("convert {} {} F32", hf.string(), gguf.string()));
+    ASSERT_EQ(made.status, 0) << made.output;
+    // llama.cpp writes Mistral as llama: the same forward pass (its window is none here).
+    EXPECT_EQ(load_llm_config(gguf).architecture_name,
+              arch == "qwen2" ? "Qwen2ForCausalLM" : std::string("LlamaForCausalLM"));
+    const Transformer a = Transformer::load(hf, options), b = Transformer::load(gguf, options);
+    const auto ids = Tokenizer::load(hf)->encode("Two dogs play in 3 inches of snow.", false);
+    EXPECT_EQ(Tokenizer::load(gguf)->encode("Two dogs play in 3 inches of snow.", false), ids) << arch;
+    ForwardInput input;
+    input.input_ids = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+    ForwardRequest request;
+    for (int64_t l = 0; l <= a.num_layers(); ++l) request.hidden_layers.push_back(l);
+    const ForwardOutput x = a.forward(input, request), y = b.forward(input, request);
+    for (size_t l = 0; l < x.hidden.size(); ++l) {
+      EXPECT_TRUE(torch::equal(x.hidden[l], y.hidden[l]))
+          << arch << " layer " << l << ": " << (x.hidden[l] - y.hidden[l]).abs().max().item<float>();
+    }
+  }
+}
+
 TEST(GgufModel, TokenizerMatchesHuggingFaceTokenizersOnAMultilingualCorpus) {
   const fs::path dir = test::fresh_temp_dir();
   const auto made = oracle(fmt::format("tokenize {} {} {} {}", smollm2().string(),

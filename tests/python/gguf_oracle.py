@@ -10,6 +10,11 @@ flame's GGUF weights, model and tokenizer.
       transformers loading the GGUF (dequantised, float32): each text's token
       ids (`tokenizers` on TOKENIZER_JSON) and the hidden states of every
       layer at every position.
+  gguf_oracle.py convert HF_DIR OUT.gguf TYPE
+      A Hugging Face checkpoint (config.json + model.safetensors) written as
+      llama.cpp's convert_hf_to_gguf.py writes it: "llama" for Llama and
+      Mistral (q/k rows permuted for interleaved RoPE), "qwen2" as is; 2-D
+      weights stored as TYPE (F32, F16, Q8_0, ...), norms and biases as F32.
   gguf_oracle.py tokenize MODEL.gguf TOKENIZER_JSON SHARED_DIR OUT.json
       A multilingual corpus (multilingual_corpus) and its ids from
       `tokenizers` on TOKENIZER_JSON, after checking that the GGUF holds the
@@ -95,6 +100,66 @@ def multilingual_corpus(shared):
     return texts
 
 
+def permute(w, heads):
+    """llama.cpp's LlamaModel.permute: per head, rows [2, D/2] -> [D/2, 2]."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def convert(hf_dir, out_gguf, weight_type):
+    import gguf
+    from safetensors.numpy import load_file
+
+    config = json.load(open(os.path.join(hf_dir, "config.json")))
+    arch = "qwen2" if config["model_type"] == "qwen2" else "llama"
+    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
+    writer = gguf.GGUFWriter(out_gguf, arch)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config["rope_theta"])
+    if config.get("head_dim"):  # Mistral-Nemo style: heads x head_dim != hidden_size
+        writer.add_key_length(config["head_dim"])
+        writer.add_value_length(config["head_dim"])
+    spec = json.load(open(os.path.join(hf_dir, "tokenizer.json"), encoding="utf-8"))
+    by_id = {i: t for t, i in spec["model"]["vocab"].items()}
+    special = {a["id"] for a in spec.get("added_tokens", []) if a.get("special")}
+    by_id.update({a["id"]: a["content"] for a in spec.get("added_tokens", [])})
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("smollm")
+    writer.add_token_list([by_id[i] for i in range(len(by_id))])
+    writer.add_token_types([3 if i in special else 1 for i in range(len(by_id))])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]])
+    names = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+    parts = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    qtype = gguf.GGMLQuantizationType[weight_type]
+    for name, w in load_file(os.path.join(hf_dir, "model.safetensors")).items():
+        stem, suffix = name.rsplit(".", 1)
+        part = None
+        if stem.startswith("model.layers."):
+            layer, part = stem[len("model.layers."):].split(".", 1)
+            gguf_name = f"blk.{layer}.{parts[part]}.{suffix}"
+        else:
+            gguf_name = f"{names[stem]}.{suffix}"
+        w = w.astype(np.float32)
+        if arch == "llama" and part in ("self_attn.q_proj", "self_attn.k_proj"):
+            w = permute(w, heads if part == "self_attn.q_proj" else kv_heads)
+        if w.ndim == 2:
+            writer.add_tensor(gguf_name, gguf.quants.quantize(w, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(gguf_name, w)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def gguf_strings(reader, key):
     field = reader.fields[key]
     return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
@@ -127,4 +192,5 @@ def tokenize(model_gguf, tokenizer_json, shared, out_json):
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"quantized": quantized, "hidden": lambda *a: hidden(a[0], a[1], a[2], a[3:]), "tokenize": tokenize}[command](*args)
+    {"quantized": quantized, "hidden": lambda *a: hidden(a[0], a[1], a[2], a[3:]), "tokenize": tokenize,
+     "convert": convert}[command](*args)
