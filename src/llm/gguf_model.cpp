@@ -63,7 +63,8 @@ uint64_t checked_bytes(const GgufFile& f, const GgufTensorInfo& t, uint64_t file
     fail("{}: tensor '{}' is GGML {}, which flame does not read (it reads {})", f.source, t.name,
          ggml_type_name(t.ggml_type), ggml_supported_types());
   }
-  // Every value takes at least 4 bits: more values than 2 per byte of the file is corrupt (and would overflow).
+  // Every value takes at least 4 bits: more values than 2 per byte of the file is corrupt (and would
+  // overflow).
   uint64_t values = 1;
   for (const uint64_t d : t.shape) {
     if (d == 0 || d > 2 * file_size / values) {
