@@ -266,6 +266,10 @@ int64_t GgufTensorInfo::numel() const {
   return n;
 }
 
+std::vector<int64_t> GgufTensorInfo::sizes() const {
+  return {shape.rbegin(), shape.rend()};
+}
+
 GgufFile read_gguf(const std::filesystem::path& path) {
   const MappedFile map(path);
   return parse_gguf(map.data(), map.size(), path.string());

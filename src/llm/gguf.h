@@ -64,6 +64,7 @@ struct GgufTensorInfo {
   uint64_t offset = 0;  // relative to data_offset
 
   int64_t numel() const;
+  std::vector<int64_t> sizes() const;  // PyTorch's order: the reverse of `shape` (ne0, the row, last)
 };
 
 struct GgufFile {

@@ -162,6 +162,7 @@ LlmConfig gguf_llm_config(const GgufFile& f) {
 GgufWeights::GgufWeights(const std::filesystem::path& path) : map_(path) {
   file_ = parse_gguf(map_.data(), map_.size(), path.string());
   config_ = gguf_llm_config(file_);
+  permuted_qk_ = architecture_of(file_).permuted_qk;
   for (const auto& t : file_.tensors) {
     const std::string name = hf_name(t.name);
     if (name.empty()) continue;
@@ -172,8 +173,7 @@ GgufWeights::GgufWeights(const std::filesystem::path& path) : map_(path) {
 
 torch::Tensor dequantize_gguf_tensor(const GgufFile& file, const MappedFile& map, const GgufTensorInfo& t) {
   checked_bytes(file, t, map.size());
-  std::vector<int64_t> shape(t.shape.rbegin(), t.shape.rend());  // GGUF lists ne0 (the row) first
-  torch::Tensor out = torch::empty(shape, torch::kFloat32);
+  torch::Tensor out = torch::empty(t.sizes(), torch::kFloat32);
   dequantize_ggml(t.ggml_type, map.data() + file.data_offset + t.offset, out.data_ptr<float>(), out.numel());
   return out;
 }
@@ -183,12 +183,13 @@ torch::Tensor GgufWeights::get(const std::string& name, torch::ScalarType dtype,
   const auto it = by_hf_name_.find(name);
   if (it == by_hf_name_.end())
     fail("{}: no tensor for '{}' (GGUF names: blk.N.attn_q.weight, ...)", file_.source, name);
-  torch::Tensor t = dequantize_gguf_tensor(file_, map_, *it->second);
-  if (!expected_shape.empty() && t.sizes().vec() != expected_shape) {
+  const std::vector<int64_t> shape = it->second->sizes();
+  if (!expected_shape.empty() && shape != expected_shape) {
     fail("{}: tensor '{}' ({}) has shape [{}], expected [{}]", file_.source, it->second->name, name,
-         fmt::join(t.sizes(), ", "), fmt::join(expected_shape, ", "));
+         fmt::join(shape, ", "), fmt::join(expected_shape, ", "));
   }
-  if (architecture_of(file_).permuted_qk) {
+  torch::Tensor t = dequantize_gguf_tensor(file_, map_, *it->second);
+  if (permuted_qk_) {
     const bool q = name.find("self_attn.q_proj.") != std::string::npos;
     const bool k = name.find("self_attn.k_proj.") != std::string::npos;
     if (q || k) t = unpermute_rows(t, q ? config_.num_attention_heads : config_.num_key_value_heads);

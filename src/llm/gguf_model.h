@@ -41,8 +41,6 @@ class GgufWeights : public WeightSource {
   const GgufFile& file() const { return file_; }
   const LlmConfig& config() const { return config_; }
   const MappedFile& mapping() const { return map_; }
-  // Hugging Face name -> the GGUF tensor stored for it.
-  const std::map<std::string, const GgufTensorInfo*>& tensors() const { return by_hf_name_; }
 
   bool contains(const std::string& name) const override { return by_hf_name_.count(name) != 0; }
   bool copies(const std::string&, torch::ScalarType, const torch::Device&) const override { return true; }
@@ -55,7 +53,8 @@ class GgufWeights : public WeightSource {
   MappedFile map_;
   GgufFile file_;
   LlmConfig config_;
-  std::map<std::string, const GgufTensorInfo*> by_hf_name_;
+  bool permuted_qk_ = false;                                 // llama.cpp permuted q/k rows (llama), see above
+  std::map<std::string, const GgufTensorInfo*> by_hf_name_;  // Hugging Face name -> stored tensor
 };
 
 }  // namespace flame::llm
