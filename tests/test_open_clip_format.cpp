@@ -9,11 +9,13 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 
 #include "data/image_decode.h"
 #include "data/image_transform.h"
 #include "llm/checkpoint_identity.h"
+#include "llm/config.h"
 #include "llm/tokenizer.h"
 #include "llm/weights.h"
 #include "test_helpers.h"
@@ -25,6 +27,7 @@
 #include "train/trained_model.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/hash.h"
 #include "util/safetensors.h"
 #include "vision/vit_config.h"
 
@@ -333,15 +336,292 @@ TEST(OpenClipFormat, ImportRefusesWhatItCannotLoadNamingIt) {
   EXPECT_TRUE(contains(refusal([](auto&, json& c) { c["mm_cfg"]["mlp_depth"] = 3; }), "mlp_depth 3"));
   EXPECT_TRUE(contains(refusal([](auto& t, json&) { t["mm.3.bias"] = torch::zeros({65}); }),
                        "tensor 'mm.3.bias' has shape [65]"));
-  const std::string width = refusal([](auto& t, json&) {
+  const std::string width = refusal([](auto& t, json& c) {
     for (const char* n : {"mm.2.weight", "mm.2.bias", "mm.3.weight", "mm.3.bias"}) {
       const torch::Tensor& old = t[n];
       t[n] = old.dim() == 2 ? torch::zeros({32, old.size(1)}) : torch::zeros({32});
     }
+    c["mm_cfg"]["projector_dim"] = 32;
   });
   EXPECT_TRUE(contains(width, "maps images into 32 dimensions but the LLM")) << width;
   EXPECT_TRUE(contains(refusal([](auto&, json& c) { c["text_cfg"]["layer"] = "39_40"; }), "layer '39_40'"));
   EXPECT_TRUE(contains(refusal([](auto&, json& c) { c["text_cfg"]["layer"] = "39"; }), "out of range"));
+}
+
+// The released layout, changed by `change`, imported into dir/run<N>: the
+// error ("" when it imports). The files are dir/v<N>.safetensors and .json.
+std::string released_import_error(
+    const fs::path& dir, const fs::path& llm, int variant,
+    const std::function<void(std::map<std::string, torch::Tensor>&, json&)>& change) {
+  auto tensors = released_tensors();
+  json config = released_config();
+  change(tensors, config);
+  OpenClipImportOptions o;
+  o.weights = dir / fmt::format("v{}.safetensors", variant);
+  o.config = dir / fmt::format("v{}.json", variant);
+  o.run_dir = dir / fmt::format("run{}", variant);
+  o.llm = llm;
+  write_tensors(o.weights, tensors);
+  write_json_file_atomic(o.config, config);
+  return error_of([&] { import_open_clip(o); });
+}
+
+// A flame export of a FLAME run trained against `llm` (text_stores at layer 2, separate positions).
+OpenClipExport export_flame_run(const fs::path& dir, const fs::path& llm, uint64_t seed) {
+  torch::manual_seed(static_cast<int64_t>(seed));
+  TrainedModel model = make_flame_model(vision::load_vit_config("vit-micro-32"), 64);
+  perturb(*model.root, seed + 1);
+  save_run(dir / "run", model, "infonce", tiny_text_stores(llm));
+  return export_open_clip(dir / "run", dir / "export");
+}
+
+// A flame export records its text side: --llm, --layer and --facet-positions
+// given to its import must agree with it (the LLM compared by identity, not
+// folder name), else the import is refused naming the field.
+TEST(OpenClipFormat, ImportOfAFlameExportRefusesAnotherTextSide) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  const OpenClipExport e = export_flame_run(dir, llm, 1);
+  OpenClipImportOptions o;
+  o.weights = e.weights;
+  o.run_dir = dir / "imported";
+  o.llm = test::tiny_checkpoint("llama", "f32", 8);  // same shapes, other weights
+  const std::string other_llm = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(other_llm, "weights_fingerprint") && contains(other_llm, "flame.text_stores") &&
+              contains(other_llm, "--llm"))
+      << other_llm;
+  EXPECT_FALSE(fs::exists(dir / "imported" / "checkpoints"));
+
+  fs::copy(llm, dir / "llm-copy", fs::copy_options::recursive);  // the same LLM elsewhere
+  o.llm = dir / "llm-copy";
+  o.overwrite = true;
+  EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+  const json recorded = read_json_file(resolve_checkpoint(dir / "imported") / "config.json")["text_stores"];
+  EXPECT_EQ(recorded, read_json_file(e.config)["flame"]["text_stores"]);
+
+  o.layer = "1";
+  const std::string layer = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(layer, "--layer 1") && contains(layer, "text_stores[0].layer")) << layer;
+  const int64_t layers = llm::load_llm_config(llm).num_hidden_layers;
+  o.layer = std::to_string(2 - (layers + 1));  // hidden_states[2] counted from the end
+  EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+  o.llm.clear();
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "pass --llm too"));
+  o.layer = "2";
+  EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+  o.facet_positions = "concatenated";
+  const std::string positions = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(positions, "--facet-positions concatenated") &&
+              contains(positions, "text_stores[0].facet_positions"))
+      << positions;
+  o.facet_positions = "separate";
+  EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+}
+
+// flame import takes flame train's run-folder lock, and --overwrite leaves
+// nothing of the old run (checkpoints, log, summary); the user's other files stay.
+TEST(OpenClipFormat, ImportTakesTheRunLockAndReplacesTheWholeRun) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  ASSERT_EQ(released_import_error(dir, llm, 0, [](auto&, json&) {}), "");
+  OpenClipImportOptions o;
+  o.weights = dir / "v0.safetensors";
+  o.config = dir / "v0.json";
+  o.llm = llm;
+  o.overwrite = true;
+  for (const std::string name : {"trained", "trained-with-notes"}) {
+    SCOPED_TRACE(name);
+    o.run_dir = dir / name;
+    torch::manual_seed(3);
+    save_run(o.run_dir, make_flame_model(vision::load_vit_config("vit-micro-32"), 64), "infonce", nullptr);
+    write_file_atomic(o.run_dir / "train-log.jsonl", "{\"step\": 7}\n");
+    write_file_atomic(o.run_dir / "summary.json", "{\"last_checkpoint\": \"step-00000007\"}\n");
+    if (name == "trained-with-notes") write_file_atomic(o.run_dir / "notes.txt", "mine");
+    {
+      const DirectoryLock train(o.run_dir, "the run folder");  // a flame train running there
+      EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "in use")) << name;
+      EXPECT_TRUE(fs::exists(o.run_dir / "checkpoints" / "step-00000007"));
+    }
+    o.overwrite = false;
+    EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "--overwrite"));
+    o.overwrite = true;
+    fs::create_directories(dir / ("." + name + ".tmp.999.abc") / "checkpoints");  // left by a killed import
+    EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+    EXPECT_TRUE(fs::exists(o.run_dir / "checkpoints" / "step-00000000"));
+    for (const char* old : {"checkpoints/step-00000007", "train-log.jsonl", "summary.json"})
+      EXPECT_FALSE(fs::exists(o.run_dir / old)) << old;
+    EXPECT_EQ(fs::exists(o.run_dir / "notes.txt"), name == "trained-with-notes");
+    for (const fs::path& d : {dir, o.run_dir})
+      for (const auto& entry : fs::directory_iterator(d))
+        EXPECT_FALSE(contains(entry.path().filename().string(), ".tmp")) << entry.path();
+    EXPECT_EQ(resolve_checkpoint(o.run_dir).filename(), "step-00000000");
+  }
+}
+
+// An export is written as a whole and its config records the weights'
+// SHA-256: weights of another export beside it (what a killed export
+// --overwrite could leave) are refused; an export without the record imports.
+TEST(OpenClipFormat, ImportRefusesWeightsThatAreNotTheConfigsOwn) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  const OpenClipExport a = export_flame_run(dir / "a", llm, 1);
+  const OpenClipExport b = export_flame_run(dir / "b", llm, 3);
+  EXPECT_EQ(read_json_file(a.config)["flame"]["weights_sha256"], sha256_file_hex(a.weights));
+  fs::copy_file(b.weights, a.weights, fs::copy_options::overwrite_existing);
+  OpenClipImportOptions o;
+  o.weights = a.weights;
+  o.run_dir = dir / "mixed";
+  const std::string mixed = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(mixed, "weights_sha256") && contains(mixed, a.config.string())) << mixed;
+  EXPECT_FALSE(fs::exists(dir / "mixed" / "checkpoints"));
+
+  json old = read_json_file(b.config);  // an export from before the record
+  old["flame"].erase("weights_sha256");
+  write_json_file_atomic(a.config, old);
+  EXPECT_EQ(error_of([&] { import_open_clip(o); }), "");
+
+  // --overwrite swaps the folder whole: a killed export's leftover goes, the user's files stay.
+  write_file_atomic(dir / "b" / "export" / "README.md", "mine");
+  fs::create_directories(dir / "b" / ".export.tmp.999.abc");
+  {
+    const DirectoryLock other(dir / "b", "the export folder export", ".export.lock");  // another export
+    EXPECT_TRUE(contains(error_of([&] { export_open_clip(dir / "a" / "run", dir / "b" / "export", true); }),
+                         "in use"));
+  }
+  fs::create_directory_symlink(dir / "b" / "export", dir / "a" / "link");  // the same folder by a link
+  {
+    const DirectoryLock other(dir / "b", "the export folder export", ".export.lock");
+    EXPECT_TRUE(
+        contains(error_of([&] { export_open_clip(dir / "a" / "run", dir / "a" / "link", true); }), "in use"));
+  }
+  export_open_clip(dir / "a" / "run", dir / "b" / "export", true);
+  EXPECT_TRUE(fs::exists(dir / "b" / "export" / "README.md"));
+  EXPECT_FALSE(fs::exists(dir / "b" / ".export.tmp.999.abc"));
+  EXPECT_EQ(read_json_file(b.config)["flame"]["weights_sha256"], sha256_file_hex(b.weights));
+  fs::remove(dir / "b" / "export" / "README.md");
+  export_open_clip(dir / "b" / "run", dir / "b" / "export", true);  // the folder swapped as a whole
+  EXPECT_EQ(read_json_file(b.config)["flame"]["weights_sha256"], sha256_file_hex(b.weights));
+  for (const auto& entry : fs::directory_iterator(dir / "b"))
+    EXPECT_FALSE(contains(entry.path().filename().string(), ".tmp")) << entry.path();
+}
+
+TEST(OpenClipFormat, ImportRefusesNonFloatAndNonFiniteTensorsNamingThem) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  int variant = 0;
+  const auto refusal = [&](const std::function<void(std::map<std::string, torch::Tensor>&)>& change) {
+    const std::string e = released_import_error(dir, llm, variant, [&](auto& t, json&) { change(t); });
+    EXPECT_TRUE(contains(e, fmt::format("v{}.safetensors", variant++))) << e;
+    EXPECT_FALSE(fs::exists(dir / fmt::format("run{}", variant - 1) / "checkpoints"));
+    return e;
+  };
+  EXPECT_TRUE(
+      contains(refusal([](auto& t) { t.erase("visual.transformer.resblocks.1.attn.in_proj_weight"); }),
+               "lacks tensor 'visual.transformer.resblocks.1.attn.in_proj_weight'"));
+  EXPECT_TRUE(contains(refusal([](auto& t) { t["mm.3.bias"] = torch::ones({64}, torch::kInt32); }),
+                       "'mm.3.bias' is stored as I32"));
+  EXPECT_TRUE(contains(refusal([](auto& t) { t["visual.ln_pre.weight"] = torch::ones({64}, torch::kBool); }),
+                       "'visual.ln_pre.weight' is stored as BOOL"));
+  EXPECT_TRUE(contains(refusal([](auto& t) { t["logit_scale"] = torch::tensor(4, torch::kUInt8); }),
+                       "'logit_scale' is stored as U8"));
+  EXPECT_TRUE(contains(refusal([](auto& t) { t["visual.conv1.weight"].view(-1)[5] = NAN; }),
+                       "'visual.conv1.weight' holds 1 non-finite"));
+  EXPECT_TRUE(
+      contains(refusal([](auto& t) { t["mm.0.bias"][3] = INFINITY; }), "'mm.0.bias' holds 1 non-finite"));
+  EXPECT_TRUE(contains(refusal([](auto& t) {
+                         t["visual.conv1.weight"] = torch::zeros({64, 3, 8});
+                       }),
+                       "'visual.conv1.weight' has shape [64, 3, 8]"));
+
+  // export refuses to write a model that computes NaN
+  torch::manual_seed(1);
+  TrainedModel model = make_flame_model(vision::load_vit_config("vit-micro-32"), 64);
+  {
+    torch::NoGradGuard no_grad;
+    model.root->named_parameters()["vit.ln_pre.weight"][0] = NAN;
+  }
+  save_run(dir / "nan-run", model, "infonce", nullptr);
+  EXPECT_TRUE(contains(error_of([&] { export_open_clip(dir / "nan-run", dir / "nan-export"); }),
+                       "'vit.ln_pre.weight' holds 1 non-finite"));
+}
+
+// Config values are read as what they are: a layer given as a number is one
+// layer; 1.5, 0, negative widths or the wrong type are refused naming the
+// config file (not the weights) and the key; so are empty or unreadable files.
+TEST(OpenClipFormat, ImportReadsTheConfigStrictlyNamingIt) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path llm = test::tiny_checkpoint("llama", "f32");
+  int variant = 0;
+  const auto error = [&](const std::function<void(json&)>& change) {
+    return released_import_error(dir, llm, variant++, [&](auto&, json& c) { change(c); });
+  };
+  EXPECT_EQ(error([](json& c) { c["text_cfg"]["layer"] = 2; }), "");
+  EXPECT_EQ(store_for_prompts(
+                read_text_provenance(read_json_file(resolve_checkpoint(dir / "run0") / "config.json"), "x"),
+                "release-long")
+                ->layer,
+            2);
+  const auto refused = [&](const std::function<void(json&)>& change, const std::string& key) {
+    const std::string e = error(change);
+    EXPECT_TRUE(contains(e, fmt::format("v{}.json", variant - 1)) && contains(e, key)) << key << ": " << e;
+    EXPECT_FALSE(contains(e, ".safetensors")) << e;
+  };
+  refused([](json& c) { c["text_cfg"]["layer"] = 1.5; }, "text_cfg.layer");
+  refused([](json& c) { c["text_cfg"]["layer"] = json::array({39, 40}); }, "text_cfg.layer");
+  refused([](json& c) { c["text_cfg"]["layer"] = 999; }, "text_cfg.layer: layer 999 is out of range");
+  refused([](json& c) { c["text_cfg"] = "x"; }, "'text_cfg' must be a JSON object");
+  refused([](json& c) { c["vision_cfg"]["head_width"] = 1.5; }, "'head_width' must be an integer");
+  refused([](json& c) { c["vision_cfg"]["head_width"] = 0; }, "head_width");
+  refused([](json& c) { c["vision_cfg"]["width"] = 0; }, "'width' must be positive");
+  refused([](json& c) { c["vision_cfg"]["width"] = -64; }, "'width' must be positive");
+  refused([](json& c) { c["vision_cfg"]["width"] = 64.5; }, "'width' must be an integer");
+  refused([](json& c) { c["vision_cfg"]["layers"] = 3; }, "'layers' is 3");
+  refused([](json& c) { c["vision_cfg"]["image_size"] = 224; }, "'image_size' is 224");
+  refused([](json& c) { c["vision_cfg"]["pool_type"] = 3; }, "pool_type");
+  refused([](json& c) { c["vision_cfg"] = 5; }, "'vision_cfg' must be a JSON object");
+  refused([](json& c) { c["mm_cfg"]["mlp_depth"] = "2"; }, "'mlp_depth' must be an integer");
+  refused([](json& c) { c["mm_cfg"]["projector_dim"] = 32; }, "'projector_dim' is 32");
+  refused([](json& c) { c = json::array(); }, "must be a JSON object");
+  refused([](json& c) { c["vision_cfg"]["image_size"] = json::array(); }, "'image_size' [] is neither");
+  refused([](json& c) { c["text_cfg"]["layer"] = "99999999999999999999"; },
+          "text_cfg.layer: layer 99999999999999999999 is out of range");
+
+  OpenClipImportOptions o;
+  o.weights = dir / "v0.safetensors";
+  o.run_dir = dir / "files";
+  o.llm = llm;
+  o.config = dir / "empty.json";
+  write_file_atomic(o.config, "");
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "empty.json"));
+  o.config = dir / "loop.json";
+  fs::create_symlink(o.config, o.config);
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "loop.json"));
+  o.config = dir / "v0.json";
+  o.weights = dir / "loop.json";
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "loop.json"));
+  o.weights = dir / "absent.safetensors";
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "no such file: " + o.weights.string()));
+  o.weights = dir / "v0.safetensors";
+  o.run_dir = dir / "empty.json";  // a file where the run folder should be
+  EXPECT_TRUE(contains(error_of([&] { import_open_clip(o); }), "empty.json exists and is not a folder"));
+  o.run_dir = dir / "files";
+
+  // a flame export's own record, read as strictly
+  const OpenClipExport e = export_flame_run(dir / "export", llm, 1);
+  json config = read_json_file(e.config);
+  config["flame"]["model"]["text_dim"] = 1.5;
+  write_json_file_atomic(e.config, config);
+  o.weights = e.weights;
+  o.config.clear();
+  o.llm.clear();
+  const std::string flame = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(flame, e.config.string() + ": flame.model") && contains(flame, "text_dim")) << flame;
+  config = read_json_file(e.config);  // a recorded layer flame never writes (eval could not place it)
+  config["flame"]["model"]["text_dim"] = 64;
+  config["flame"]["text_stores"][0]["layer"] = -5;
+  write_json_file_atomic(e.config, config);
+  const std::string negative = error_of([&] { import_open_clip(o); });
+  EXPECT_TRUE(contains(negative, "flame: text_stores[0]: field 'layer' -5 is negative")) << negative;
 }
 
 }  // namespace

@@ -40,16 +40,21 @@ void add_export_commands(CLI::App& app) {
   imp->add_option(
       "--config", o->config,
       "open_clip_config.json or the model config JSON (default: open_clip_config.json beside FILE)");
-  imp->add_option("--llm", o->llm,
-                  "the frozen LLM the model was trained against (required unless FILE is a flame export)");
+  imp->add_option(
+      "--llm", o->llm,
+      "the frozen LLM the model was trained against (required unless FILE is a flame export, whose "
+      "record it must then match)");
   imp->add_option(
       "--layer", o->layer,
-      "hidden_states index its text features used (default: the config's text_cfg.layer, else -2)");
+      "hidden_states index its text features used (default: the config's text_cfg.layer, else -2; "
+      "a flame export's record must match)");
   imp->add_option(
          "--facet-positions", o->facet_positions,
-         "separate or concatenated (default: concatenated for the method's release, else flame's record)")
+         "separate or concatenated (default: concatenated for the method's release; a flame export's record "
+         "must match)")
       ->check(CLI::IsMember({"separate", "concatenated"}));
-  imp->add_flag("--overwrite", o->overwrite, "replace the checkpoints of an existing RUN_DIR");
+  imp->add_flag("--overwrite", o->overwrite,
+                "replace the run in RUN_DIR (checkpoints, log, summary) as a whole");
   imp->callback([format, o] {
     const auto checkpoint = train::import_open_clip(*o);
     fmt::print("imported {} into {}\n", o->weights.string(), checkpoint.string());
