@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "data/caption_source.h"
 #include "llm/tokenizer.h"
@@ -50,7 +51,10 @@ struct TrainData {
   std::vector<std::string> keys;
 };
 
-TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d = 16) {
+// `vector_seed` draws the vectors, `llm_config` names the LLM (its config_sha256):
+// tests re-embed a store with either changed.
+TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d = 16,
+                          uint64_t vector_seed = 11, const std::string& llm_config = "c") {
   TrainData data;
   data.keys = flickr_images(n);
   data.tsv = dir / "images.tsv";
@@ -58,7 +62,8 @@ TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d =
   for (const auto& key : data.keys) tsv += key + "\tunused\n";
   write_file_atomic(data.tsv, tsv);
   text::StoreIdentity id;
-  id.llm = {{"name", "test"}, {"architecture", "llama"}, {"config_sha256", "c"}, {"weights_checksum", "w"}};
+  id.llm = {
+      {"name", "test"}, {"architecture", "llama"}, {"config_sha256", llm_config}, {"weights_checksum", "w"}};
   id.prompt_set_name = "short";
   id.prompt_set_sha256 = "s";
   for (int64_t i = 0; i < k; ++i) id.facets.push_back("facet" + std::to_string(i));
@@ -69,7 +74,7 @@ TrainData make_train_data(const fs::path& dir, int n, int64_t k = 3, int64_t d =
   id.normalized = true;
   data.store = dir / "store";
   text::EmbeddingStoreWriter writer(data.store, id);
-  torch::manual_seed(11);
+  torch::manual_seed(vector_seed);
   const torch::Tensor e = torch::nn::functional::normalize(
       torch::randn({n, k, d}), torch::nn::functional::NormalizeFuncOptions().dim(-1));
   writer.write_shard(0, data.keys, e);
@@ -246,8 +251,10 @@ TEST(Train, LossDecreasesAndLogsEveryStep) {
   // It records the text side it was trained against, for eval and interpret.
   const nlohmann::json config = read_json_file(summary.last_checkpoint / "config.json");
   ASSERT_EQ(config["text_stores"].size(), 1u);
-  EXPECT_EQ(config["text_stores"][0],
-            text::identity_to_json(text::EmbeddingStore::open(data.store).identity()));
+  nlohmann::json identity = config["text_stores"][0];
+  EXPECT_EQ(identity["content_sha256"].get<std::string>().size(), 64u);  // what the store holds
+  identity.erase("content_sha256");
+  EXPECT_EQ(identity, text::identity_to_json(text::EmbeddingStore::open(data.store).identity()));
   EXPECT_EQ(config["text_stores"][0]["layer"], 1);
   EXPECT_EQ(config["text_stores"][0]["prompt_set"]["name"], "short");
 }
@@ -453,6 +460,9 @@ TEST(Train, NonFiniteLossStopsWithTheCheckpointIntact) {
   } catch (const Error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("the loss is nan at step 4"), std::string::npos) << what;
+    // The message names the plausible causes, the learning rate first, not only the data.
+    EXPECT_NE(what.find("likely causes: a learning rate too high for this model (lr "), std::string::npos)
+        << what;
     EXPECT_NE(what.find("step-00000002"), std::string::npos) << what;
   }
   const auto latest = train::latest_checkpoint(dir / "run");
@@ -663,6 +673,231 @@ void expect_two_processes_equal_one(const std::string& text_args) {
   const auto state = read_json_file(dir / "two" / "checkpoints" / "step-00000003" / "state.json");
   EXPECT_EQ(state["world_size"], 2);
   EXPECT_EQ(state["loader"].size(), 2u);
+}
+
+// Integer fields must be integers and hyper-parameters finite: {"batch_size":
+// 1.5} became 1, a seed of -1 became 18446744073709551615, NaN weight decay
+// was accepted and the NaN loss later blamed on the data; a huge
+// accumulation count overflowed the batch check.
+TEST(TrainOptions, NumbersAreReadStrictly) {
+  train::TrainOptions o;
+  const auto from = [&](const nlohmann::json& j) { return error_of([&] { train::from_json(j, o); }); };
+  EXPECT_TRUE(
+      contains(from({{"batch_size", 1.5}}), "train options: field 'batch_size' must be an integer, got 1.5"))
+      << from({{"batch_size", 1.5}});
+  EXPECT_TRUE(contains(from({{"seed", -1}}), "field 'seed' must be a non-negative integer, got -1"));
+  EXPECT_TRUE(contains(from({{"seed", 2.5}}), "field 'seed' must be a non-negative integer"));
+  EXPECT_TRUE(contains(from({{"steps", uint64_t{1} << 63}}), "field 'steps' is too large"));
+  EXPECT_TRUE(contains(from({{"workers", int64_t{1} << 40}}), "field 'workers' is out of range"));
+  EXPECT_TRUE(
+      contains(from({{"weight_decay", std::nan("")}}), "field 'weight_decay' must be a finite number"));
+  EXPECT_TRUE(contains(from({{"lr", "0.1"}}), "field 'lr' must be a number"));
+  EXPECT_EQ(from({{"seed", uint64_t{18446744073709551615ULL}}, {"lr", 1}, {"batch_size", 64}}), "");
+  EXPECT_EQ(o.seed, 18446744073709551615ULL);
+  EXPECT_EQ(o.batch_size, 64);
+
+  train::TrainOptions v;
+  v.images = "x.tsv";
+  v.text_stores = {"s"};
+  v.out = "o";
+  const auto check = [&](const std::function<void(train::TrainOptions&)>& change) {
+    train::TrainOptions bad = v;
+    change(bad);
+    return error_of([&] { train::validate(bad, 1); });
+  };
+  EXPECT_EQ(check([](auto&) {}), "");
+  EXPECT_TRUE(
+      contains(check([](auto& b) { b.weight_decay = std::nan(""); }), "--weight-decay must be a finite"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.lr = INFINITY; }), "--lr must be a finite number, not inf"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.beta2 = std::nan(""); }), "--beta2 must be a finite"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.eps = std::nan(""); }), "--eps must be a finite"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.grad_clip = INFINITY; }), "--grad-clip must be a finite"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.min_lr = std::nan(""); }), "--min-lr must be a finite"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.max_skip_fraction = std::nan(""); }),
+                       "--max-skip-fraction must be a finite"));
+  // ranks x accumulation steps overflowed to 0 (a division by zero).
+  train::TrainOptions huge = v;
+  huge.batch_size = int64_t{1} << 62;
+  huge.accum_steps = int64_t{1} << 62;
+  EXPECT_TRUE(contains(error_of([&] { train::validate(huge, 4); }),
+                       "multiple of ranks x accumulation steps (4 x 4611686018427387904)"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.workers = 100000; }), "--workers must be within [0, 1024]"));
+  EXPECT_TRUE(contains(check([](auto& b) { b.save_every = 0; }), "--save-every must be positive, not 0"));
+}
+
+// An error in a --config file or recipe names the file and the field.
+TEST(TrainCli, ConfigErrorsAndBadFlagsAreNamed) {
+  const fs::path dir = fresh_temp_dir();
+  write_file_atomic(dir / "bad.json", R"({"batch_size": 1.5})");
+  const std::string cli = FLAME_CLI_PATH;
+  auto r = test::run_command(cli + " train --print-config --config " + (dir / "bad.json").string() + " 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(contains(
+      r.output, (dir / "bad.json").string() + ": train options: field 'batch_size' must be an integer"))
+      << r.output;
+  write_file_atomic(dir / "recipe.json", R"({"train": {"batch_size": 1.5}})");
+  const auto recipe = error_of([&] { train::read_recipe((dir / "recipe.json").string()); });
+  EXPECT_TRUE(contains(recipe, "recipe.json") && contains(recipe, "'batch_size' must be an integer"))
+      << recipe;
+  r = test::run_command(cli + " train --print-config --seed -1 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "--seed must be an integer in [0, 2^64), not '-1'")) << r.output;
+  r = test::run_command(cli + " train --print-config --weight-decay nan 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "--weight-decay must be a finite number")) << r.output;
+  EXPECT_FALSE(contains(r.output, "internal error")) << r.output;
+  r = test::run_command(cli + " train --print-config --seed 18446744073709551615 2>&1");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"seed\": 18446744073709551615")) << r.output;
+}
+
+// --epochs over the images must give a countable number of steps.
+TEST(Train, AnEpochCountThatOverflowsTheStepsIsNamed) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.epochs = std::numeric_limits<int64_t>::max() / 4;
+  EXPECT_TRUE(contains(error_of([&] { train::run_training(o, false); }),
+                       "--epochs 2305843009213693951 over 16 images is more steps than can be counted"));
+}
+
+// --resume compares the stores given with the ones the checkpoint trained on,
+// by identity and content, not by path: a store embedded again at the same
+// path with another LLM, another prompt set (K 3 -> 7) or other vectors is
+// refused naming the store and the field; a copy elsewhere resumes.
+TEST(Train, ResumeRefusesStoresOtherThanTheRunTrainedOn) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path first = dir / "first", other = dir / "other";
+  const TrainData data = make_train_data(first, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  train::TrainHooks stop;
+  stop.stop_after_step = 4;
+  train::run_training(o, false, stop);  // checkpoint at step 3
+  const nlohmann::json recorded =
+      read_json_file(dir / "run" / "checkpoints" / "step-00000003" / "config.json")["text_stores"];
+  ASSERT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded[0]["content_sha256"].get<std::string>().size(), 64u);
+
+  const auto resume_with = [&](int64_t k, uint64_t vector_seed, const std::string& llm) {
+    fs::remove_all(other);
+    const TrainData remade = make_train_data(other, 16, k, 16, vector_seed, llm);
+    train::TrainOptions r = o;
+    r.text_stores = {remade.store.string()};
+    return error_of([&] { train::run_training(r, true, stop); });
+  };
+  const std::string store = (other / "store").string();
+  std::string message = resume_with(7, 11, "c");
+  EXPECT_TRUE(contains(message, "--texts " + store + " is not the store the run trained on") &&
+              contains(message, "num_facets 3, this one 7"))
+      << message;
+  message = resume_with(3, 11, "another-llm");
+  EXPECT_TRUE(contains(message, store) && contains(message, "config_sha256")) << message;
+  message = resume_with(3, 12, "c");
+  EXPECT_TRUE(contains(message, store) && contains(message, "other contents (content_sha256")) << message;
+  // The same content elsewhere (a copy) is the same store.
+  EXPECT_EQ(resume_with(3, 11, "c"), "");
+  EXPECT_EQ(train::latest_checkpoint(dir / "run")->filename(), "step-00000003");
+}
+
+// A checkpoint from before the stores' record resumes as it did (paths compared).
+TEST(Train, ACheckpointWithoutTheStoresRecordStillResumes) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  train::TrainHooks stop;
+  stop.stop_after_step = 4;
+  train::run_training(o, false, stop);
+  const fs::path config = dir / "run" / "checkpoints" / "step-00000003" / "config.json";
+  nlohmann::json old = read_json_file(config);
+  old.erase("text_stores");
+  write_json_file_atomic(config, old);
+  EXPECT_EQ(train::run_training(o, true).first_step, 3);
+}
+
+// `train --resume` on a run made by `flame import` (no train_identity) or on a
+// hand-edited state.json printed "internal error: key ... not found".
+TEST(Train, ResumeOfACheckpointNotWrittenByTrainIsNamed) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 3;
+  train::run_training(o, false);
+  o.steps = 6;
+  const fs::path checkpoint = dir / "run" / "checkpoints" / "step-00000003";
+  const nlohmann::json config = read_json_file(checkpoint / "config.json");
+  const nlohmann::json state = read_json_file(checkpoint / "state.json");
+  nlohmann::json imported = config;
+  imported.erase("train_identity");
+  imported.erase("train");
+  imported["imported_from"] = {{"weights", "w.safetensors"}};
+  write_json_file_atomic(checkpoint / "config.json", imported);
+  std::string message = error_of([&] { train::run_training(o, true); });
+  EXPECT_TRUE(contains(message, "was made by `flame import`") && contains(message, "no training state") &&
+              contains(message, "another --out"))
+      << message;
+  write_json_file_atomic(checkpoint / "config.json", config);
+  for (const auto& [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"world_size", "1"}, {"step", nullptr}, {"loader", nlohmann::json::array()}}) {
+    nlohmann::json bad = state;
+    if (value.is_null()) {
+      bad.erase(field);
+    } else {
+      bad[field] = value;
+    }
+    write_json_file_atomic(checkpoint / "state.json", bad);
+    message = error_of([&] { train::run_training(o, true); });
+    EXPECT_TRUE(contains(message, (checkpoint / "state.json").string() + ": ") && contains(message, field))
+        << message;
+  }
+}
+
+// The trainer prunes only its own run's checkpoints: a folder it did not write
+// (an import's, another run's) stays, whatever --keep-checkpoints says.
+TEST(Train, PruningLeavesCheckpointsThisRunDidNotWrite) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.keep_checkpoints = 1;
+  const fs::path foreign = dir / "run" / "checkpoints" / "step-00000001";
+  fs::create_directories(foreign);
+  write_json_file_atomic(foreign / "config.json", {{"imported_from", {{"weights", "w"}}}});
+  write_json_file_atomic(foreign / "state.json", {{"step", 0}});
+  train::run_training(o, train::RunStart::kResume);  // no `latest`: a new run beside it
+  EXPECT_TRUE(fs::exists(foreign / "config.json"));
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "step-00000003"));  // its own, pruned
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "step-00000006" / "model.safetensors"));
+}
+
+// kill -9 during --overwrite once the old checkpoints were moved aside (the
+// log and summary not yet): --resume starts a new run and keeps nothing of the
+// old one (its summary named a checkpoint that no longer exists).
+TEST(Train, AnOverwriteKilledPartWayThenResumedDoesNotMixRuns) {
+  const fs::path dir = fresh_temp_dir();
+  const TrainData data = make_train_data(dir, 16);
+  train::TrainOptions o = tiny_options(data, dir / "run");
+  o.steps = 3;
+  train::run_training(o, train::RunStart::kNew);
+  ASSERT_TRUE(fs::exists(dir / "run" / "summary.json"));
+  const fs::path trash = dir / "run" / ".overwritten.tmp-99999";
+  fs::create_directories(trash);
+  fs::rename(dir / "run" / "checkpoints", trash / "checkpoints");
+  o.seed = 7;
+  o.steps = 6;
+  train::TrainHooks stop;
+  stop.stop_after_step = 2;  // killed again before its first checkpoint
+  EXPECT_EQ(train::run_training(o, train::RunStart::kResume, stop).first_step, 0);
+  EXPECT_FALSE(fs::exists(dir / "run" / "summary.json"));
+  EXPECT_FALSE(fs::exists(trash));
+  EXPECT_EQ(logged_steps(dir / "run"), (std::vector<int64_t>{1, 2}));
+  // A whole --overwrite leaves nothing of the old run either.
+  o.steps = 3;
+  train::run_training(o, train::RunStart::kResume);
+  ASSERT_TRUE(fs::exists(dir / "run" / "summary.json"));
+  stop.stop_after_step = 1;
+  train::run_training(o, train::RunStart::kOverwrite, stop);
+  EXPECT_FALSE(fs::exists(dir / "run" / "summary.json"));
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "step-00000003"));
+  EXPECT_EQ(logged_steps(dir / "run"), (std::vector<int64_t>{1}));
 }
 
 TEST(TrainDistributed, TwoProcessesEqualOne) {

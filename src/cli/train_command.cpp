@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <system_error>
 
 #include "cli/commands.h"
 #include "train/trainer.h"
@@ -24,6 +27,27 @@ CLI::Option* add_choice(CLI::App& cmd, const std::string& flag, E& value, const 
           help)
       ->default_str(train::to_string(value));
 }
+
+// --seed: a non-negative integer, read strictly (CLI11 would wrap -1 to
+// 18446744073709551615 and train with that seed).
+void add_seed_option(CLI::App& cmd, uint64_t& seed) {
+  cmd.add_option_function<std::string>(
+         "--seed",
+         [&seed](const std::string& text) {
+           uint64_t value = 0;
+           const char* end = text.data() + text.size();
+           const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+           if (text.empty() || ec != std::errc() || ptr != end)
+             fail("train: --seed must be an integer in [0, 2^64), not '{}'", text);
+           seed = value;
+         },
+         "seed of the initialisation, data order and augmentation")
+      ->default_str(std::to_string(seed));
+}
+
+// A flag given NaN or inf is refused here, naming the flag (the merged
+// options would only name the field).
+void check_finite_flags(const CLI::App& cmd, const nlohmann::json& given);
 
 // The TrainOptions field (train_options.h, to_json's names) a flag sets.
 std::string field_of_flag(const std::string& flag) {
@@ -55,6 +79,7 @@ train::TrainOptions merged_options(const CLI::App& cmd, const train::TrainOption
   }
   nlohmann::json given;
   train::to_json(given, flags);
+  check_finite_flags(cmd, given);
   for (const CLI::Option* option : cmd.get_options()) {
     const std::string field = field_of_flag(option->get_name());
     if (option->count() > 0 && given.contains(field)) merged[field] = given[field];
@@ -64,6 +89,15 @@ train::TrainOptions merged_options(const CLI::App& cmd, const train::TrainOption
   train::TrainOptions options;
   train::from_json(merged, options);
   return options;
+}
+
+void check_finite_flags(const CLI::App& cmd, const nlohmann::json& given) {
+  for (const CLI::Option* option : cmd.get_options()) {
+    const std::string field = field_of_flag(option->get_name());
+    if (option->count() == 0 || !given.contains(field) || !given[field].is_number_float()) continue;
+    const double value = given[field].get<double>();
+    if (!std::isfinite(value)) fail("train: {} must be a finite number, not {}", option->get_name(), value);
+  }
 }
 
 }  // namespace
@@ -135,7 +169,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o->save_every, "steps between checkpoints")->capture_default_str();
   cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "newest checkpoints kept")
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed)->capture_default_str();
+  add_seed_option(*cmd, o->seed);
   cmd->add_option("--workers", o->workers, "image decoding threads")->capture_default_str();
   cmd->add_option("--prefetch", o->prefetch_batches, "batches decoded ahead")->capture_default_str();
   cmd->add_option("--max-skip-fraction", o->max_skip_fraction, "unreadable images tolerated")

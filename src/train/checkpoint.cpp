@@ -5,7 +5,9 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <sstream>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -21,6 +23,58 @@ namespace {
 
 std::string step_name(int64_t step) {
   return fmt::format("step-{:08d}", step);
+}
+
+// The step of a checkpoint folder's name ("step-00000100"), or -1 for any
+// other name.
+int64_t step_of(const std::string& name) {
+  if (name.size() < 6 || name.size() > 24 || name.rfind("step-", 0) != 0) return -1;
+  int64_t step = 0;
+  const char* end = name.data() + name.size();
+  const auto [ptr, ec] = std::from_chars(name.data() + 5, end, step);
+  return ec == std::errc() && ptr == end && step >= 0 ? step : -1;
+}
+
+// What makes checkpoints one series: a training run's share its
+// train_identity (less the store paths, which a resumed run may change;
+// the stores are compared by content), an import's have none.
+nlohmann::json series_of(const nlohmann::json& config) {
+  if (!config.is_object() || !config.contains("train_identity")) return nullptr;
+  nlohmann::json identity = config.at("train_identity");
+  if (identity.is_object()) identity.erase("text_stores");
+  return identity;
+}
+
+// Removes all but the newest `keep` checkpoints of the series `config`
+// belongs to, besides `written`. Folders of another run, an import or
+// unreadable ones are never touched: pruning must not delete what this
+// writer did not write.
+void prune_checkpoints(const fs::path& root, const fs::path& written, const nlohmann::json& config,
+                       int64_t keep) {
+  const nlohmann::json series = series_of(config);
+  std::vector<std::pair<int64_t, fs::path>> ours;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const int64_t step = step_of(e.path().filename().string());
+    if (step < 0 || !e.is_directory() || e.path() == written) continue;
+    try {
+      if (series_of(read_json_file(e.path() / "config.json")) == series) ours.emplace_back(step, e.path());
+    } catch (const std::exception&) {
+      // not a readable checkpoint: not ours to delete
+    }
+  }
+  std::sort(ours.begin(), ours.end());
+  const auto remove = static_cast<int64_t>(ours.size()) - (keep - 1);
+  for (int64_t i = 0; i < remove; ++i) fs::remove_all(ours[static_cast<size_t>(i)].second);
+}
+
+// A saved AdamW step count ("<param>.step" in the metadata), strictly.
+int64_t parse_step_count(const std::string& text, const std::string& key, const fs::path& file) {
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value < 0)
+    fail("{}: metadata '{}' must be a non-negative integer, not '{}'", file.string(), key, text);
+  return value;
 }
 
 // AdamW keys its state by the parameter's TensorImpl address: as a string in
@@ -87,19 +141,11 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn:
     throw;
   }
 
-  fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted attempt
-  rename_durable(tmp, final_dir);
+  // A checkpoint of the same step from an earlier, interrupted attempt is
+  // swapped out whole: a kill leaves one of the two complete at final_dir.
+  replace_dir_durable(tmp, final_dir);
   write_file_atomic(root / "latest", step_name(step) + "\n");
-
-  std::vector<fs::path> all;
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step-", 0) == 0) all.push_back(e.path());
-  }
-  std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + keep < all.size(); ++i) {
-    if (all[i] != final_dir) fs::remove_all(all[i]);
-  }
+  prune_checkpoints(root, final_dir, contents.config, keep);
   return final_dir;
 }
 
@@ -108,6 +154,8 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   if (!fs::exists(pointer)) return std::nullopt;
   std::string name = read_file(pointer);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  if (step_of(name) < 0)
+    fail("{} names '{}', which is not a checkpoint folder (step-N)", pointer.string(), name);
   const fs::path dir = run_dir / "checkpoints" / name;
   if (!fs::exists(dir / "state.json"))
     fail("{} names '{}', which is not a complete checkpoint", pointer.string(), name);
@@ -145,9 +193,21 @@ void load_checkpoint(const fs::path& dir, torch::nn::Module& model, torch::optim
       const auto step = meta.find(item.key() + ".step");
       if (step == meta.end()) continue;
       auto s = std::make_unique<torch::optim::AdamWParamState>();
-      s->step(std::stoll(step->second));
-      s->exp_avg(read_tensor(moments, item.key() + ".exp_avg").to(item.value().device()));
-      s->exp_avg_sq(read_tensor(moments, item.key() + ".exp_avg_sq").to(item.value().device()));
+      s->step(parse_step_count(step->second, step->first, moments.path()));
+      for (const char* moment : {".exp_avg", ".exp_avg_sq"}) {
+        const torch::Tensor saved = read_tensor(moments, item.key() + moment);
+        if (saved.sizes() != item.value().sizes() || !saved.is_floating_point()) {
+          fail("{}: tensor '{}{}' has shape {} ({}), the parameter {}", moments.path().string(), item.key(),
+               moment, fmt::format("{}", fmt::join(saved.sizes(), "x")), c10::toString(saved.scalar_type()),
+               fmt::format("{}", fmt::join(item.value().sizes(), "x")));
+        }
+        const torch::Tensor value = saved.to(item.value().device(), item.value().scalar_type());
+        if (std::string(moment) == ".exp_avg") {
+          s->exp_avg(value);
+        } else {
+          s->exp_avg_sq(value);
+        }
+      }
       state[state_key(item.value())] = std::move(s);
     }
   }

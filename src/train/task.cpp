@@ -13,11 +13,47 @@
 #include "train/autocast.h"
 #include "train/loss.h"
 #include "train/text_provenance.h"
+#include "util/hash.h"
+#include "util/safetensors.h"
 #include "vision/image_encoder.h"
 
 namespace flame::train {
 
 namespace {
+
+// What a store holds, whatever its path: the SHA-256 of its shards' vector
+// checksums (recorded in each shard's metadata at write time) and its keys in
+// order. A store embedded again at the same path with other captions gets
+// another; a copy elsewhere the same. "" when a shard predates the checksums.
+std::string store_content_sha256(const text::EmbeddingStore& store) {
+  Sha256 hash;
+  for (const std::filesystem::path& shard : store.shard_paths()) {
+    const SafetensorsFile file(shard);
+    const auto& metadata = file.header().metadata;
+    const auto it = metadata.find("sha256");
+    if (it == metadata.end() || it->second.empty()) return "";
+    hash.update(it->second);
+    hash.update("\n");
+  }
+  for (const std::string& key : store.keys()) {
+    hash.update(key);
+    hash.update("\n");
+  }
+  return hash.hex();
+}
+
+// The checkpoints' record of the joined stores: each one's identity and,
+// where known, its content_sha256.
+nlohmann::json stores_provenance(const text::JoinedStores& stores) {
+  std::vector<text::StoreIdentity> identities;
+  for (const text::EmbeddingStore& store : stores.stores()) identities.push_back(store.identity());
+  nlohmann::json out = text_provenance_json(identities);
+  for (size_t i = 0; i < stores.stores().size(); ++i) {
+    const std::string content = store_content_sha256(stores.stores()[i]);
+    if (!content.empty()) out[i][kStoreContentField] = content;
+  }
+  return out;
+}
 
 // FLAME: the stores fix the text side (K facets of dim D); the loader reads
 // each batch's embeddings.
@@ -26,15 +62,12 @@ class FlameTask : public TrainTask {
   explicit FlameTask(const TrainOptions& o)
       : TrainTask(o),
         stores_(std::make_shared<const text::JoinedStores>(text::JoinedStores::open(
-            std::vector<std::filesystem::path>(o.text_stores.begin(), o.text_stores.end())))) {}
+            std::vector<std::filesystem::path>(o.text_stores.begin(), o.text_stores.end())))),
+        provenance_(stores_provenance(*stores_)) {}
 
   std::shared_ptr<const data::PairedTexts> paired_texts() const override { return stores_; }
   std::vector<std::string> facets() const override { return stores_->facets(); }
-  nlohmann::json text_provenance() const override {
-    std::vector<text::StoreIdentity> identities;
-    for (const text::EmbeddingStore& store : stores_->stores()) identities.push_back(store.identity());
-    return text_provenance_json(identities);
-  }
+  nlohmann::json text_provenance() const override { return provenance_; }
   TrainedModel make_model(const vision::VitConfig& vit) const override {
     return make_flame_model(vit, stores_->dim());
   }
@@ -46,6 +79,7 @@ class FlameTask : public TrainTask {
 
  private:
   std::shared_ptr<const text::JoinedStores> stores_;
+  nlohmann::json provenance_;  // computed once: the content hash reads every shard's header
 };
 
 // The CLIP baseline: one caption per key, tokenized per batch for the

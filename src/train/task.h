@@ -31,6 +31,12 @@
 
 namespace flame::train {
 
+// The field of a "text_stores" entry (train/text_provenance.h) that records
+// what the store holds (its shards' vector checksums and its keys, hashed),
+// so a resumed run can tell a store embedded again at the same path from the
+// one it trained on. Absent for stores older than the shard checksums.
+inline constexpr const char* kStoreContentField = "content_sha256";
+
 // One AdamW parameter group.
 struct ParameterGroup {
   std::string name;  // "decay" or "no_decay"
@@ -50,7 +56,8 @@ class TrainTask {
   // config.json's "facets": the names of an image's K texts.
   virtual std::vector<std::string> facets() const = 0;
   // What the checkpoints record of the text side (train/text_provenance.h):
-  // the joined stores' identities (FLAME); null for a text tower trained here.
+  // the joined stores' identities and content hashes (kStoreContentField)
+  // (FLAME); null for a text tower trained here.
   virtual nlohmann::json text_provenance() const { return nullptr; }
   // The trained module, initialised from the torch RNG (the caller seeds it).
   virtual TrainedModel make_model(const vision::VitConfig& vit) const = 0;

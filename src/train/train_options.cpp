@@ -1,11 +1,15 @@
 #include "train/train_options.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <filesystem>
+#include <limits>
 
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 
 namespace flame::train {
 
@@ -38,6 +42,11 @@ E value_of(const Named<E> (&names)[N], const std::string& name, const std::strin
   fail("{} must be {}, not '{}'", field, allowed, name);
 }
 
+constexpr const char* kSource = "train options";
+
+// Each field strictly by its type: 1.5 for a count or -1 for the seed is
+// refused, not truncated or wrapped, and NaN or inf for a hyper-parameter
+// (which would only show later as a NaN loss) likewise.
 template <typename T>
 void read_field(const nlohmann::json& in, const char* name, T& value) {
   if (!in.contains(name)) return;
@@ -46,6 +55,25 @@ void read_field(const nlohmann::json& in, const char* name, T& value) {
   } catch (const nlohmann::json::exception& e) {
     fail("train options: field '{}' has the wrong type ({})", name, in.at(name).dump());
   }
+}
+template <>
+void read_field<int64_t>(const nlohmann::json& in, const char* name, int64_t& value) {
+  value = json_int(in, name, kSource, /*required=*/false, value);
+}
+template <>
+void read_field<uint64_t>(const nlohmann::json& in, const char* name, uint64_t& value) {
+  value = json_uint(in, name, kSource, value);
+}
+template <>
+void read_field<int>(const nlohmann::json& in, const char* name, int& value) {
+  const int64_t wide = json_int(in, name, kSource, /*required=*/false, value);
+  if (wide < std::numeric_limits<int>::min() || wide > std::numeric_limits<int>::max())
+    fail("train options: field '{}' is out of range: {}", name, wide);
+  value = static_cast<int>(wide);
+}
+template <>
+void read_field<double>(const nlohmann::json& in, const char* name, double& value) {
+  value = json_finite_number(in, name, kSource, value);
 }
 
 template <typename E>
@@ -174,6 +202,55 @@ nlohmann::json read_recipe(const std::string& name_or_path) {
   return recipe.at("train");
 }
 
+namespace {
+
+// Loader threads and batches decoded ahead beyond this are a typo, not a
+// machine: each is a thread or a batch of decoded images in memory.
+constexpr int kMaxWorkers = 1024;
+constexpr int kMaxPrefetch = 1024;
+
+// NaN or inf in a hyper-parameter would only show as a NaN loss, blamed on
+// the data: refused up front, naming the flag.
+void check_finite(const TrainOptions& o) {
+  const std::pair<const char*, double> values[] = {{"--lr", o.lr},
+                                                   {"--min-lr", o.min_lr},
+                                                   {"--weight-decay", o.weight_decay},
+                                                   {"--beta1", o.beta1},
+                                                   {"--beta2", o.beta2},
+                                                   {"--eps", o.eps},
+                                                   {"--grad-clip", o.grad_clip},
+                                                   {"--max-skip-fraction", o.max_skip_fraction}};
+  for (const auto& [flag, value] : values) {
+    if (!std::isfinite(value)) fail("train: {} must be a finite number, not {}", flag, value);
+  }
+}
+
+// The counts: positive where a zero means nothing, and no product of them
+// (ranks x accumulation steps) overflowing.
+void check_counts(const TrainOptions& o, int world_size) {
+  if (o.steps <= 0) fail("train: --steps must be positive, not {}", o.steps);
+  if (o.epochs < 0) fail("train: --epochs must not be negative (0: use --steps), not {}", o.epochs);
+  if (o.positives_per_step < 0)
+    fail("train: --positives-per-step must not be negative (0: all), not {}", o.positives_per_step);
+  if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
+  if (o.batch_size <= 0 || o.accum_steps > o.batch_size / std::max(world_size, 1) ||
+      o.batch_size % (o.accum_steps * world_size) != 0) {
+    fail("train: --batch-size {} must be a positive multiple of ranks x accumulation steps ({} x {})",
+         o.batch_size, world_size, o.accum_steps);
+  }
+  if (o.batch_size / (o.accum_steps * world_size) < 2)
+    fail("train: a contrastive micro-batch needs at least 2 images per rank");
+  if (o.warmup_steps < 0) fail("train: --warmup-steps must not be negative, not {}", o.warmup_steps);
+  if (o.save_every <= 0) fail("train: --save-every must be positive, not {}", o.save_every);
+  if (o.keep_checkpoints <= 0) fail("train: --keep-checkpoints must be positive, not {}", o.keep_checkpoints);
+  if (o.workers < 0 || o.workers > kMaxWorkers)
+    fail("train: --workers must be within [0, {}], not {}", kMaxWorkers, o.workers);
+  if (o.prefetch_batches < 1 || o.prefetch_batches > kMaxPrefetch)
+    fail("train: --prefetch must be within [1, {}], not {}", kMaxPrefetch, o.prefetch_batches);
+}
+
+}  // namespace
+
 void validate(const TrainOptions& o, int world_size) {
   if (o.images.empty()) fail("train: no images given (--images)");
   if (o.text_tower == TextTower::kLlm) {
@@ -185,30 +262,18 @@ void validate(const TrainOptions& o, int world_size) {
     if (!o.text_stores.empty()) fail("train: --texts (embedding stores) is for --text-tower llm, not clip");
   }
   if (o.out.empty()) fail("train: no run directory given (--out)");
-  if (o.steps <= 0) fail("train: --steps must be positive, not {}", o.steps);
-  if (o.epochs < 0) fail("train: --epochs must not be negative (0: use --steps), not {}", o.epochs);
-  if (o.positives_per_step < 0)
-    fail("train: --positives-per-step must not be negative (0: all), not {}", o.positives_per_step);
-  if (o.accum_steps <= 0) fail("train: --accum-steps must be positive, not {}", o.accum_steps);
-  const int64_t parts = o.accum_steps * world_size;
-  if (o.batch_size <= 0 || o.batch_size % parts != 0) {
-    fail("train: --batch-size {} must be a positive multiple of ranks x accumulation steps ({} x {})",
-         o.batch_size, world_size, o.accum_steps);
-  }
-  if (o.batch_size / parts < 2) fail("train: a contrastive micro-batch needs at least 2 images per rank");
-  if (!(o.lr > 0)) fail("train: --lr must be positive");
-  if (o.min_lr < 0 || o.min_lr > o.lr) fail("train: --min-lr must be within [0, lr]");
-  if (o.warmup_steps < 0) fail("train: --warmup-steps must not be negative");
-  if (o.weight_decay < 0) fail("train: --weight-decay must not be negative");
+  check_finite(o);
+  check_counts(o, world_size);
+  if (!(o.lr > 0)) fail("train: --lr must be positive, not {}", o.lr);
+  if (o.min_lr < 0 || o.min_lr > o.lr)
+    fail("train: --min-lr must be within [0, lr = {}], not {}", o.lr, o.min_lr);
+  if (o.weight_decay < 0) fail("train: --weight-decay must not be negative, not {}", o.weight_decay);
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
-    fail("train: betas must be within [0, 1)");
-  if (!(o.eps > 0)) fail("train: --eps must be positive");
-  if (o.grad_clip < 0) fail("train: --grad-clip must not be negative (0 = off)");
-  if (o.save_every <= 0) fail("train: --save-every must be positive");
-  if (o.keep_checkpoints <= 0) fail("train: --keep-checkpoints must be positive");
-  if (o.workers < 0 || o.prefetch_batches < 1) fail("train: --workers must be >= 0 and --prefetch >= 1");
+    fail("train: betas must be within [0, 1), not --beta1 {} --beta2 {}", o.beta1, o.beta2);
+  if (!(o.eps > 0)) fail("train: --eps must be positive, not {}", o.eps);
+  if (o.grad_clip < 0) fail("train: --grad-clip must not be negative (0 = off), not {}", o.grad_clip);
   if (!(o.max_skip_fraction >= 0 && o.max_skip_fraction < 1))
-    fail("train: --max-skip-fraction must be within [0, 1)");
+    fail("train: --max-skip-fraction must be within [0, 1), not {}", o.max_skip_fraction);
 }
 
 nlohmann::json resume_identity(const TrainOptions& o) {

@@ -1,10 +1,12 @@
 #include "train/trainer.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <sstream>
 
@@ -14,11 +16,13 @@
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
 #include "train/task.h"
+#include "train/text_provenance.h"
 #include "train/trained_model.h"
 #include "util/allocator.h"
 #include "util/distributed.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 #include "util/progress.h"
 #include "vision/image_encoder.h"
 #include "vision/vit_config.h"
@@ -108,26 +112,119 @@ struct Start {
   fs::path checkpoint;  // empty: a new run
 };
 
+// A checkpoint not written by `flame train` (an import, or a hand-made one)
+// has no training state to continue: refused naming what to do instead.
+void check_resumable(const nlohmann::json& config, const fs::path& checkpoint) {
+  if (config.is_object() && config.contains("train_identity") && config.at("train_identity").is_object())
+    return;
+  if (config.is_object() && config.contains("imported_from")) {
+    fail(
+        "cannot resume {}: it was made by `flame import`, so it holds a model but no training state "
+        "(options, optimizer moments, data position) to continue; evaluate it with `flame eval --model`, "
+        "train a new run in another --out, or pass --overwrite (not --resume) to replace it",
+        checkpoint.string());
+  }
+  fail(
+      "cannot resume {}: its config.json has no 'train_identity' object, so it was not written by "
+      "`flame train`; train a new run in another --out, or pass --overwrite (not --resume) to replace it",
+      checkpoint.string());
+}
+
+// The options must be the run's (resume_identity). With the stores' record
+// in the checkpoint, stores are compared by what they hold
+// (check_text_stores), not by path: a store moved or copied is the same store.
+void check_options(const nlohmann::json& config, const TrainOptions& o, const fs::path& checkpoint) {
+  nlohmann::json saved = config.at("train_identity");
+  nlohmann::json now = resume_identity(o);
+  if (config.contains("text_stores") && o.text_tower == TextTower::kLlm) {
+    saved.erase("text_stores");
+    now.erase("text_stores");
+  }
+  if (saved != now) {
+    fail("cannot resume {}: the run was started with other options ({})", checkpoint.string(),
+         first_difference(saved, now));
+  }
+}
+
+// The stores given (`now`: the task's record of them, as opened) must be the
+// ones the checkpoint trained on, store by store: the same identity (LLM,
+// layer, prompt set, K, ...) and, where both are known, the same content.
+// A checkpoint without the record (older runs) is not checked.
+void check_text_stores(const nlohmann::json& config, const nlohmann::json& now, const TrainOptions& o,
+                       const fs::path& checkpoint) {
+  if (now.is_null() || !config.contains("text_stores")) return;
+  const std::string source = (checkpoint / "config.json").string();
+  const TextProvenance saved = read_text_provenance(config, source);
+  if (saved.stores.size() != now.size()) {
+    fail("cannot resume {}: it was trained on {} stores (--texts), this run gives {}", checkpoint.string(),
+         saved.stores.size(), now.size());
+  }
+  for (size_t i = 0; i < now.size(); ++i) {
+    const std::string& store = o.text_stores.at(i);
+    const auto differences =
+        text::identity_differences(saved.stores[i], text::identity_from_json(now[i], store));
+    if (!differences.empty()) {
+      fail("cannot resume {}: --texts {} is not the store the run trained on: {}", checkpoint.string(), store,
+           text::describe_differences(differences, "the run's store", "this one"));
+    }
+    const nlohmann::json& recorded = config.at("text_stores").at(i);
+    if (!recorded.contains(kStoreContentField) || !now[i].contains(kStoreContentField)) continue;
+    if (recorded.at(kStoreContentField) != now[i].at(kStoreContentField)) {
+      fail(
+          "cannot resume {}: --texts {} has the settings of the store the run trained on but other "
+          "contents ({} {} then, {} now): it was embedded again (other captions?) or changed; give the "
+          "original store, or --overwrite to start a new run",
+          checkpoint.string(), store, kStoreContentField, recorded.at(kStoreContentField).dump(),
+          now[i].at(kStoreContentField).dump());
+    }
+  }
+}
+
+// The state.json fields a resume reads, with errors naming the file.
+struct SavedState {
+  int64_t step = 0;
+  int64_t world_size = 0;
+  data::LoaderState loader;  // this rank's
+};
+SavedState read_saved_state(const nlohmann::json& state, const fs::path& checkpoint,
+                            const Distributed& dist) {
+  const std::string source = (checkpoint / "state.json").string();
+  if (!state.is_object()) fail("{}: expected a JSON object", source);
+  SavedState out;
+  out.step = json_int(state, "step", source, /*required=*/true, 0);
+  out.world_size = json_int(state, "world_size", source, /*required=*/true, 0);
+  if (out.step < 0) fail("{}: field 'step' must not be negative, got {}", source, out.step);
+  if (out.world_size != dist.world_size()) {
+    fail("cannot resume {}: it was written by {} ranks, this run has {}", checkpoint.string(), out.world_size,
+         dist.world_size());
+  }
+  const auto loader = state.find("loader");
+  if (loader == state.end() || !loader->is_array() || static_cast<int64_t>(loader->size()) != out.world_size)
+    fail("{}: field 'loader' must be an array of {} loader states (one per rank)", source, out.world_size);
+  try {
+    data::from_json(loader->at(dist.rank()), out.loader);
+  } catch (const Error& e) {
+    fail("{}: {}", source, e.what());
+  }
+  return out;
+}
+
 // With `resume`, continues from the latest checkpoint in o.out, if any: it
-// must come from the same options (resume_identity) and number of ranks.
+// must come from `flame train` with the same options (resume_identity), the
+// same stores (`text_stores`: the task's record) and number of ranks.
 Start resume_from(const TrainOptions& o, bool resume, Distributed& dist, TrainedModel& model,
-                  torch::optim::AdamW& optimizer) {
+                  torch::optim::AdamW& optimizer, const nlohmann::json& text_stores) {
   Start start;
   const auto latest = resume ? latest_checkpoint(o.out) : std::nullopt;
   if (latest) {
     const CheckpointContents saved = read_checkpoint_contents(*latest);
-    const nlohmann::json identity = resume_identity(o);
-    if (saved.config.at("train_identity") != identity) {
-      fail("cannot resume {}: the run was started with other options ({})", latest->string(),
-           first_difference(saved.config.at("train_identity"), identity));
-    }
-    if (saved.state.at("world_size").get<int>() != dist.world_size()) {
-      fail("cannot resume {}: it was written by {} ranks, this run has {}", latest->string(),
-           saved.state.at("world_size").get<int>(), dist.world_size());
-    }
-    start.step = saved.state.at("step").get<int64_t>();
+    check_resumable(saved.config, *latest);
+    check_options(saved.config, o, *latest);
+    check_text_stores(saved.config, text_stores, o, *latest);
+    const SavedState state = read_saved_state(saved.state, *latest, dist);
+    start.step = state.step;
     start.checkpoint = *latest;
-    data::from_json(saved.state.at("loader").at(dist.rank()), start.loader);
+    start.loader = state.loader;
     load_checkpoint(*latest, *model.root, &optimizer, /*restore_rng=*/dist.world_size() == 1);
     if (dist.world_size() > 1)
       torch::manual_seed(o.seed + 1000003ULL * (dist.rank() + 1) + 7919ULL * start.step);
@@ -244,7 +341,10 @@ StepResult train_step(Run& run, int64_t step, double lr, const fs::path& last_ch
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       stop_non_finite("the loss", value, step + 1,
-                      fmt::format(" (micro-batch {}, first key '{}')", micro, batch.keys.front()),
+                      fmt::format(" (micro-batch {}, first key '{}'; likely causes: a learning rate too high "
+                                  "for this model (lr {:g} at this step, grad clip {:g}), or a corrupt input "
+                                  "in this batch)",
+                                  micro, batch.keys.front(), lr, run.o.grad_clip),
                       last_checkpoint);
     }
     (loss / static_cast<double>(accum_steps)).backward();
@@ -303,7 +403,8 @@ std::vector<std::pair<std::string, int64_t>> log_lines(const fs::path& log) {
   std::istringstream in(read_file(log));
   for (std::string line; std::getline(in, line);) {
     const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    lines.emplace_back(line, entry.is_object() ? entry.value("step", int64_t{0}) : -1);
+    const bool logged = entry.is_object() && entry.contains("step") && entry.at("step").is_number_integer();
+    lines.emplace_back(line, logged ? entry.at("step").get<int64_t>() : -1);
   }
   return lines;
 }
@@ -420,6 +521,24 @@ void remove_interrupted_writes(const fs::path& run_dir) {
   }
 }
 
+// --overwrite, with the folder's lock held: the old run's checkpoints, log
+// and summary are renamed into one temp folder (the checkpoints first), then
+// deleted. Each rename is atomic, so a kill part-way leaves the old run whole
+// or no checkpoint to resume (a resumed run then starts at step 0, cuts the
+// old log and removes the old summary); the temp folder is removed by the
+// next run on the folder (remove_interrupted_writes).
+void delete_run(const fs::path& dir) {
+  spdlog::warn("--overwrite: deleting the run in {}", dir.string());
+  const fs::path trash = dir / fmt::format(".overwritten.tmp-{}", ::getpid());
+  fs::remove_all(trash);
+  fs::create_directories(trash);
+  for (const char* name : {"checkpoints", "train-log.jsonl", "summary.json"}) {
+    if (fs::symlink_status(dir / name).type() != fs::file_type::not_found)
+      rename_durable(dir / name, trash / name);
+  }
+  fs::remove_all(trash);
+}
+
 // Rank 0 locks the run folder and checks it against `start`; every rank
 // learns the outcome, so a refusal stops all of them at once.
 std::unique_ptr<DirectoryLock> prepare_run_folder(const TrainOptions& o, RunStart start, Distributed& dist) {
@@ -435,11 +554,7 @@ std::unique_ptr<DirectoryLock> prepare_run_folder(const TrainOptions& o, RunStar
             "--overwrite to delete it and start again",
             o.out);
       }
-      if (holds_run(dir) && start == RunStart::kOverwrite) {
-        spdlog::warn("--overwrite: deleting the run in {}", o.out);
-        for (const char* name : {"checkpoints", "train-log.jsonl", "summary.json"})
-          fs::remove_all(dir / name);
-      }
+      if (holds_run(dir) && start == RunStart::kOverwrite) delete_run(dir);
       remove_interrupted_writes(dir);
     } catch (const std::exception& e) {
       error = e.what();
@@ -460,7 +575,10 @@ TrainSummary finished_run(const TrainOptions& o, const Start& start, Distributed
   summary.first_step = summary.steps = start.step;
   summary.last_checkpoint = start.checkpoint;
   for (const auto& [line, step] : log_lines(fs::path(o.out) / "train-log.jsonl")) {
-    if (step == start.step) summary.final_loss = nlohmann::json::parse(line).value("loss", 0.0);
+    if (step != start.step) continue;
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (entry.contains("loss") && entry.at("loss").is_number())
+      summary.final_loss = entry.at("loss").get<double>();
   }
   if (dist.is_main()) {
     write_json_file_atomic(path, summary.to_json());
@@ -473,10 +591,26 @@ TrainSummary finished_run(const TrainOptions& o, const Start& start, Distributed
 int64_t total_steps(const TrainOptions& o, const data::TrainLoader& loader, bool main) {
   if (o.epochs == 0) return o.steps;
   const int64_t images = loader.skips().usable;
+  if (images > 0 && o.epochs > (std::numeric_limits<int64_t>::max() - o.batch_size) / images)
+    fail("train: --epochs {} over {} images is more steps than can be counted", o.epochs, images);
   const int64_t steps = (o.epochs * images + o.batch_size - 1) / o.batch_size;
   if (main)
     spdlog::info("{} epochs of {} images at batch {}: {} steps", o.epochs, images, o.batch_size, steps);
   return std::max<int64_t>(steps, 1);
+}
+
+// Rank 0, before the first step of this run: summary.json describes a
+// finished run, so one left by an earlier run (finished with fewer steps, or
+// cut by a kill during --overwrite) goes now, not when this run ends.
+void start_steps(const TrainOptions& o) {
+  const fs::path summary = fs::path(o.out) / "summary.json";
+  if (fs::exists(summary)) {
+    spdlog::info("removing {}: this run does more steps", summary.string());
+    fs::remove(summary);
+  }
+  if (o.warmup_steps > o.steps)
+    spdlog::warn("--warmup-steps {} is more than the run's {} steps: the learning rate never reaches --lr {}",
+                 o.warmup_steps, o.steps, o.lr);
 }
 
 // Each image's positives per step: all K, or a subset no larger than K.
@@ -506,11 +640,12 @@ TrainSummary run_training(const TrainOptions& options, RunStart run_start, const
   vit.grad_checkpointing = vit.grad_checkpointing || o.grad_checkpointing;
   TrainedModel model = init_model(*task, vit, o, dist);
   torch::optim::AdamW optimizer = make_optimizer(task->parameter_groups(model), o);
-  const Start start = resume_from(o, resume, dist, model, optimizer);
+  const Start start = resume_from(o, resume, dist, model, optimizer, task->text_provenance());
   data::TrainLoader loader(images, task->paired_texts(), loader_options(o, vit, dist), start.loader);
   // (the loader logs images without a text embedding, with examples)
   o.steps = total_steps(o, loader, dist.is_main());
   if (start.step >= o.steps) return finished_run(o, start, dist);
+  if (dist.is_main()) start_steps(o);
   Run run{o, dist, *task, model, optimizer, loader, checkpoint_config(o, *task, model)};
 
   TrainSummary summary;
