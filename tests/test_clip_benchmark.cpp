@@ -5,6 +5,8 @@
 // CLIP_benchmark's own code (PyPI's clip-benchmark, tests/python/clip_benchmark_oracle.py).
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "data/image_encode.h"
 #include "eval/clip_benchmark_source.h"
 #include "eval/eval_models.h"
@@ -361,6 +363,91 @@ TEST(ClipBenchmarkOracle, ZeroShotMetricsEqualClipBenchmarksOwn) {
   EXPECT_EQ(ret.size(), theirs_ret.size());
   std::printf("flame eval vs clip-benchmark 1.6.2: flame %s %s; CLIP_benchmark %s\n", zs.dump().c_str(),
               ret.dump().c_str(), r.output.c_str());
+}
+
+// --limit N on a CLIP_benchmark export: at most N images, spread over the
+// classes, for every N (it used to give each class at least 1, a probe's
+// train split at least 5, so N = 1, 5, 11, 15 all gave 15 train images).
+// The train split has 5 samples of each of 3 classes; the test split's usable
+// ones are labelled 0, 1, 2, 1 (undecodable), 2.
+TEST(ClipBenchmarkEval, LimitMeansAtMostNImages) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path colours = write_classification_export(dir / "wds_colours");
+  eval::EvalOptions o;
+  o.model = tiny_model(dir / "run").string();
+  o.dtype = "f32";
+  o.benchmarks = {"clip-benchmark:" + colours.string()};
+  o.clip_benchmark_tasks = {"linear_probe"};
+  // N -> train images, test images (after the undecodable one is dropped).
+  const std::vector<std::array<int64_t, 3>> expected = {
+      {1, 1, 1}, {2, 2, 2}, {5, 5, 3}, {11, 11, 4}, {15, 15, 4}, {16, 15, 4}, {INT64_MAX, 15, 4}};
+  for (const auto& [limit, train, test] : expected) {
+    o.limit = limit;
+    const nlohmann::json r = eval::run_evaluation(o)["tasks"][0];
+    EXPECT_EQ(r["train"], train) << "--limit " << limit;
+    EXPECT_EQ(r["test"], test) << "--limit " << limit;
+  }
+  // The probe's numbers in a benchmark file are read strictly, before any image is encoded.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"epochs", 1.5}, {"seed", -1}, {"batch_size", 0}, {"lr", "nan"}}) {
+    const nlohmann::json task = {{"name", "p"},
+                                 {"type", "clip-benchmark"},
+                                 {"task", "linear_probe"},
+                                 {"root", colours.string()},
+                                 {field, value}};
+    write_json_file_atomic(dir / "probe.json", {{"tasks", {task}}});
+    eval::EvalOptions bad = o;
+    bad.benchmarks = {(dir / "probe.json").string()};
+    bad.clip_benchmark_tasks.clear();
+    const std::string e = error_of([&] { eval::run_evaluation(bad); });
+    EXPECT_TRUE(contains(e, "task 'p': field '" + field + "'")) << e;
+  }
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.clip_benchmark_tasks = {"zeroshot_classification"};
+  for (const auto& [limit, images] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 2}, {3, 3}}) {
+    o.limit = limit;
+    EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["images"], images) << "--limit " << limit;
+  }
+}
+
+// A retrieval sample whose caption is not UTF-8 is skipped, counted and named
+// by its member (it used to stop the evaluation in the tokenizer); an empty
+// classnames.txt is called empty, not missing; class names that are not UTF-8
+// name the file and line.
+TEST(ClipBenchmarkEval, MalformedCaptionIsSkippedAndListFilesAreNamed) {
+  const fs::path dir = test::fresh_temp_dir();
+  const fs::path root = dir / "wds_pairs";
+  fs::create_directories(root / "test");
+  write_file_atomic(root / "dataset_type.txt", "retrieval\n");
+  test::write_tar(root / "test" / "0.tar", {{"r0.webp", test::encode_webp(picture(0, 3))},
+                                            {"r0.txt", "a red square"},
+                                            {"r1.png", data::encode_png(picture(1, 3))},
+                                            {"r1.txt", "a green \xc3\x28 square"},
+                                            {"r2.png", data::encode_png(picture(2, 3))},
+                                            {"r2.txt", "a blue square\n"}});
+  eval::EvalOptions o;
+  o.model = tiny_model(dir / "run").string();
+  o.llm = test::tiny_checkpoint("llama", "f32").string();
+  o.dtype = "f32";
+  o.benchmarks = {"clip-benchmark:" + root.string()};
+  const nlohmann::json r = eval::run_evaluation(o)["tasks"][0];
+  EXPECT_EQ(r["images"], 2);
+  EXPECT_EQ(r["texts"], 2);
+  EXPECT_EQ(r["skipped"]["count"], 1) << r["skipped"];
+  EXPECT_EQ(r["skipped"]["by_reason"]["caption not valid UTF-8 (byte 8) in .txt"], 1) << r["skipped"];
+  EXPECT_TRUE(contains(r["skipped"]["examples"].dump(), "0.tar:r1.png")) << r["skipped"];
+
+  const fs::path colours = write_classification_export(dir / "wds_colours");
+  o.benchmarks = {"clip-benchmark:" + colours.string()};
+  write_file_atomic(colours / "classnames.txt", "\n  \n");
+  const std::string empty = error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(contains(empty, "an empty classnames.txt in " + colours.string())) << empty;
+  write_file_atomic(colours / "classnames.txt",
+                    "red\ngr\xe9"
+                    "en\nblue\n");  // Latin-1
+  const std::string latin1 = error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(contains(latin1, (colours / "classnames.txt").string() + ": entry 2 is not valid UTF-8"))
+      << latin1;
 }
 
 }  // namespace

@@ -200,8 +200,12 @@ TEST(Evaluate, TheCheckpointsTextSideDecidesTheLayerAndTheLlm) {
 
   identity.layer = 9;  // the tiny LLM has 3 layers: the recorded layer is really used
   o.model = provenance_checkpoint(dir / "layer9", train::text_provenance_json({identity})).string();
-  EXPECT_TRUE(test::contains(test::error_of([&] { eval::run_evaluation(o); }),
-                             "--layer 9 is out of range for 3 layers"));
+  // No --layer was given: the message names the checkpoint's record, not a flag.
+  const std::string layer9 = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(layer9, "store was made from hidden layer 9") &&
+              test::contains(layer9, "(3 layers") && test::contains(layer9, o.model) &&
+              !test::contains(layer9, "--layer"))
+      << layer9;
 
   identity.layer = 1;
   o.model = provenance_checkpoint(dir / "run", train::text_provenance_json({identity})).string();
@@ -586,6 +590,219 @@ TEST(Evaluate, HiddenSizeMismatchIsExplained) {
   o.tasks = {"cifar10-linear-probe"};
   o.limit = 20;
   EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["type"], "linear-probe");
+}
+
+// A tiny FLAME checkpoint at DIR/checkpoints/step-00000000 from `seed`
+// (another seed: another model at the same path, as train --overwrite makes).
+fs::path seeded_checkpoint(const fs::path& dir, int seed) {
+  fs::remove_all(dir);
+  torch::manual_seed(seed);
+  vision::ImageEncoder encoder(vision::load_vit_config("vit-micro-32"), 64);
+  torch::optim::AdamW optimizer(encoder->parameters());
+  train::save_checkpoint(dir, 0, *encoder, optimizer,
+                         {{{"vit", vision::to_json(encoder->config())}, {"text_dim", 64}}, {{"step", 0}}}, 1);
+  return dir;
+}
+
+// --resume knows the checkpoint by content: a copy elsewhere keeps the
+// results, a retrained checkpoint at the same path is refused naming the
+// identity, and a results file without the record (older flame) is not
+// trusted: its tasks are run again.
+TEST(Evaluate, ResumeKnowsTheCheckpointByContentNotByPath) {
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.model = seeded_checkpoint(dir / "run", 3).string();
+  o.data_root = (test::shared_dir() / "data").string();
+  o.tasks = {"short"};
+  o.out = (dir / "results.json").string();
+  const nlohmann::json first = eval::run_evaluation(o);
+  const nlohmann::json identity = first["config"]["checkpoint_identity"];
+  ASSERT_TRUE(identity.contains("weights_sha256") && identity.contains("config_sha256")) << identity;
+  nlohmann::json marked = read_json_file(o.out);
+  marked["tasks"][0]["images"] = 999;  // kept results are read back, not recomputed
+  write_json_file_atomic(o.out, marked);
+
+  o.resume = true;
+  fs::copy(dir / "run", dir / "copy", fs::copy_options::recursive);
+  o.model = (dir / "copy").string();  // the same checkpoint at another path
+  EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["images"], 999);
+
+  o.model = seeded_checkpoint(dir / "run", 4).string();  // retrained: same path and step, other weights
+  const std::string refused = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(refused, "holds results of another checkpoint") &&
+              test::contains(refused, "checkpoint_identity") && test::contains(refused, o.out))
+      << refused;
+  EXPECT_EQ(read_json_file(o.out)["tasks"][0]["images"], 999);  // refused: the file is untouched
+
+  marked["config"].erase("checkpoint_identity");  // a results file of an older flame
+  write_json_file_atomic(o.out, marked);
+  const nlohmann::json rerun = eval::run_evaluation(o);
+  EXPECT_EQ(rerun["tasks"][0]["images"], 6);  // recomputed, not trusted
+  EXPECT_NE(rerun["config"]["checkpoint_identity"], identity);
+}
+
+// --resume with fewer tasks keeps the finished results of the others in the
+// file (a results file is the union): nothing finished is lost.
+TEST(Evaluate, ResumeWithFewerTasksKeepsTheOthersResults) {
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.data_root = (test::shared_dir() / "data").string();
+  o.limit = 4;
+  o.tasks = {"short", "zs"};
+  o.out = (dir / "results.json").string();
+  const nlohmann::json both = eval::run_evaluation(o);
+  ASSERT_EQ(both["tasks"].size(), 2u);
+  o.resume = true;
+  o.tasks = {"zs", "probe"};
+  o.limit = 4;
+  const nlohmann::json fewer = eval::run_evaluation(o);
+  const nlohmann::json file = read_json_file(o.out);
+  std::vector<std::string> names;
+  for (const auto& t : file["tasks"]) names.push_back(t["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"zs", "probe", "short"})) << file.dump();
+  EXPECT_EQ(file["tasks"][2], both["tasks"][0]);  // the earlier result, as it was
+  EXPECT_EQ(file, fewer);
+  EXPECT_EQ(file["complete"], true);
+
+  // A task whose definition changed is run again and replaces its old result (no stale twin).
+  nlohmann::json bench = read_json_file(o.benchmarks[0]);
+  bench["tasks"][2]["templates_note"] = "edited";
+  write_json_file_atomic(dir / "edited.json", bench);
+  o.benchmarks = {(dir / "edited.json").string()};
+  o.tasks = {"zs"};
+  const nlohmann::json edited = eval::run_evaluation(o);
+  names.clear();
+  for (const auto& t : edited["tasks"]) names.push_back(t["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"zs", "probe", "short"}));
+  EXPECT_EQ(edited["tasks"][0]["task"]["templates_note"], "edited");
+}
+
+// One eval per results file: a second one on the same --out fails at once
+// naming the holder. The results are handed out (the CLI prints the table)
+// before the file is written, and a failed final write names the file.
+TEST(Evaluate, OneEvalPerResultsFileAndTheTableBeforeTheWrite) {
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.data_root = (test::shared_dir() / "data").string();
+  o.tasks = {"short"};
+  o.out = (dir / "out" / "results.json").string();
+  std::string second;
+  bool shown = false;
+  o.before_final_write = [&](const nlohmann::json& results) {
+    shown = results["complete"] == true && results["tasks"].size() == 1;
+    eval::EvalOptions other = o;
+    other.before_final_write = nullptr;
+    second = test::error_of([&] { eval::run_evaluation(other); });  // while the first holds the file
+    // The disk fails now: the path became a folder, the final write cannot replace it.
+    fs::remove(o.out);
+    fs::create_directories(o.out);
+  };
+  const std::string failed = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(shown);
+  EXPECT_TRUE(test::contains(second, "results.json (flame eval --out) is in use by pid") &&
+              test::contains(second, ".results.json.lock"))
+      << second;
+  EXPECT_TRUE(test::contains(failed, "the results were not written to " + o.out)) << failed;
+  // The lock dies with the run: the next eval on that file goes ahead.
+  fs::remove_all(o.out);
+  o.before_final_write = nullptr;
+  EXPECT_EQ(eval::run_evaluation(o)["complete"], true);
+}
+
+// --limit N means at most N images: spread over the classes (floor(N/C) each,
+// one more for the first N % C), never a minimum per class; a probe too small
+// to split is refused naming --limit.
+TEST(Evaluate, LimitIsAtMostNImagesOnClassFolders) {
+  EXPECT_EQ(eval::class_quotas(5, 3), (std::vector<int64_t>{2, 2, 1}));
+  EXPECT_EQ(eval::class_quotas(1, 3), (std::vector<int64_t>{1, 0, 0}));
+  EXPECT_EQ(eval::class_quotas(0, 2), (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ(eval::class_quotas(INT64_MAX, 2)[0], INT64_MAX / 2 + 1);
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.data_root = (test::shared_dir() / "data").string();
+  for (const int64_t limit : {1, 3, 7}) {
+    o.limit = limit;
+    o.tasks = {"zs"};
+    EXPECT_EQ(eval::run_evaluation(o)["tasks"][0]["images"], limit) << limit;
+  }
+  o.tasks = {"probe"};
+  o.limit = 4;  // 2 a class: the split still gets a val and a test image
+  const nlohmann::json probe = eval::run_evaluation(o)["tasks"][0];
+  EXPECT_EQ(probe["images"], 4);
+  EXPECT_GE(probe["val"], 1);
+  EXPECT_GE(probe["test"], 1);
+  o.limit = 2;
+  const std::string small = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(
+      test::contains(
+          small,
+          "task 'probe': 2 images of 2 classes leave the probe's train, validation or test part empty") &&
+      test::contains(small, "--limit 2 is too small"))
+      << small;
+  o.limit = -1;
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { eval::run_evaluation(o); }), "--limit must not be negative"));
+  o.limit = 0;
+  o.batch_size = 0;
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { eval::run_evaluation(o); }), "--batch-size must be positive"));
+}
+
+// A caption row the reader cannot use (invalid UTF-8, empty) is skipped,
+// counted and named in the task's results; the evaluation goes on.
+TEST(Evaluate, MalformedCaptionRowsAreSkippedAndCounted) {
+  const fs::path dir = fresh_temp_dir();
+  eval::EvalOptions o = tiny_eval_options(dir, write_benchmark(dir));
+  o.data_root = (test::shared_dir() / "data").string();
+  o.tasks = {"short"};
+  std::string tsv = read_file(dir / "captions.tsv");
+  const size_t row = tsv.find("A person in a red coat 0.");
+  tsv.replace(row, 1, "\xff");  // one caption is not UTF-8
+  write_file_atomic(dir / "captions.tsv", tsv);
+  const nlohmann::json r = eval::run_evaluation(o)["tasks"][0];
+  EXPECT_EQ(r["texts"], 11);
+  EXPECT_EQ(r["skipped"]["count"], 1) << r["skipped"];
+  EXPECT_TRUE(test::contains(r["skipped"]["examples"].dump(), "#1")) << r["skipped"];
+}
+
+// A malformed results file (what --resume reads) or benchmark entry is an
+// error naming the file or task, never an escaping JSON exception.
+TEST(Evaluate, MalformedResultsAndBenchmarkFilesAreNamed) {
+  const fs::path dir = fresh_temp_dir();
+  const fs::path bench = write_benchmark(dir);
+  eval::EvalOptions o = tiny_eval_options(dir, bench);
+  o.data_root = (test::shared_dir() / "data").string();
+  o.tasks = {"short"};
+  o.out = (dir / "results.json").string();
+  o.resume = true;
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"[1, 2]", "has no \"config\" object"},
+           {"{\"config\": 3, \"tasks\": []}", "has no \"config\" object"},
+           {"{\"config\": {}, \"tasks\": {}}", "has no \"tasks\" list"},
+           {"{\"config\": {}, \"tasks\": [1]}", "task result 1 lacks"},
+           {"{\"config\": {}, \"tasks\": [{\"name\": 1, \"task\": {}}]}", "task result 1 lacks"},
+           {"{\"config\": {", "invalid JSON in"}}) {
+    write_file_atomic(o.out, text);
+    const std::string e = test::error_of([&] { eval::run_evaluation(o); });
+    EXPECT_TRUE(test::contains(e, expected) && test::contains(e, o.out)) << text << ": " << e;
+  }
+  o.resume = false;
+  nlohmann::json b = read_json_file(bench);
+  b["tasks"][0]["mode"] = 3;  // not a string
+  b["tasks"][1]["name"] = 5;
+  write_json_file_atomic(dir / "bad.json", b);
+  o.benchmarks = {(dir / "bad.json").string()};
+  o.tasks = {};
+  const std::string named = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(named, "bad.json: every task needs 'name' and 'type' (strings); task 2"))
+      << named;
+  b["tasks"][1]["name"] = "long";
+  write_json_file_atomic(dir / "bad.json", b);
+  o.tasks = {"short"};
+  const std::string mode = test::error_of([&] { eval::run_evaluation(o); });
+  EXPECT_TRUE(test::contains(mode, "task 'short': a field of its benchmark entry") &&
+              !test::contains(mode, "internal"))
+      << mode;
 }
 
 }  // namespace

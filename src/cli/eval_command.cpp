@@ -30,13 +30,18 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option(
       "--data-root", o->data_root,
       "replaces {data} in benchmark files (default: $FLAME_SHARED_DIR/data, else ../shared/data)");
-  cmd->add_option("--limit", o->limit, "at most this many images per task (0: all)")->capture_default_str();
+  cmd->add_option("--limit", o->limit,
+                  "at most this many images per task, spread over the classes (a linear probe: this many "
+                  "train and this many test images; 0: all)")
+      ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "LLM compute dtype")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "images per encoder pass")->capture_default_str();
-  cmd->add_option("--out", o->out, "results JSON, written after each task");
+  cmd->add_option("--out", o->out,
+                  "results JSON, written after each task (locked for the run: one eval per file)");
   cmd->add_flag("--resume", o->resume,
-                "keep the results in --out of the tasks an interrupted run finished and run the rest");
+                "keep the results in --out of the tasks an interrupted run of the same checkpoint (by "
+                "content) finished and run the rest; results of tasks not asked for stay in the file");
   cmd->add_flag(
       "--allow-llm-mismatch", o->allow_llm_mismatch,
       "evaluate with an --llm other than the one the model's stores were made with (a warning goes into "
@@ -44,8 +49,12 @@ void add_eval_command(CLI::App& app) {
   add_threads_option(*cmd, threads.get());
   cmd->callback([o, threads] {
     apply_threads(*threads);
-    const nlohmann::json results = eval::run_evaluation(*o);
-    std::cout << eval::results_markdown(results) << std::flush;
+    // The table goes out before the results file is written: a full disk
+    // still shows the numbers, then fails naming the file.
+    o->before_final_write = [](const nlohmann::json& results) {
+      std::cout << eval::results_markdown(results) << std::flush;
+    };
+    eval::run_evaluation(*o);
     if (!o->out.empty()) fmt::print("wrote {}\n", o->out);
   });
 }

@@ -104,6 +104,8 @@ void add_interpret_command(CLI::App& app) {
     train::check_text_side(o->model, o->llm, o->allow_llm_mismatch);  // refuses another LLM, or warns
     const auto [model, tokenizer] = llm::load_llm(o->llm, o->dtype, o->device);
 
+    // One interpret per output folder: a second one writing NAME.json beside ours fails now.
+    const DirectoryLock lock(o->out, "the output folder of flame interpret");
     std::set<std::string> used;
     for (const std::string& path : o->images) {
       const auto start = std::chrono::steady_clock::now();

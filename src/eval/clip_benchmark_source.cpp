@@ -132,9 +132,14 @@ ClipBenchmarkInfo open_clip_benchmark(const fs::path& root) {
     fail("{}: unknown dataset type '{}' (classification, retrieval)", (root / "dataset_type.txt").string(),
          info.type);
   // Lines as CLIP_benchmark takes them: stripped, blank ones dropped here too.
-  if (fs::exists(root / "classnames.txt")) info.classnames = read_lines(root / "classnames.txt");
-  if (fs::exists(root / "zeroshot_classification_templates.txt"))
-    info.templates = read_lines(root / "zeroshot_classification_templates.txt");
+  for (const auto& [file, list] : {std::pair{"classnames.txt", &info.classnames},
+                                   {"zeroshot_classification_templates.txt", &info.templates}}) {
+    if (!fs::exists(root / file)) continue;
+    *list = read_lines(root / file);
+    check_utf8_lines(*list, root / file);
+    // An empty file is told apart from a missing one when a task needs it.
+    if (list->empty()) info.empty_files.push_back(file);
+  }
   return info;
 }
 
@@ -168,6 +173,8 @@ ClipBenchmarkSplit read_clip_benchmark_split(const ClipBenchmarkInfo& info, cons
       out.skipped.add(why, out.images.location(r));
     } else if (!labels && (t == nullptr || !t->has_txt)) {
       out.skipped.add("missing .txt", out.images.location(r));
+    } else if (!labels && !(why = caption_defect(t->txt)).empty() && why != "empty caption") {
+      out.skipped.add(why + " in .txt", out.images.location(r));  // a bad line spoils the sample
     } else if (!labels && (sample.captions = caption_lines(t->txt)).empty()) {
       out.skipped.add("no caption in .txt", out.images.location(r));
     } else {

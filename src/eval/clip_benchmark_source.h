@@ -30,10 +30,11 @@ namespace flame::eval {
 
 struct ClipBenchmarkInfo {
   std::filesystem::path root;
-  std::string name;                     // the root's folder name, e.g. "wds_cifar10"
-  std::string type;                     // "classification" or "retrieval" (dataset_type.txt)
-  std::vector<std::string> classnames;  // empty when classnames.txt is absent
-  std::vector<std::string> templates;   // empty when the templates file is absent
+  std::string name;                      // the root's folder name, e.g. "wds_cifar10"
+  std::string type;                      // "classification" or "retrieval" (dataset_type.txt)
+  std::vector<std::string> classnames;   // empty when classnames.txt is absent
+  std::vector<std::string> templates;    // empty when the templates file is absent
+  std::vector<std::string> empty_files;  // of those two, the ones present but without a line
 };
 
 // Where the export at `root` is published: its Hugging Face page when the

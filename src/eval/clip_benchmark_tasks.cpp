@@ -11,6 +11,7 @@
 #include "eval/metrics.h"
 #include "eval/task_common.h"
 #include "util/error.h"
+#include "util/json_fields.h"
 
 namespace flame::eval {
 
@@ -29,14 +30,34 @@ std::string task_kind(const nlohmann::json& task, const std::string& dataset_typ
       task.value("name", "?"), kind);
 }
 
-// Keeps the first `per_class` samples of each class (0: all), in order.
-void cap_per_class(std::vector<ClipBenchmarkSample>* samples, int64_t per_class) {
-  if (per_class <= 0) return;
+// Keeps the first quotas[label] samples of each class, in order (no quotas:
+// all). A label past the quotas (no classnames.txt) gets none.
+void cap_per_class(std::vector<ClipBenchmarkSample>* samples, const std::vector<int64_t>& quotas) {
+  if (quotas.empty() || std::all_of(quotas.begin(), quotas.end(), [](int64_t q) { return q == 0; })) return;
   std::map<int64_t, int64_t> seen;
   std::vector<ClipBenchmarkSample> kept;
-  for (auto& s : *samples)
-    if (seen[s.label]++ < per_class) kept.push_back(std::move(s));
+  for (auto& s : *samples) {
+    const auto label = static_cast<size_t>(s.label);
+    if (label < quotas.size() && seen[s.label]++ < quotas[label]) kept.push_back(std::move(s));
+  }
   *samples = std::move(kept);
+}
+
+// The number of classes: classnames.txt's, or past the largest label when the
+// labels run beyond it (a probe needs no names).
+int64_t class_count(const ClipBenchmarkInfo& info, const std::vector<const ClipBenchmarkSplit*>& splits) {
+  auto count = static_cast<int64_t>(info.classnames.size());
+  for (const auto* split : splits)
+    for (const auto& s : split->samples) count = std::max(count, s.label + 1);
+  return std::max<int64_t>(count, 1);
+}
+
+// A file the task needs that is absent or empty, named as which.
+void require_list(const ClipBenchmarkInfo& info, const std::vector<std::string>& list, const char* file,
+                  const std::string& task) {
+  if (!list.empty()) return;
+  const bool empty = std::count(info.empty_files.begin(), info.empty_files.end(), file) > 0;
+  fail("task '{}': {} {} in {}", task, empty ? "an empty" : "no", file, info.root.string());
 }
 
 // The split's image features [N, D]; samples whose image does not decode are
@@ -88,13 +109,12 @@ nlohmann::json classification_json(const ClassificationAccuracy& acc, const std:
 nlohmann::json zero_shot_classification(EvalModels& m, const nlohmann::json& task,
                                         const ClipBenchmarkInfo& info, int64_t limit) {
   const std::string name = task.at("name");
-  if (info.classnames.empty()) fail("task '{}': no classnames.txt in {}", name, info.root.string());
-  if (info.templates.empty())
-    fail("task '{}': no zeroshot_classification_templates.txt in {}", name, info.root.string());
+  require_list(info, info.classnames, "classnames.txt", name);
+  require_list(info, info.templates, "zeroshot_classification_templates.txt", name);
   for (const auto& t : info.templates) fill_template(t, "");  // fails before the images are encoded
   ClipBenchmarkSplit split = read_clip_benchmark_split(info, task.value("split", "test"), true);
   const auto C = static_cast<int64_t>(info.classnames.size());
-  cap_per_class(&split.samples, limit > 0 ? std::max<int64_t>(1, limit / C) : 0);
+  cap_per_class(&split.samples, class_quotas(limit, C));
   const torch::Tensor image = encode_split(m, &split, name);
   const torch::Tensor classes = zero_shot_classifier(m, info.classnames, info.templates);
   const ClassificationAccuracy acc =
@@ -168,18 +188,29 @@ torch::Tensor lbfgs_probe(const nlohmann::json& task, const torch::Tensor& train
   return test_x.to(torch::kDouble).matmul(r.weight.t()) + r.bias;
 }
 
-// CLIP_benchmark's own probe (adamw_probe.h) with the task's "lr", "epochs",
-// "batch_size", "seed" (its defaults otherwise), on every train sample; the
-// logits are widened to `classes` columns when the train split lacks the last classes.
-torch::Tensor clip_benchmark_probe(const EvalModels& m, const nlohmann::json& task,
-                                   const torch::Tensor& train_x, const std::vector<int64_t>& train_labels,
-                                   const torch::Tensor& test_x, int64_t classes, nlohmann::json* out) {
+// CLIP_benchmark's own probe's settings (adamw_probe.h): the task's "lr",
+// "epochs", "batch_size", "seed" (its defaults otherwise), read strictly
+// (1.5 epochs or a seed of -1 is refused, not truncated or wrapped) before
+// any image is encoded.
+AdamwProbeOptions probe_options(const EvalModels& m, const nlohmann::json& task) {
   AdamwProbeOptions o;
-  o.lr = task.value("lr", o.lr);
-  o.epochs = task.value("epochs", o.epochs);
-  o.batch_size = task.value("batch_size", o.batch_size);
-  o.seed = task.value("seed", o.seed);
+  const std::string source = "task '" + task.value("name", std::string("?")) + "'";
+  o.lr = json_finite_number(task, "lr", source, o.lr);
+  if (o.lr <= 0) fail("{}: 'lr' must be positive, not {}", source, o.lr);
+  o.epochs = json_int(task, "epochs", source, false, o.epochs);
+  require_positive(o.epochs, "epochs", source);
+  o.batch_size = json_int(task, "batch_size", source, false, o.batch_size);
+  require_positive(o.batch_size, "batch_size", source);
+  o.seed = json_uint(task, "seed", source, o.seed);
   o.device = m.device();
+  return o;
+}
+
+// The probe on every train sample; the logits are widened to `classes`
+// columns when the train split lacks the last classes.
+torch::Tensor clip_benchmark_probe(const AdamwProbeOptions& o, const torch::Tensor& train_x,
+                                   const std::vector<int64_t>& train_labels, const torch::Tensor& test_x,
+                                   int64_t classes, nlohmann::json* out) {
   torch::Tensor logits = adamw_probe_logits(train_x, torch::tensor(train_labels, torch::kInt64), test_x, o);
   if (logits.size(1) < classes) {
     const auto pad = torch::full({logits.size(0), classes - logits.size(1)}, -INFINITY, logits.options());
@@ -206,11 +237,13 @@ nlohmann::json linear_probe_task(EvalModels& m, const nlohmann::json& task, cons
   if (features != "joint" && features != "visual")
     fail("task '{}': features must be joint or visual, not '{}'", name, features);
   const ImageFeatureKind kind = features == "visual" ? ImageFeatureKind::kVisual : ImageFeatureKind::kJoint;
+  const AdamwProbeOptions adamw = probe_options(m, task);  // a bad setting fails before the encoding
   ClipBenchmarkSplit train = read_clip_benchmark_split(info, task.value("train_split", "train"), true);
   ClipBenchmarkSplit test = read_clip_benchmark_split(info, task.value("split", "test"), true);
-  const auto C = std::max<int64_t>(1, static_cast<int64_t>(info.classnames.size()));
-  cap_per_class(&train.samples, limit > 0 ? std::max<int64_t>(5, limit / C) : 0);
-  cap_per_class(&test.samples, limit > 0 ? std::max<int64_t>(1, limit / C) : 0);
+  const int64_t C = class_count(info, {&train, &test});
+  // --limit N: at most N train and N test images, spread over the classes.
+  cap_per_class(&train.samples, class_quotas(limit, C));
+  cap_per_class(&test.samples, class_quotas(limit, C));
   const torch::Tensor train_x = encode_split(m, &train, name + " train", kind);
   const torch::Tensor test_x = encode_split(m, &test, name + " test", kind);
   const std::vector<int64_t> train_labels = labels_of(train), test_labels = labels_of(test);
@@ -221,7 +254,7 @@ nlohmann::json linear_probe_task(EvalModels& m, const nlohmann::json& task, cons
                         {"feature_dim", train_x.size(1)}};
   const torch::Tensor logits = probe == "lbfgs"
                                    ? lbfgs_probe(task, train_x, train_labels, test_x, test_labels, &out)
-                                   : clip_benchmark_probe(m, task, train_x, train_labels, test_x, C, &out);
+                                   : clip_benchmark_probe(adamw, train_x, train_labels, test_x, C, &out);
   const ClassificationAccuracy acc = classification_accuracy(logits, test_labels, TieRule::kFirstIndex);
   out.update(classification_json(acc, info.classnames, logits.size(1)));
   out["skipped"] = train.skipped.json();

@@ -31,7 +31,9 @@ std::vector<ImageInput> file_inputs(const std::vector<fs::path>& files) {
 EvalModels::EvalModels(const EvalOptions& o, bool needs_text)
     : device_(llm::parse_device(o.device)),
       model_(train::load_trained_model(o.model, device_)),
-      batch_size_(o.batch_size) {
+      batch_size_(o.batch_size),
+      model_path_(o.model),
+      llm_path_(o.llm) {
   if (model_.is_clip()) {
     if (!o.llm.empty())
       spdlog::warn("{} is a CLIP baseline with its own text tower: --llm is not used", o.model);
@@ -167,6 +169,13 @@ text::FacetEncoderOptions EvalModels::encoder_options(const std::string& prompt_
   if (const text::StoreIdentity* trained = train::store_for_prompts(provenance_, prompt_set)) {
     o.layer = trained->layer;  // the layer and positions training's stores were made with
     o.facet_positions = llm::parse_facet_positions(trained->facet_positions, "the checkpoint's text_stores");
+    // No --layer is given to eval: a bad layer is the checkpoint's record, named as such.
+    const int64_t L = llm_->num_layers();
+    if (o.layer > L || o.layer < -(L + 1))
+      fail(
+          "the checkpoint {} records that its '{}' store was made from hidden layer {}, which the LLM in {} "
+          "({} layers: 0..{} or -{}..-1) does not have; evaluate with the LLM it was trained against",
+          model_path_, prompt_set, o.layer, llm_path_, L, L, L + 1);
   }
   return o;
 }

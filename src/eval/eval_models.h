@@ -93,6 +93,7 @@ class EvalModels {
   std::unique_ptr<llm::Transformer> llm_;  // FLAME only
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;
+  std::string model_path_, llm_path_;                          // for messages
   std::unordered_map<std::string, torch::Tensor> feature_of_;  // image id -> its feature [D]
   std::unordered_map<std::string, std::string> failure_of_;    // image id -> why it did not decode
 };

@@ -22,6 +22,7 @@
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/hash.h"
 #include "util/strings.h"
 
 namespace flame::eval {
@@ -50,6 +51,10 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
   if (!join && !index_column.empty()) o.tsv_key_columns.push_back(index_column);
   if (join) o.tsv_order_column = index_column;
   const data::CaptionInput input = data::read_captions({field(task, "captions", data_root)}, o);
+  // Rows the reader left out (invalid UTF-8, empty caption, ...) are counted and named, never fatal.
+  Skipped skipped;
+  for (const auto& p : input.problems)
+    if (p.dropped) skipped.add(p.reason, p.key.empty() ? p.source : p.key + " (" + p.source + ")");
 
   // Images of the split, in its order, that have captions; the captions of each.
   std::map<std::string, std::vector<std::string>> captions_of;
@@ -96,6 +101,7 @@ nlohmann::json run_retrieval(EvalModels& m, const nlohmann::json& task, const st
   if (m.is_clip()) out["truncated_texts"] = truncated;
   if (!m.is_clip()) out["text_encoding"] = m.text_encoding(role);
   out.update(recall_json(recall));
+  out["skipped"] = skipped.json();
   return out;
 }
 
@@ -142,9 +148,10 @@ ClassList read_classes(const nlohmann::json& task, const std::string& data_root)
   return c;
 }
 
-// ROOT/<folder>/* for each class, at most `per_class` each (0: all).
+// ROOT/<folder>/* for each class, at most quotas[c] of class c (0: all; see class_quotas).
 void list_class_images(const nlohmann::json& task, const fs::path& root, const ClassList& classes,
-                       int64_t per_class, std::vector<fs::path>* files, std::vector<int64_t>* labels) {
+                       const std::vector<int64_t>& quotas, int64_t limit, std::vector<fs::path>* files,
+                       std::vector<int64_t>* labels) {
   if (!fs::is_directory(root)) {
     fail("task '{}': no folder {}{}", task.at("name").get<std::string>(), root.string(),
          task.contains("source") ? "; " + task.at("source").get<std::string>() : std::string());
@@ -152,12 +159,13 @@ void list_class_images(const nlohmann::json& task, const fs::path& root, const C
   for (size_t c = 0; c < classes.folders.size(); ++c) {
     const fs::path dir = root / classes.folders[c];
     if (!fs::is_directory(dir)) fail("no folder {} for class '{}'", dir.string(), classes.names[c]);
+    if (limit > 0 && quotas[c] == 0) continue;  // --limit below the class count
     std::vector<fs::path> found;
     for (const auto& e : fs::directory_iterator(dir)) {
       if (e.is_regular_file()) found.push_back(e.path());
     }
     std::sort(found.begin(), found.end());
-    if (per_class > 0 && static_cast<int64_t>(found.size()) > per_class) found.resize(per_class);
+    if (limit > 0 && static_cast<int64_t>(found.size()) > quotas[c]) found.resize(quotas[c]);
     for (const auto& f : found) {
       files->push_back(f);
       labels->push_back(static_cast<int64_t>(c));
@@ -175,8 +183,9 @@ nlohmann::json run_zero_shot(EvalModels& m, const nlohmann::json& task, const st
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
   const auto C = static_cast<int64_t>(classes.names.size()), T = static_cast<int64_t>(templates.size());
-  list_class_images(task, field(task, "root", data_root), classes,
-                    limit > 0 ? std::max<int64_t>(1, limit / C) : 0, &files, &labels);
+  list_class_images(task, field(task, "root", data_root), classes, class_quotas(limit, C), limit, &files,
+                    &labels);
+  if (files.empty()) fail("task '{}': no image in the class folders", name);
   const torch::Tensor image = m.image_features(file_inputs(files), name);
   const torch::Tensor class_vectors = zero_shot_classifier(m, classes.names, templates);
   const ClassificationAccuracy acc = classification_accuracy(image.matmul(class_vectors.t()), labels);
@@ -196,16 +205,28 @@ nlohmann::json run_linear_probe(EvalModels& m, const nlohmann::json& task, const
   std::vector<fs::path> files;
   std::vector<int64_t> labels;
   const auto C = static_cast<int64_t>(classes.names.size());
-  list_class_images(task, field(task, "root", data_root), classes,
-                    limit > 0 ? std::max<int64_t>(5, limit / C) : 0, &files, &labels);
-  const torch::Tensor features = m.image_features(file_inputs(files), name);
+  list_class_images(task, field(task, "root", data_root), classes, class_quotas(limit, C), limit, &files,
+                    &labels);
   // Split by index within each class: 3/5 train, 1/5 validation, 1/5 test.
+  // When that leaves a part empty (classes of fewer than 5 images: a small
+  // --limit), the k-th image of all goes to val, test, train, train, train, ...
   std::vector<int64_t> split[3];
-  std::map<int64_t, int64_t> seen;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const int64_t r = seen[labels[i]]++ % 5;
-    split[r < 3 ? 0 : r == 3 ? 1 : 2].push_back(static_cast<int64_t>(i));
+  const auto empty_part = [&split] { return split[0].empty() || split[1].empty() || split[2].empty(); };
+  for (const bool by_class : {true, false}) {
+    for (auto& part : split) part.clear();
+    std::map<int64_t, int64_t> seen;
+    for (size_t i = 0; i < files.size(); ++i) {
+      const int64_t r = by_class ? seen[labels[i]]++ % 5 : static_cast<int64_t>(i + 3) % 5;
+      split[r < 3 ? 0 : r == 3 ? 1 : 2].push_back(static_cast<int64_t>(i));
+    }
+    if (!empty_part()) break;
   }
+  if (empty_part())
+    fail(
+        "task '{}': {} images of {} classes leave the probe's train, validation or test part empty (each "
+        "class is split 3/5 train, 1/5 val, 1/5 test){}",
+        name, files.size(), C, limit > 0 ? fmt::format("; --limit {} is too small", limit) : "");
+  const torch::Tensor features = m.image_features(file_inputs(files), name);
   const torch::Tensor y = torch::tensor(labels, torch::kInt64);
   auto rows = [&](int s) { return torch::tensor(split[s], torch::kInt64); };
   const LinearProbeResult r = linear_probe(features.index_select(0, rows(0)), y.index_select(0, rows(0)),
@@ -253,9 +274,11 @@ std::vector<nlohmann::json> collect_tasks(const EvalOptions& o, nlohmann::json* 
     const fs::path path = find_preset(b, {config_dir("benchmarks"), "benchmark", "benchmark"});
     const nlohmann::json bench = read_json_file(path);
     if (!bench.contains("tasks") || !bench["tasks"].is_array()) fail("{}: no 'tasks' array", path.string());
-    for (const auto& t : bench["tasks"]) {
-      if (!t.contains("name") || !t.contains("type"))
-        fail("{}: every task needs 'name' and 'type'", path.string());
+    for (size_t i = 0; i < bench["tasks"].size(); ++i) {
+      const nlohmann::json& t = bench["tasks"][i];
+      if (!t.is_object() || !t.contains("name") || !t.contains("type") || !t["name"].is_string() ||
+          !t["type"].is_string())
+        fail("{}: every task needs 'name' and 'type' (strings); task {} has not", path.string(), i + 1);
       all.push_back(t);
     }
     if (bench.contains("layout")) layouts->push_back(bench["layout"]);
@@ -284,8 +307,8 @@ bool task_needs_text(const nlohmann::json& t) {
   return true;
 }
 
-nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::string& data_root,
-                        int64_t limit) {
+nlohmann::json run_task_of_type(EvalModels& models, const nlohmann::json& t, const std::string& data_root,
+                                int64_t limit) {
   const std::string type = t["type"];
   if (type == "retrieval") return run_retrieval(models, t, data_root, limit);
   if (type == "zero-shot") return run_zero_shot(models, t, data_root, limit);
@@ -298,6 +321,18 @@ nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::
       "task '{}': unknown type '{}' (retrieval, zero-shot, linear-probe, clip-benchmark, "
       "long-caption-retrieval, crossmodal3600, sugarcrepe)",
       t["name"].get<std::string>(), type);
+}
+
+// A field of the wrong JSON type in the benchmark file or a data file a
+// reader did not check becomes an error naming the task, not "internal error".
+nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::string& data_root,
+                        int64_t limit) {
+  try {
+    return run_task_of_type(models, t, data_root, limit);
+  } catch (const nlohmann::json::exception& e) {
+    fail("task '{}': a field of its benchmark entry or data files has the wrong form: {}",
+         t["name"].get<std::string>(), e.what());
+  }
 }
 
 // Where a task's data is published: its "source", else its kind's.
@@ -336,29 +371,51 @@ std::vector<std::string> missing_data(const std::vector<nlohmann::json>& tasks,
 }
 
 // The settings a task's results depend on: with equal ones, an earlier run's
-// results for an equal task stand for this run's (--resume).
+// results for an equal task stand for this run's (--resume). The checkpoint
+// is compared by content (checkpoint_identity), not by path.
 nlohmann::json result_settings(const nlohmann::json& config) {
   nlohmann::json s;
-  for (const char* k : {"checkpoint", "llm", "data_root", "limit", "dtype", "allow_llm_mismatch"})
+  for (const char* k : {"llm", "data_root", "limit", "dtype", "allow_llm_mismatch"})
     s[k] = config.value(k, nlohmann::json());
   return s;
 }
 
 // --resume: the finished task results of the earlier run at --out, after its
-// settings were checked against this run's (another checkpoint, LLM, data or
-// limit is refused, naming the setting: its results would not be this run's).
+// settings were checked against this run's (another checkpoint content, LLM,
+// data or limit is refused, naming the setting: its results would not be
+// this run's). A file from before checkpoints were identified by content is
+// not trusted: nothing is kept.
 std::vector<nlohmann::json> resumable_results(const EvalOptions& o, const nlohmann::json& config) {
   if (!o.resume || o.out.empty() || !fs::exists(o.out)) return {};
-  const nlohmann::json earlier = read_json_file(o.out);
-  if (!earlier.contains("config") || !earlier.contains("tasks") || !earlier["tasks"].is_array())
-    fail("--resume: {} is not the results of flame eval", o.out);
-  const nlohmann::json before = result_settings(earlier["config"]), now = result_settings(config);
+  const EarlierResults earlier = read_results_for_resume(o.out);
+  const nlohmann::json before = result_settings(earlier.config), now = result_settings(config);
   for (const auto& [key, value] : now.items()) {
     if (before[key] != value)
       fail("--resume: {} was made with {} {}, this run has {}; give another --out", o.out, key,
            before[key].dump(), value.dump());
   }
-  return earlier["tasks"].get<std::vector<nlohmann::json>>();
+  const nlohmann::json identity = earlier.config.value("checkpoint_identity", nlohmann::json());
+  if (identity.is_null()) {
+    spdlog::warn(
+        "--resume: {} does not record which checkpoint content it evaluated (an older flame): its {} "
+        "results are not trusted, every task is run again",
+        o.out, earlier.tasks.size());
+    return {};
+  }
+  if (identity != config["checkpoint_identity"])
+    fail(
+        "--resume: {} holds results of another checkpoint: its content (checkpoint_identity {}) differs "
+        "from {}'s ({}), e.g. retrained at the same path; give another --out, or drop --resume to "
+        "replace the results",
+        o.out, identity.dump(), config["checkpoint"].get<std::string>(),
+        config["checkpoint_identity"].dump());
+  return earlier.tasks;
+}
+
+// The results file, indented; a name from the data that is not UTF-8 is
+// written with U+FFFD rather than failing the write. Throws naming the file.
+void write_results(const std::string& out, const nlohmann::json& results) {
+  write_file_atomic(out, results.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace
@@ -371,13 +428,62 @@ torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& 
   return torch::einsum("id,tkd->it", {image, text}) / text.size(1);
 }
 
-nlohmann::json run_evaluation(const EvalOptions& o) {
-  if (!o.out.empty()) check_output_file(o.out, "--out");  // before the work, not after it
+nlohmann::json checkpoint_content_identity(const fs::path& checkpoint) {
+  nlohmann::json id = nlohmann::json::object();
+  for (const auto& [key, file] :
+       {std::pair{"config_sha256", "config.json"}, {"weights_sha256", "model.safetensors"}})
+    if (fs::is_regular_file(checkpoint / file)) id[key] = sha256_file_hex(checkpoint / file);
+  if (id.empty())
+    fail("{}: no config.json or model.safetensors to identify the checkpoint by", checkpoint.string());
+  return id;
+}
+
+namespace {
+
+// The earlier results --resume keeps: done[i] for this run's task i, and the
+// finished results of tasks this run does not ask for (kept in the file).
+struct KeptResults {
+  std::vector<const nlohmann::json*> done;
+  std::vector<nlohmann::json> others;
+};
+
+KeptResults match_earlier(const std::vector<nlohmann::json>& tasks,
+                          const std::vector<nlohmann::json>& earlier) {
+  KeptResults k{std::vector<const nlohmann::json*>(tasks.size(), nullptr), {}};
+  std::vector<bool> used(earlier.size(), false);
+  for (size_t i = 0; i < tasks.size(); ++i)
+    for (size_t j = 0; j < earlier.size() && !k.done[i]; ++j)
+      if (earlier[j]["task"] == tasks[i]) k.done[i] = &earlier[j], used[j] = true;
+  for (size_t j = 0; j < earlier.size(); ++j) {
+    const bool twice = std::any_of(k.others.begin(), k.others.end(),
+                                   [&](const nlohmann::json& o) { return o["task"] == earlier[j]["task"]; });
+    // A task of this run's name whose definition changed: its new result replaces the old one.
+    const bool replaced = std::any_of(
+        tasks.begin(), tasks.end(), [&](const nlohmann::json& t) { return t["name"] == earlier[j]["name"]; });
+    if (used[j] || twice || replaced) continue;
+    spdlog::info("task '{}': not asked for this time; its earlier result stays in the results file",
+                 earlier[j]["name"].get<std::string>());
+    k.others.push_back(earlier[j]);
+  }
+  return k;
+}
+
+nlohmann::json evaluate(const EvalOptions& o) {
   if (o.model.empty()) fail("flame eval needs --model");
   if (o.batch_size <= 0) fail("flame eval: --batch-size must be positive, not {}", o.batch_size);
   if (o.limit < 0) fail("flame eval: --limit must not be negative (0: all), not {}", o.limit);
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
   if (o.resume && o.out.empty()) fail("flame eval: --resume needs --out (the results file to resume)");
+  std::unique_ptr<DirectoryLock> lock;
+  if (!o.out.empty()) {
+    check_output_file(o.out, "--out");  // before the work, not after it
+    // One writer per results file for the whole run: a second eval with this --out fails now.
+    const fs::path out(o.out);
+    lock =
+        std::make_unique<DirectoryLock>(out.has_parent_path() ? out.parent_path() : fs::path("."),
+                                        "the results file " + out.filename().string() + " (flame eval --out)",
+                                        "." + out.filename().string() + ".lock");
+  }
   llm::parse_device(o.device);  // a mistyped device is named before any path is looked at
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
   nlohmann::json layouts = nlohmann::json::array();
@@ -394,6 +500,7 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   nlohmann::json results = {{"config",
                              {{"model", o.model},
                               {"checkpoint", checkpoint},
+                              {"checkpoint_identity", checkpoint_content_identity(checkpoint)},
                               {"llm", o.llm},
                               {"benchmarks", o.benchmarks},
                               {"tasks", o.tasks},
@@ -407,31 +514,57 @@ nlohmann::json run_evaluation(const EvalOptions& o) {
   if (!o.clip_benchmark_tasks.empty()) results["config"]["task"] = o.clip_benchmark_tasks;
   if (!layouts.empty()) results["layouts"] = layouts;
   const std::vector<nlohmann::json> earlier = resumable_results(o, results["config"]);
-  std::vector<const nlohmann::json*> done(tasks.size(), nullptr);
-  for (size_t i = 0; i < tasks.size(); ++i)
-    for (const auto& r : earlier)
-      if (r.value("task", nlohmann::json()) == tasks[i]) done[i] = &r;
+  const KeptResults kept = match_earlier(tasks, earlier);
+  // This run's results, then those of earlier tasks not asked for this time.
+  const auto with_kept = [&kept](nlohmann::json r) {
+    for (const auto& other : kept.others) r["tasks"].push_back(other);
+    return r;
+  };
   bool needs_text = false;
   for (size_t i = 0; i < tasks.size(); ++i)
-    needs_text = needs_text || (!done[i] && task_needs_text(tasks[i]));
+    needs_text = needs_text || (!kept.done[i] && task_needs_text(tasks[i]));
   std::unique_ptr<EvalModels> models;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (done[i]) {
+    if (kept.done[i]) {
       spdlog::info("task '{}': results kept from {} (--resume)", tasks[i]["name"].get<std::string>(), o.out);
-      results["tasks"].push_back(*done[i]);
+      results["tasks"].push_back(*kept.done[i]);
       continue;
     }
     if (!models) models = std::make_unique<EvalModels>(pinned, needs_text);
     nlohmann::json r = run_task(*models, tasks[i], data_root, o.limit);
     r["task"] = tasks[i];
     results["tasks"].push_back(r);
-    // After each task: an interrupted or failing evaluation keeps what it finished.
-    if (!o.out.empty()) write_json_file_atomic(o.out, results);
+    // After each task: an interrupted or failing evaluation keeps what it
+    // finished. A failed write (full disk) does not stop the work: the final
+    // write below tries again, after the results were shown.
+    if (o.out.empty()) continue;
+    try {
+      write_results(o.out, with_kept(results));
+    } catch (const Error& e) {
+      spdlog::warn("could not write the results so far to {}: {} (tried again at the end)", o.out, e.what());
+    }
   }
   results["warnings"] = models ? nlohmann::json(models->warnings()) : nlohmann::json::array();
   results["complete"] = true;
-  if (!o.out.empty()) write_json_file_atomic(o.out, results);
+  results = with_kept(results);
+  if (o.before_final_write) o.before_final_write(results);
+  if (o.out.empty()) return results;
+  try {
+    write_results(o.out, results);
+  } catch (const Error& e) {
+    fail("the results were not written to {}: {}", o.out, e.what());
+  }
   return results;
+}
+
+}  // namespace
+
+nlohmann::json run_evaluation(const EvalOptions& o) {
+  try {
+    return evaluate(o);
+  } catch (const nlohmann::json::exception& e) {  // a malformed file no reader named
+    fail("flame eval: a benchmark, results or data file has a field of the wrong form: {}", e.what());
+  }
 }
 
 }  // namespace flame::eval

@@ -19,8 +19,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "eval/results_file.h"
 
 namespace flame::eval {
 
@@ -32,8 +36,11 @@ struct EvalOptions {
   // zeroshot_retrieval and/or linear_probe (empty: the dataset's own kind).
   std::vector<std::string> clip_benchmark_tasks;
   std::vector<std::string> tasks;  // task names to run (empty: all of the benchmarks')
-  std::string data_root;       // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
-  int64_t limit = 0;           // images per task (0: all); zero-shot/probe: spread over classes
+  std::string data_root;  // replaces {data}; empty: <shared>/data ($FLAME_SHARED_DIR, else ../shared)
+  // At most this many images per task (0: all); classification tasks spread
+  // them over the classes (class_quotas), a linear probe takes at most this
+  // many train and this many test images.
+  int64_t limit = 0;
   std::string dtype = "bf16";  // LLM compute dtype
   std::string device = "cpu";
   int64_t batch_size = 64;  // images per encoder pass
@@ -41,11 +48,17 @@ struct EvalOptions {
   // the last); empty: none.
   std::string out;
   // Keep the results at `out` of the tasks an earlier, interrupted run finished
-  // (with the same checkpoint, LLM, data root, limit and dtype) and run the rest.
+  // (with the same checkpoint content, LLM, data root, limit and dtype) and run
+  // the rest. Finished results of tasks this run does not ask for stay in the
+  // file (a results file is the union). A file without the checkpoint's
+  // content identity (older flame) is not trusted: every task is recomputed.
   bool resume = false;
   // A FLAME checkpoint records the LLM its stores came from; another --llm is
   // refused unless this is set (then the results carry a warning).
   bool allow_llm_mismatch = false;
+  // Called with the final results before they are written to `out` (the CLI
+  // prints the table here): a failing write still shows them.
+  std::function<void(const nlohmann::json&)> before_final_write;
 };
 
 // --benchmark clip-benchmark:ROOT names a CLIP_benchmark export directly.
@@ -60,6 +73,11 @@ torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& 
 // were (their layer, per prompt set; train/text_provenance.h).
 // Throws flame::Error naming the file or task on bad input.
 nlohmann::json run_evaluation(const EvalOptions& options);
+
+// The content identity of a checkpoint directory: {"config_sha256",
+// "weights_sha256"} of its config.json and model.safetensors. A copy has the
+// same identity; a retrained checkpoint at the same path another.
+nlohmann::json checkpoint_content_identity(const std::filesystem::path& checkpoint);
 
 // The results as Markdown tables (retrieval; classification).
 std::string results_markdown(const nlohmann::json& results);

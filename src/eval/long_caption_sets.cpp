@@ -10,6 +10,7 @@
 #include "eval/metrics.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 #include "util/strings.h"
 
 namespace flame::eval {
@@ -48,8 +49,14 @@ std::string newlines_to_spaces(std::string text) {
   return text;
 }
 
-// Adds the pair, or counts it as skipped when the image file is missing.
-void add_pair(CaptionedImages* out, const fs::path& image, std::string caption) {
+// Adds the pair, or counts it as skipped when the caption is not usable
+// (invalid UTF-8, empty) or the image file is missing. `where` names the entry.
+void add_pair(CaptionedImages* out, const fs::path& image, std::string caption, const std::string& where) {
+  const std::string defect = caption_defect(caption);
+  if (!defect.empty()) {
+    out->skipped.add(defect, where);
+    return;
+  }
   if (!fs::is_regular_file(image)) {
     out->skipped.add("missing image file", image.string());
     return;
@@ -68,7 +75,7 @@ void read_urban1k(const fs::path& root, CaptionedImages* out) {
     const std::string text = read_file(c);
     std::string first = text.substr(0, text.find('\n'));  // readlines()[0], its newline dropped
     if (!first.empty() && first.back() == '\r') first.pop_back();
-    add_pair(out, root / "image" / (c.stem().string() + ".jpg"), first);
+    add_pair(out, root / "image" / (c.stem().string() + ".jpg"), first, c.string());
   }
 }
 
@@ -115,15 +122,21 @@ void read_sharegpt4v(const fs::path& root, const nlohmann::json& given, Captione
   const fs::path file = root / task.value("annotations", "share-captioner_coco_lcs_sam_1246k_1107.json");
   if (!fs::is_regular_file(file)) fail_missing("sharegpt4v", file);
   const fs::path image_dir = task.value("image_dir", root.string());
-  const auto count = static_cast<size_t>(task.value("count", 1000));
+  const auto count =
+      static_cast<size_t>(json_uint(task, "count", "task '" + task.value("name", "?") + "'", 1000));
+  size_t index = 0;
   for (const auto& entry : json_array_prefix(file, count)) {
-    const auto& turns = entry.value("conversations", nlohmann::json::array());
-    if (!entry.contains("image") || turns.size() < 2 || !turns[1].contains("value")) {
-      out->skipped.add("entry without image or caption", entry.value("id", std::string("?")));
+    const std::string where = fmt::format("{} entry {}", file.string(), ++index);
+    const nlohmann::json turns =
+        entry.is_object() ? entry.value("conversations", nlohmann::json::array()) : nlohmann::json();
+    if (!entry.is_object() || !entry.contains("image") || !entry["image"].is_string() || !turns.is_array() ||
+        turns.size() < 2 || !turns[1].is_object() || !turns[1].contains("value") ||
+        !turns[1]["value"].is_string()) {
+      out->skipped.add("entry without image or caption", where);
       continue;
     }
     add_pair(out, image_dir / entry["image"].get<std::string>(),
-             newlines_to_spaces(turns[1]["value"].get<std::string>()));
+             newlines_to_spaces(turns[1]["value"].get<std::string>()), where);
   }
 }
 
@@ -131,17 +144,33 @@ void read_dci(const fs::path& root, CaptionedImages* out) {
   const fs::path base = root / "densely_captioned_images";
   if (!fs::is_regular_file(base / "splits.json")) fail_missing("dci", base / "splits.json");
   // Every split, in the file's order (as the script's dict iteration).
-  const nlohmann::ordered_json splits = nlohmann::ordered_json::parse(read_file(base / "splits.json"));
+  const nlohmann::ordered_json splits =
+      nlohmann::ordered_json::parse(read_file(base / "splits.json"), nullptr, false);
+  if (!splits.is_object())
+    fail("{}: expected an object of file lists by split", (base / "splits.json").string());
   for (const auto& [split, files] : splits.items()) {
+    if (!files.is_array())
+      fail("{}: split '{}' is not a list of files", (base / "splits.json").string(), split);
     for (const auto& f : files) {
+      if (!f.is_string()) {
+        out->skipped.add("annotation name not a string", fmt::format("split '{}': {}", split, f.dump()));
+        continue;
+      }
       const fs::path annotation = base / "annotations" / f.get<std::string>();
       if (!fs::is_regular_file(annotation)) {
         out->skipped.add("missing annotation file", annotation.string());
         continue;
       }
-      const nlohmann::json a = read_json_file(annotation);
-      add_pair(out, base / "photos" / a.at("image").get<std::string>(),
-               dci_caption(a.value("short_caption", ""), a.value("extra_caption", "")));
+      const nlohmann::json a = nlohmann::json::parse(read_file(annotation), nullptr, false);
+      const auto text = [&a](const char* key) {
+        return a.contains(key) && a[key].is_string() ? a[key].get<std::string>() : std::string();
+      };
+      if (!a.is_object() || !a.contains("image") || !a["image"].is_string()) {
+        out->skipped.add("annotation not JSON or without \"image\"", annotation.string());
+        continue;
+      }
+      add_pair(out, base / "photos" / a["image"].get<std::string>(),
+               dci_caption(text("short_caption"), text("extra_caption")), annotation.string());
     }
   }
 }
@@ -151,12 +180,18 @@ void read_docci(const fs::path& root, CaptionedImages* out) {
   if (!fs::is_regular_file(file)) fail_missing("docci", file);
   std::ifstream in(file);
   std::string line;
-  while (std::getline(in, line)) {
+  for (int64_t number = 1; std::getline(in, line); ++number) {
     if (trim(line).empty()) continue;
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.value("split", "") != "test") continue;
-    add_pair(out, root / "images" / j.at("image_file").get<std::string>(),
-             newlines_to_spaces(j.at("description").get<std::string>()));
+    const std::string where = fmt::format("{}:{}", file.string(), number);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    const auto is_string = [&j](const char* key) { return j.contains(key) && j[key].is_string(); };
+    if (!j.is_object() || !is_string("split") || !is_string("image_file") || !is_string("description")) {
+      out->skipped.add("line not JSON with split, image_file and description", where);
+      continue;
+    }
+    if (j["split"] != "test") continue;
+    add_pair(out, root / "images" / j["image_file"].get<std::string>(),
+             newlines_to_spaces(j["description"].get<std::string>()), where);
   }
 }
 

@@ -37,19 +37,30 @@ LanguagePairs read_crossmodal3600(const fs::path& root, const std::string& langu
   LanguagePairs out;
   std::ifstream in(file);
   std::string line;
-  while (std::getline(in, line)) {
+  for (int64_t number = 1; std::getline(in, line); ++number) {
     if (trim(line).empty()) continue;
-    const nlohmann::json j = nlohmann::json::parse(line);
-    const std::string key = j.at("image/key").get<std::string>();
+    const std::string where = fmt::format("{}:{}", file.string(), number);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("image/key") || !j["image/key"].is_string()) {
+      out.skipped.add("line not JSON with a string \"image/key\"", where);
+      continue;
+    }
+    const std::string key = j["image/key"].get<std::string>();
     const fs::path image = root / "images" / (key + ".jpg");
     if (!fs::is_regular_file(image)) {
       out.skipped.add("missing image file", image.string());
       continue;
     }
-    const auto& captions = j.contains(language) ? j[language].value("caption", nlohmann::json::array())
-                                                : nlohmann::json::array();
-    if (captions.empty() || trim(captions[0].get<std::string>()).empty()) {
+    const nlohmann::json captions = j.contains(language) && j[language].is_object()
+                                        ? j[language].value("caption", nlohmann::json::array())
+                                        : nlohmann::json::array();
+    if (!captions.is_array() || captions.empty() || !captions[0].is_string()) {
       out.skipped.add("no " + language + " caption", key);
+      continue;
+    }
+    const std::string defect = caption_defect(captions[0].get<std::string>());
+    if (!defect.empty()) {
+      out.skipped.add(defect + " (" + language + ")", where);
       continue;
     }
     out.images.push_back(image);
@@ -67,16 +78,32 @@ CaptionPairs read_sugarcrepe_split(const fs::path& root, const fs::path& image_d
     fail("no COCO val2017 images for SugarCrepe: expected {}; published at {}", image_dir.string(),
          kSugarCrepeSource);
   CaptionPairs out;
-  const nlohmann::ordered_json items = nlohmann::ordered_json::parse(read_file(file));
+  const nlohmann::ordered_json items = nlohmann::ordered_json::parse(read_file(file), nullptr, false);
+  if (!items.is_object()) fail("{}: expected a JSON object of items by id", file.string());
   for (const auto& [id, item] : items.items()) {
-    const fs::path image = image_dir / item.at("filename").get<std::string>();
+    const auto text = [&item](const char* key) {
+      return item.is_object() && item.contains(key) && item[key].is_string() ? item[key].get<std::string>()
+                                                                             : std::string();
+    };
+    if (text("filename").empty() || text("caption").empty() || text("negative_caption").empty()) {
+      out.skipped.add("item without filename, caption and negative_caption", file.string() + " item " + id);
+      continue;
+    }
+    const std::string defect = caption_defect(text("caption")).empty()
+                                   ? caption_defect(text("negative_caption"))
+                                   : caption_defect(text("caption"));
+    if (!defect.empty()) {
+      out.skipped.add(defect, file.string() + " item " + id);
+      continue;
+    }
+    const fs::path image = image_dir / text("filename");
     if (!fs::is_regular_file(image)) {
       out.skipped.add("missing image file", image.string());
       continue;
     }
     out.images.push_back(image);
-    out.positives.push_back(item.at("caption").get<std::string>());
-    out.negatives.push_back(item.at("negative_caption").get<std::string>());
+    out.positives.push_back(text("caption"));
+    out.negatives.push_back(text("negative_caption"));
   }
   return out;
 }

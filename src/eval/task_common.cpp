@@ -4,12 +4,14 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/strings.h"
+#include "util/utf8.h"
 
 namespace flame::eval {
 
@@ -50,7 +52,12 @@ std::vector<std::string> read_lines(const fs::path& path) {
 
 std::vector<std::string> read_name_list(const fs::path& path, const std::string& dataset,
                                         const std::string& fallback) {
-  if (path.extension() != ".json") return read_lines(path);
+  if (path.extension() != ".json") {
+    std::vector<std::string> lines = read_lines(path);
+    check_utf8_lines(lines, path);
+    if (lines.empty()) fail("{}: the file is empty (one name per line expected)", path.string());
+    return lines;
+  }
   const nlohmann::json j = read_json_file(path);
   const nlohmann::json* list = &j;
   if (j.is_object()) {
@@ -104,12 +111,37 @@ torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling) {
   return l2_normalize(text.mean(1)).unsqueeze(1);
 }
 
+std::vector<int64_t> class_quotas(int64_t limit, int64_t classes) {
+  std::vector<int64_t> quotas(static_cast<size_t>(std::max<int64_t>(classes, 0)), 0);
+  if (limit <= 0) return quotas;
+  for (int64_t c = 0; c < classes; ++c) quotas[c] = limit / classes + (c < limit % classes ? 1 : 0);
+  return quotas;
+}
+
+std::string caption_defect(const std::string& caption) {
+  size_t bad = 0;
+  if (!utf8::is_valid(caption, &bad)) return fmt::format("caption not valid UTF-8 (byte {})", bad);
+  if (trim(caption).empty()) return "empty caption";
+  return "";
+}
+
+void check_utf8_lines(const std::vector<std::string>& lines, const fs::path& file) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    size_t bad = 0;
+    if (!utf8::is_valid(lines[i], &bad))
+      fail("{}: entry {} is not valid UTF-8 (byte {}); save the file as UTF-8", file.string(), i + 1, bad);
+  }
+}
+
 void Skipped::add(const std::string& reason, const std::string& item) {
   ++total_;
-  ++by_reason_[reason];
+  // Names from the data may be any bytes: the results JSON needs UTF-8.
+  const std::string why = utf8::sanitize(reason);
+  ++by_reason_[why];
   if (examples_.size() >= 10) return;  // counted; the first few are named (and logged)
-  examples_.push_back(reason + ": " + item);
-  spdlog::warn("skipped ({}): {}", reason, item);
+  const std::string named = utf8::sanitize(item);
+  examples_.push_back(why + ": " + named);
+  spdlog::warn("skipped ({}): {}", why, named);
 }
 
 nlohmann::json Skipped::json() const {

@@ -58,6 +58,20 @@ const char* to_string(FacetPooling pooling);
 // normalised mean.
 torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling);
 
+// --limit N over C classes: at most N images in all, floor(N/C) per class and
+// one more for the first N % C classes (0: no limit, every entry 0). With
+// N < C only the first N classes get an image.
+std::vector<int64_t> class_quotas(int64_t limit, int64_t classes);
+
+// Why a sample's caption cannot be used ("" when it can): not valid UTF-8
+// (naming the byte offset), or empty / only whitespace. Readers skip such a
+// sample and count it (Skipped), never stop the evaluation.
+std::string caption_defect(const std::string& caption);
+
+// Throws naming `file` (and its line) when a line of a list (class names,
+// templates) is not valid UTF-8: the list is the benchmark's, not a sample.
+void check_utf8_lines(const std::vector<std::string>& lines, const std::filesystem::path& file);
+
 // Items a reader skipped, by reason, with the first few named: reported in the
 // task's results, never a crash.
 class Skipped {
