@@ -222,6 +222,11 @@ TEST(CaptionSource, BadFilesAreErrorsNamingTheFile) {
   options.tsv_text_column = "text";
   message = error_of([&] { read_captions({(dir / "t.tsv").string()}, options); });
   EXPECT_NE(message.find("no column 'text'"), std::string::npos) << message;
+
+  // Two columns of the name asked for: the first was used without a word.
+  write_text(dir / "twice.tsv", "image\tcaption\tcaption\na.jpg\tone\ttwo\n");
+  message = error_of([&] { read_captions({(dir / "twice.tsv").string()}); });
+  EXPECT_NE(message.find("twice.tsv: the header names column 'caption' twice"), std::string::npos) << message;
 }
 
 TEST(CaptionSource, ReadsTsvJoinedAndPerRow) {

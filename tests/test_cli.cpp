@@ -121,6 +121,25 @@ TEST(Cli, BadInputGivesAClearErrorAndExitCode) {
   EXPECT_NE(missing.status, 0);
 }
 
+// A symlink loop (or any path the file system refuses) given where a file or
+// folder is expected is the user's to fix: exit 1 naming the path, never
+// "internal error" (the sweep of issue 24 found std::filesystem errors escaping).
+TEST(Cli, ASymlinkLoopIsAnErrorNamingThePathNotAnInternalError) {
+  const auto dir = fresh_temp_dir();
+  const fs::path loop = dir / "loop";
+  fs::create_symlink(loop, loop);
+  const std::string run = (dir / "run").string();
+  for (const std::string args :
+       {"train --images " + loop.string() + " --texts " + loop.string() + " --out " + run,
+        "train --recipe " + loop.string() + " --print-config", "export " + loop.string() + " " + run,
+        "import " + loop.string() + " " + run, "llm info " + loop.string()}) {
+    const auto r = run_cli(args);
+    EXPECT_TRUE(r.status == 1 || r.status == 105) << args << "\n" << r.output;  // 105: CLI11's path check
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(loop.filename().string()), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
 // The recipe preset loads; the config file and then the flags given override
 // it, a flag even when it names the built-in default; --steps replaces the
 // recipe's epochs. --print-config shows the merged options without training.
@@ -246,6 +265,35 @@ TEST(Cli, EmbedPartFlagsAndTheirDeprecatedAliases) {
       run_cli("embed merge --out " + (dir / "merged").string() + " " + (dir / "new").string());
   EXPECT_EQ(merged.status, 1);
   EXPECT_NE(merged.output.find("manifest.json: " + invalid), std::string::npos) << merged.output;
+}
+
+// Numbers the llm commands took loosely (issue 24's sweep): a seed of -1 wrapped
+// to 2^64 - 1, --layers 0 or -1 silently meant the preset's depth and a huge one
+// allocated without end, --shard-size 0 meant one file, --show -1 and -n -1
+// printed nothing with exit 0; --out was checked only after the model ran.
+TEST(Cli, LlmCommandsRefuseNumbersOutOfRange) {
+  const auto dir = fresh_temp_dir();
+  const std::string out = (dir / "m").string();
+  for (const std::string flags : {"--seed -1", "--layers 0", "--layers -1", "--layers 99999999999"}) {
+    const auto r = run_cli("llm make-random " + out + " " + flags);
+    EXPECT_NE(r.status, 0) << flags << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, flags.substr(0, flags.find(' ')))) << flags << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(out)) << flags;
+  }
+  const auto shard = run_cli("llm make-random " + out + " --shard-size 0");
+  EXPECT_EQ(shard.status, 1) << shard.output;
+  EXPECT_TRUE(contains(shard.output, "--shard-size must be positive")) << shard.output;
+  const fs::path llm = tiny_checkpoint("llama", "f32");
+  for (const std::string args :
+       {"embed " + llm.string() + " hi --show -1", "generate " + llm.string() + " hi -n -1"}) {
+    const auto r = run_cli("llm " + args);
+    EXPECT_NE(r.status, 0) << args << "\n" << r.output;
+  }
+  fs::create_directories(dir / "taken");
+  const auto taken = run_cli("llm embed " + llm.string() + " hi --out " + (dir / "taken").string());
+  EXPECT_EQ(taken.status, 1) << taken.output;
+  EXPECT_TRUE(contains(taken.output, "is a directory")) << taken.output;
+  EXPECT_FALSE(contains(taken.output, "norm")) << "checked only after the model ran:\n" << taken.output;
 }
 
 // llm generate past max_position_embeddings (2048 here) is refused, and an

@@ -172,6 +172,11 @@ TEST(Safetensors, MalformedHeadersAreRefusedWithTheirReason) {
       {make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(12, 0)),
        "tensors cover 8"},
       {make_file(R"({"__metadata__":{"a":1}})", ""), "not a string"},
+      // Two entries of one name: the parser kept the last, and the first's bytes were reported as a hole.
+      {make_file(
+           R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"t":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+           std::string(16, 0)),
+       "the header names 't' twice"},
       {make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
                  std::string(8, 0)),
        "overflows"},

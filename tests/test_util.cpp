@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -15,6 +17,7 @@
 #include "test_helpers.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json_fields.h"
 #include "util/progress.h"
 #include "util/strings.h"
 #include "util/utf8.h"
@@ -60,6 +63,74 @@ TEST(Util, OutputChecksComeFirstAndFailedWritesLeaveNothing) {
   check_output_file(dir / "new" / "results.json", "--out");  // creatable: fine, nothing written
   EXPECT_TRUE(fs::is_directory(dir / "new"));
   EXPECT_EQ(entries(dir / "new"), 0u);
+}
+
+// The rename of an atomic write replaces whatever is at the path: a FIFO or a
+// device given as --out is refused and left as it was (as root, `llm embed
+// --out /dev/full` replaced the device by a regular file and printed "wrote").
+TEST(Util, AWriteNeverReplacesADeviceOrFifo) {
+  const auto dir = test::fresh_temp_dir();
+  const fs::path fifo = dir / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  EXPECT_TRUE(test::contains(test::error_of([&] { write_file_atomic(fifo, "x"); }), "not a regular file"));
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_TRUE(test::contains(test::error_of([&] { check_output_file(fifo, "--out"); }),
+                             "--out '" + fifo.string() + "' is not a regular file"));
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { check_output_file("/dev/null", "--out"); }), "not a regular file"));
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  EXPECT_EQ(entries(dir), 1u);  // no temp file beside the FIFO
+}
+
+// A folder replaced as a whole: the new content appears at once, nothing of the
+// old one is left, and the staged name is gone; a file in the way is refused.
+TEST(Util, ReplaceDirPutsTheWholeNewFolderInPlace) {
+  const auto dir = test::fresh_temp_dir();
+  const fs::path target = dir / "export", staged = temp_path_for(target);
+  fs::create_directories(staged);
+  write_file_atomic(staged / "a", "first");
+  replace_dir_durable(staged, target);  // target did not exist: a rename
+  EXPECT_EQ(read_file(target / "a"), "first");
+  EXPECT_FALSE(fs::exists(staged));
+  fs::create_directories(staged);
+  write_file_atomic(staged / "b", "second");
+  replace_dir_durable(staged, target);
+  EXPECT_FALSE(fs::exists(target / "a"));  // nothing of the old folder
+  EXPECT_EQ(read_file(target / "b"), "second");
+  EXPECT_FALSE(fs::exists(staged));
+  write_file_atomic(dir / "file", "x");
+  fs::create_directories(staged);
+  EXPECT_TRUE(
+      test::contains(test::error_of([&] { replace_dir_durable(staged, dir / "file"); }), "not a folder"));
+  EXPECT_EQ(read_file(dir / "file"), "x");
+}
+
+// Strict JSON numbers: -1 is not a seed, 1.5 is not a count, NaN/inf and
+// integers beyond int64 are refused naming the file and field.
+TEST(Util, JsonNumbersAreReadStrictly) {
+  const auto j = nlohmann::json::parse(
+      R"({"seed": -1, "half": 1.5, "big": 18446744073709551615, "ok": 7, "inf": "inf", "x": 0.25})");
+  EXPECT_EQ(json_uint(j, "ok", "f.json", 0), 7u);
+  EXPECT_EQ(json_uint(j, "absent", "f.json", 3), 3u);
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_uint(j, "seed", "f.json", 0); }),
+                             "f.json: field 'seed' must be a non-negative integer, got -1"));
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_uint(j, "half", "f.json", 0); }), "got 1.5"));
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_int(j, "big", "f.json", true, 0); }), "too large"));
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_int(j, "half", "f.json", true, 0); }), "integer"));
+  EXPECT_EQ(json_finite_number(j, "x", "f.json", 0), 0.25);
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_finite_number(j, "inf", "f.json", 0); }), "'inf'"));
+  const auto nan = nlohmann::json{{"lr", std::nan("")}};
+  EXPECT_TRUE(test::contains(test::error_of([&] { json_finite_number(nan, "lr", "f.json", 0); }), "finite"));
+}
+
+// A lock on a sibling file, for a folder that is replaced as a whole.
+TEST(Util, ASiblingLockFileLocksAFolderReplacedWhole) {
+  const auto dir = test::fresh_temp_dir();
+  DirectoryLock first(dir, "the export", ".out.lock");
+  EXPECT_TRUE(fs::exists(dir / ".out.lock"));
+  EXPECT_TRUE(test::contains(test::error_of([&] { DirectoryLock second(dir, "the export", ".out.lock"); }),
+                             "the export is in use by pid"));
+  DirectoryLock other(dir, "another export", ".other.lock");  // another name: another lock
 }
 
 // One writer per folder: a second lock fails naming the holder; the lock goes

@@ -8,6 +8,7 @@
 #include "llm/gguf_model.h"
 #include "llm/random_checkpoint.h"
 #include "llm/weights.h"
+#include "util/error.h"
 #include "util/strings.h"
 
 namespace flame::cli {
@@ -29,15 +30,21 @@ void add_make_random(CLI::App& llm) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", opts->tokenizer_dir, "directory with tokenizer.json to copy")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--seed", opts->seed, "random seed")->capture_default_str();
+  // Checked as text: CLI11 would wrap -1 into 2^64 - 1 for an unsigned seed.
+  cmd->add_option("--seed", opts->seed, "random seed")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--dtype", opts->dtype, "bf16, f16 or f32")
       ->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
   cmd->add_option("--shard-size", *shard_size, "split weights into shards of at most this size, e.g. 100MB");
-  cmd->add_option("--layers", opts->num_layers, "override num_hidden_layers (benchmarks)");
+  // 0 or less was silently the preset's count; a huge one allocated without end.
+  cmd->add_option("--layers", opts->num_layers, "override num_hidden_layers (benchmarks)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("OUT_DIR", *out_dir, "output directory")->required();
   cmd->callback([opts, out_dir, shard_size] {
-    if (!shard_size->empty()) opts->shard_bytes = parse_byte_size(*shard_size);
+    if (!shard_size->empty()) {
+      opts->shard_bytes = parse_byte_size(*shard_size);
+      if (opts->shard_bytes == 0) fail("--shard-size must be positive, not '{}'", *shard_size);
+    }
     llm::make_random_checkpoint(*opts, *out_dir);
     const auto config = llm::load_llm_config(*out_dir);
     fmt::print("wrote {} ({} {}, {} parameters, {})\n", *out_dir, config.architecture_name, opts->preset,

@@ -62,9 +62,12 @@ void add_embed(CLI::App& llm) {
                   "hidden state index as Hugging Face numbers them: 0 = embeddings, i = after layer i, "
                   "L = after the final norm; negative counts from the end (-1 = L)")
       ->capture_default_str();
-  cmd->add_option("--show", *show, "how many leading values to print")->capture_default_str();
+  cmd->add_option("--show", *show, "how many leading values to print")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", *out, "also write the vector and its metadata to this JSON file");
   cmd->callback([o, layer, out, show] {
+    if (!out->empty()) check_output_file(*out, "--out");  // before the model loads, not after
     const auto [model, tokenizer] = load(*o);
     const int64_t L = model.num_layers();
     const int64_t index = llm::hidden_state_index(*layer, L);
@@ -104,7 +107,9 @@ void add_generate(CLI::App& llm) {
   auto* cmd =
       llm.add_subcommand("generate", "Greedy decoding with the KV cache (a smoke test of a checkpoint)");
   add_run_options(*cmd, *o);
-  cmd->add_option("-n,--max-new-tokens", *n, "tokens to generate")->capture_default_str();
+  cmd->add_option("-n,--max-new-tokens", *n, "tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([o, n] {
     const auto [model, tokenizer] = load(*o);
     const auto prompt = tokenizer->encode(o->text);

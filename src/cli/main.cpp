@@ -2,7 +2,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <new>
 
 #include "cli/commands.h"
 #include "util/error.h"
@@ -47,6 +49,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const flame::Error& e) {
     std::fprintf(stderr, "flame: error: %s\n", e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave (a symlink loop, a permission, a full disk): theirs to fix, not a bug.
+    std::fprintf(stderr, "flame: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "flame: error: out of memory (a smaller --batch-size, --limit or model may fit)\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "flame: internal error: %s\n", e.what());

@@ -261,6 +261,9 @@ TsvColumns tsv_columns(const std::string& header_line, const std::string& path,
         fail("{}: no column '{}' in the header (columns: {})", path, name, fmt::join(header, ", "));
       return -1;
     }
+    // Two columns of one name: which one is meant cannot be known (it was silently the first).
+    if (std::find(it + 1, header.end(), name) != header.end())
+      fail("{}: the header names column '{}' twice", path, name);
     return static_cast<int>(it - header.begin());
   };
   TsvColumns c;

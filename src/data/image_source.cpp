@@ -67,6 +67,8 @@ size_t column_index(const std::vector<std::string>& header, const std::string& n
   const auto it = std::find(header.begin(), header.end(), name);
   if (it == header.end())
     fail("{}: no column '{}' in the header (columns: {})", spec, name, fmt::join(header, ", "));
+  if (std::find(it + 1, header.end(), name) != header.end())
+    fail("{}: the header names column '{}' twice", spec, name);
   return static_cast<size_t>(it - header.begin());
 }
 

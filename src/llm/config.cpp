@@ -1,6 +1,6 @@
 #include "llm/config.h"
 
-#include "llm/gguf_model.h"
+#include "llm/gguf_config.h"
 
 #include "util/error.h"
 #include "util/file.h"

@@ -17,17 +17,11 @@
 
 #include "llm/config.h"
 #include "llm/gguf.h"
+#include "llm/gguf_config.h"
 #include "llm/weights.h"
 #include "util/file.h"
 
 namespace flame::llm {
-
-// A path naming a GGUF file (by extension, or by its magic bytes).
-bool is_gguf_file(const std::filesystem::path& path);
-
-// The config a Hugging Face config.json would hold for this GGUF, checked by
-// the same parser; errors name the file and the metadata key.
-LlmConfig gguf_llm_config(const GgufFile& file);
 
 // A tensor of `file` (parsed from `map`), dequantised to float32 in GGUF's
 // row order and PyTorch's dimension order ([ne1, ne0]): what the gguf

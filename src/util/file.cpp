@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -61,7 +62,22 @@ void rename_durable(const fs::path& from, const fs::path& to) {
   fsync_directory(to.parent_path());
 }
 
+namespace {
+
+// The rename of an atomic write would replace whatever is at `path`: a device
+// (/dev/full, /dev/null), a FIFO or a socket must be refused, not swapped for a
+// regular file (as root that deleted /dev/full and printed "wrote").
+void check_replaceable(const fs::path& path, const std::string& what) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status) && !fs::is_directory(status))
+    fail("{}'{}' is not a regular file (a device, FIFO or socket); give a file name", what, path.string());
+}
+
+}  // namespace
+
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
+  check_replaceable(path, "");
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   const fs::path tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -92,6 +108,7 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
 
 void check_output_file(const fs::path& path, const std::string& what) {
   if (fs::is_directory(path)) fail("{} '{}' is a directory; give a file name", what, path.string());
+  check_replaceable(path, what + " ");
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -119,9 +136,29 @@ size_t pread_full(int fd, char* out, size_t size, uint64_t offset) {
   return done;
 }
 
-DirectoryLock::DirectoryLock(const fs::path& dir, const std::string& what) {
+void replace_dir_durable(const fs::path& staged, const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(target, ec);
+  if (!fs::exists(status)) {
+    rename_durable(staged, target);
+    return;
+  }
+  if (!fs::is_directory(status))
+    fail("'{}' is in the way of the folder to be written there: it is not a folder", target.string());
+  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
+    fail("cannot put '{}' in place of '{}': {}", staged.string(), target.string(), std::strerror(errno));
+  const int dir_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  fs::remove_all(staged, ec);  // the old content; a leftover is removed by the next writer
+}
+
+DirectoryLock::DirectoryLock(const fs::path& dir, const std::string& what, const std::string& lock_file) {
   fs::create_directories(dir);
-  const fs::path path = dir / ".lock";
+  const fs::path path = dir / lock_file;
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) fail("cannot create '{}': {}", path.string(), std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {

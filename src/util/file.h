@@ -41,6 +41,14 @@ fs::path temp_path_for(const fs::path& path);
 // Renames `from` to `to` and fsyncs the directory, so the rename survives a crash.
 void rename_durable(const fs::path& from, const fs::path& to);
 
+// Puts the folder `staged` (complete) at `target` as a whole: renamed there
+// when `target` does not exist, else swapped with it in one atomic
+// renameat2(RENAME_EXCHANGE) and the old content removed. A crash leaves the
+// old folder or the new one at `target`, never a mix (the other under the
+// staged name, which the next writer of the folder removes). Both must be on
+// one file system (make `staged` a sibling: temp_path_for(target)).
+void replace_dir_durable(const fs::path& staged, const fs::path& target);
+
 // Reads `size` bytes at `offset` of an open descriptor with pread (no shared
 // file position, so threads may read one descriptor at once), retrying short
 // reads; returns how many bytes were there before the end of the file. Throws
@@ -52,9 +60,12 @@ size_t pread_full(int fd, char* out, size_t size, uint64_t offset);
 // process fails fast naming them: "<dir>: <what> is in use by pid 123 on host
 // h (it holds <dir>/.lock)". The kernel drops the lock when the holder dies,
 // so a killed job never leaves the folder locked. Creates `dir`.
+// `lock_file` other than ".lock" locks a sibling file instead, for a folder
+// that is replaced as a whole (replace_dir_durable): pass dir's parent and
+// "<name>.lock".
 class DirectoryLock {
  public:
-  DirectoryLock(const fs::path& dir, const std::string& what);
+  DirectoryLock(const fs::path& dir, const std::string& what, const std::string& lock_file = ".lock");
   ~DirectoryLock();
   DirectoryLock(const DirectoryLock&) = delete;
   DirectoryLock& operator=(const DirectoryLock&) = delete;

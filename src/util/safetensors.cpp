@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include "util/error.h"
 
@@ -97,8 +98,16 @@ json read_header_json(const uint8_t* data, size_t size, const std::string& sourc
   if (h.header_size == 0) fail("{}: not a safetensors file: the header is empty", source);
 
   json header;
+  std::set<std::string> names;
+  std::string twice;  // JSON parsers keep the last of two equal keys: the first tensor would vanish
+  const json::parser_callback_t note_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
+        twice.empty())
+      twice = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = json::parse(text, text + h.header_size);
+    header = json::parse(text, text + h.header_size, note_duplicates);
   } catch (const json::exception& e) {
     // Not JSON at all (another format, or garbage): say so, with its first bytes.
     if (text[0] != '{') {
@@ -111,6 +120,7 @@ json read_header_json(const uint8_t* data, size_t size, const std::string& sourc
     fail("{}: header is not valid JSON: {}", source, e.what());
   }
   if (!header.is_object()) fail("{}: header is not a JSON object", source);
+  if (!twice.empty()) fail("{}: the header names '{}' twice", source, twice);
   return header;
 }
 
