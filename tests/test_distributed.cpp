@@ -480,5 +480,21 @@ TEST(DistributedLaunch, FailureStopsTheOthersAndPropagatesTheStatus) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
 }
 
+// Numbers are checked as text: bash arithmetic wrapped a 20-digit --nproc
+// (starting ranks without end) or --master-port (2^64 + 1 became port 1), and
+// read "08" as bad octal, warned and went on with the port unchecked.
+TEST(DistributedLaunch, RefusesNumbersOutOfRange) {
+  for (const std::string args :
+       {"--nproc 0", "--nproc -1", "--nproc 1.5", "--nproc 99999999999999999999", "--nproc 2000",
+        "--nproc 08", "--nproc 1 --master-port 18446744073709551617", "--nproc 1 --master-port 0",
+        "--nproc 1 --master-port 080", "--nproc 1 --master-port 65536", "--nproc 1 --master-port nan"}) {
+    const auto [status, output] = run_shell(kLaunch + " " + args + " -- echo launched-ok");
+    EXPECT_EQ(status, 2) << args << ": " << output;
+    EXPECT_EQ(output.find("launched-ok"), std::string::npos) << args << ": " << output;
+    const std::string flag = args.find("master-port") != std::string::npos ? "--master-port" : "--nproc";
+    EXPECT_NE(output.find("launch: " + flag + " must be"), std::string::npos) << args << ": " << output;
+  }
+}
+
 }  // namespace
 }  // namespace flame::train

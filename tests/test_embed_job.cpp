@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -242,6 +243,177 @@ TEST(EmbedJob, ALaunchedRankThatFailsStopsTheJobNamingTheCause) {
   EXPECT_NE(status, 0);
   EXPECT_TRUE(test::contains(output, "absent.jsonl")) << output;
   EXPECT_FALSE(fs::exists(dir / "out" / "manifest.json"));
+}
+
+// A launched job merges its parts over the store at --out: into a finished
+// store of another prompt set it replaced it (a single-process run refuses).
+// Now every rank checks before anything is written, and the store is kept.
+TEST(EmbedJob, ALaunchedJobRefusesAStoreOfAnotherPromptSet) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 7, false);
+  run_embed_job(job(input, dir / "store"));
+  const auto before = contents(dir / "store");
+  const auto [status, output] =
+      run_shell(launched_embed(input, dir / "store") + " --prompts short --field long", dir / "launch.log");
+  EXPECT_NE(status, 0) << output;
+  EXPECT_TRUE(test::contains(output, "prompt set 'long'") && test::contains(output, "'short'") &&
+              test::contains(output, (dir / "store").string()))
+      << output;
+  EXPECT_FALSE(fs::exists(dir / "store" / "parts")) << "refused before anything is written";
+  const auto after = contents(dir / "store");
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [key, value] : before) EXPECT_TRUE(torch::equal(after.at(key), value)) << key;
+}
+
+// Ranks that read different inputs (here: the same keys, other captions)
+// merged into a store that verify called ok; each part records what it read
+// and the merge refuses parts that differ, naming them.
+TEST(EmbedJob, LaunchedRanksReadingDifferentInputsAreRefused) {
+  const auto dir = test::fresh_temp_dir();
+  write_jsonl(dir, 9, false);
+  fs::rename(dir / "captions.jsonl", dir / "in0.jsonl");
+  std::string other;
+  for (int i = 0; i < 9; ++i)
+    other +=
+        nlohmann::json{{"key", "k" + std::to_string(i)}, {"long", "Another " + caption(i)}}.dump() + "\n";
+  write_file_atomic(dir / "in1.jsonl", other);
+  const std::string command =
+      std::string(FLAME_SOURCE_DIR) + "/scripts/launch --nproc 2 -- bash -c 'exec " + FLAME_CLI_PATH +
+      " embed --llm " + test::tiny_checkpoint("llama", "f32").string() + " --input " + (dir / "in").string() +
+      "$RANK.jsonl --dtype f32 --threads 1 --out " + (dir / "out").string() + "'";
+  const auto [status, output] = run_shell(command, dir / "launch.log");
+  EXPECT_NE(status, 0) << output;
+  EXPECT_TRUE(test::contains(output, "different inputs") && test::contains(output, "in0.jsonl") &&
+              test::contains(output, "in1.jsonl"))
+      << output;
+  EXPECT_FALSE(fs::exists(dir / "out" / "manifest.json"));
+}
+
+// kill -9 of a launched job mid-write, then a relaunch: every part resumes
+// and the store equals one process's. While the relaunch runs, a second
+// launch on the same store with another --nproc (other part folders) fails
+// fast naming the holder: it ran beside the first and merged into the same --out.
+TEST(EmbedJob, ALaunchedJobKilledMidWriteResumesAndASecondLaunchFailsFast) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 480, false);
+  auto whole_job = job(input, dir / "whole");
+  whole_job.encoder.mode = EncodeMode::Naive;
+  run_embed_job(whole_job);
+  std::string slow = launched_embed(input, dir / "two") + " --mode naive --batch-tokens 1";
+  slow.replace(slow.find("--shard-size 4"), 14, "--shard-size 1");  // a shard per record: many writes
+  const auto start_job = [&](const fs::path& log) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::execl("/bin/sh", "sh", "-c", (slow + " > " + log.string() + " 2>&1").c_str(), nullptr);
+      ::_exit(127);
+    }
+    return child;
+  };
+  const auto shards_in = [&](const fs::path& part) {
+    int shards = 0;
+    if (fs::exists(part))
+      for (const auto& e : fs::directory_iterator(part)) shards += e.path().extension() == ".safetensors";
+    return shards;
+  };
+  const fs::path part1 = dir / "two" / "parts" / "part-0001-of-0002";
+  const auto wait_for_shards = [&](int n) {
+    for (int i = 0; i < 2400 && shards_in(part1) < n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  };
+  const pid_t first = start_job(dir / "first.log");
+  wait_for_shards(3);
+  ::system(("pkill -9 -f -- '--out " + (dir / "two").string() + " '").c_str());
+  int status = 0;
+  ::waitpid(first, &status, 0);
+  ASSERT_FALSE(fs::exists(dir / "two" / "manifest.json")) << "the job finished before it was killed";
+  const int killed_at = shards_in(part1);
+  ASSERT_LT(killed_at, 240);
+
+  const pid_t relaunch = start_job(dir / "relaunch.log");
+  wait_for_shards(killed_at + 3);  // running, past its resume
+  // Paused (holding its locks) while the second launch tries: the relaunch
+  // cannot finish first, however fast the machine.
+  // "tw[o]": the regex does not match the shell that runs pkill (stopped, system() would never return).
+  const std::string pattern = "'--out " + (dir / "tw[o]").string() + " '";
+  ASSERT_EQ(::system(("pkill -STOP -f -- " + pattern).c_str()), 0);
+  const auto start = std::chrono::steady_clock::now();
+  // Its parts would not collide with the running job's: only --out's lock stops it.
+  std::string other_parts = slow;
+  other_parts.replace(other_parts.find("--nproc 2"), 9, "--nproc 3");
+  const auto [second, second_output] = run_shell(other_parts, dir / "second.log");
+  EXPECT_NE(second, 0) << second_output;
+  EXPECT_TRUE(test::contains(second_output, "in use by pid")) << second_output;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+  ::system(("pkill -CONT -f -- " + pattern).c_str());
+  ::waitpid(relaunch, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(dir / "relaunch.log");
+  const auto whole = contents(dir / "whole");
+  const auto two = contents(dir / "two");
+  ASSERT_EQ(two.size(), whole.size());
+  for (const auto& [key, value] : whole) EXPECT_TRUE(torch::allclose(two.at(key), value, 1e-3, 1e-3)) << key;
+  EXPECT_TRUE(verify_stores({dir / "two"}).ok());
+}
+
+// Every number a user types is refused naming its flag before the model
+// loads: -1 was read as "all" (--limit) or "the model's context"
+// (--max-tokens); a context past the model's was accepted.
+TEST(EmbedJob, RefusesNumbersOutOfRangeNamingTheFlag) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 3, false);
+  const auto refusal = [&](const std::function<void(EmbedJobOptions&)>& change) {
+    auto o = job(input, dir / "store");
+    change(o);
+    return test::error_of([&] { run_embed_job(o); });
+  };
+  EXPECT_TRUE(test::contains(refusal([](auto& o) { o.limit = -1; }), "--limit must be"));
+  EXPECT_TRUE(test::contains(refusal([](auto& o) { o.encoder.batch_tokens = 0; }), "--batch-tokens must be"));
+  EXPECT_TRUE(
+      test::contains(refusal([](auto& o) { o.encoder.batch_tokens = -5; }), "--batch-tokens must be"));
+  EXPECT_TRUE(test::contains(refusal([](auto& o) { o.encoder.max_tokens = -1; }), "--max-tokens must be"));
+  EXPECT_TRUE(test::contains(refusal([](auto& o) { o.shard_size = 0; }), "--shard-size must be"));
+  EXPECT_FALSE(fs::exists(dir / "store")) << "refused before anything is written";
+  const std::string context = refusal([](auto& o) { o.encoder.max_tokens = int64_t{1} << 40; });
+  EXPECT_TRUE(test::contains(context, "--max-tokens 1099511627776 is out of range")) << context;
+  write_file_atomic(dir / "file", "x");
+  EXPECT_TRUE(test::contains(refusal([&](auto& o) { o.out = dir / "file"; }), "is not a folder"));
+  // A symlink loop is named with its flag (it printed a bare filesystem error).
+  fs::create_symlink(dir / "loop1", dir / "loop2");
+  fs::create_symlink(dir / "loop2", dir / "loop1");
+  const std::string out_loop = refusal([&](auto& o) { o.out = dir / "loop1"; });
+  EXPECT_TRUE(test::contains(out_loop, "--out '" + (dir / "loop1").string() + "': cannot read it"))
+      << out_loop;
+  const std::string input_loop = refusal([&](auto& o) { o.inputs = {(dir / "loop2").string()}; });
+  EXPECT_TRUE(test::contains(input_loop, "--input '" + (dir / "loop2").string() + "': cannot read it"))
+      << input_loop;
+}
+
+// A store resumes only from its inputs: the same keys with other captions
+// kept the old vectors (0 embedded, exit 0).
+TEST(EmbedJob, RefusesToResumeFromOtherInputs) {
+  const auto dir = test::fresh_temp_dir();
+  const auto input = write_jsonl(dir, 5, false);
+  run_embed_job(job(input, dir / "store"));
+  std::string other;
+  for (int i = 0; i < 5; ++i)
+    other += nlohmann::json{{"key", "k" + std::to_string(i)}, {"long", "Other " + caption(i)}}.dump() + "\n";
+  write_file_atomic(dir / "other.jsonl", other);
+  const std::string message = test::error_of([&] { run_embed_job(job(dir / "other.jsonl", dir / "store")); });
+  EXPECT_TRUE(test::contains(message, "other inputs") && test::contains(message, "other.jsonl")) << message;
+  // A store written before the inputs were recorded resumes, and records them.
+  auto manifest = read_json_file(dir / "store" / "manifest.json");
+  manifest["job"].erase("inputs_sha256");
+  write_json_file_atomic(dir / "store" / "manifest.json", manifest);
+  fs::remove(dir / "store" / kInputsRecordFile);
+  EXPECT_EQ(run_embed_job(job(input, dir / "store")).resumed, 5);
+  EXPECT_TRUE(fs::exists(dir / "store" / kInputsRecordFile));
+  EXPECT_EQ(run_embed_job(job(input, dir / "store")).resumed, 5);
+  // A job that stopped before its first shard (here: an empty input) binds
+  // nothing: the next run, with the right input, is not refused.
+  write_file_atomic(dir / "empty.jsonl", "");
+  EXPECT_TRUE(test::contains(test::error_of([&] { run_embed_job(job(dir / "empty.jsonl", dir / "fresh")); }),
+                             "nothing to embed"));
+  ASSERT_TRUE(fs::exists(dir / "fresh" / kInputsRecordFile));
+  EXPECT_EQ(run_embed_job(job(input, dir / "fresh")).embedded, 5);
 }
 
 // --limit stops reading once it has its records; a store of int8 vectors

@@ -2,6 +2,8 @@
 // killed job, refusing mixed identities, scale-out parts (verify, merge),
 // corrupt shards, and joining stores by key.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "data/caption_source.h"
 #include "test_helpers.h"
@@ -19,6 +22,7 @@
 #include "text/store_parts.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/hash.h"
 #include "util/safetensors.h"
 
 namespace flame::text {
@@ -209,6 +213,11 @@ TEST(EmbeddingStore, ResumesAfterACrash) {
     // Resuming with another split (inputs or shard size changed) is refused.
     const std::string message = error_of([&] { writer.has_shard(2, &shard0); });
     EXPECT_TRUE(contains(message, "shard-00002.safetensors") && contains(message, "changed")) << message;
+    // The first keys agree (a merged store's shards): the message names where they part.
+    Strings other = shard2;
+    other[3] = "moved.jpg";
+    const std::string later = error_of([&] { writer.has_shard(2, &other); });
+    EXPECT_TRUE(contains(later, "differ at position 3 ('" + shard2[3] + "' vs 'moved.jpg')")) << later;
     // Not finished: finalize names the missing shard.
     EXPECT_TRUE(contains(error_of([&] { writer.finalize(); }), "shard-00001.safetensors is missing"));
     const Strings shard1 = slice(keys, 10, 20);
@@ -734,6 +743,207 @@ TEST(EmbeddingStoreInt8, AShardWithoutScalesIsNamed) {
   const std::string error = error_of([&] { EmbeddingStore::open(dir); });
   EXPECT_TRUE(contains(error, "shard-00000.safetensors")) << error;
   EXPECT_TRUE(contains(error, "'scales'")) << error;
+}
+
+// A shard rewritten with `change` applied to its vectors (checksum updated),
+// as a store from before a check, or from another tool, would hold them.
+void rewrite_vectors(const fs::path& path, const std::function<void(torch::Tensor&)>& change) {
+  const StoreShard shard = open_store_shard(path);
+  torch::Tensor values = shard.embeddings().clone();
+  change(values);
+  SafetensorsWriter writer;
+  const TensorInfo& info = shard.file->info("embeddings");
+  writer.add("embeddings", info.dtype, info.shape,
+             std::string(static_cast<const char*>(values.data_ptr()), static_cast<size_t>(values.nbytes())));
+  auto metadata = shard.file->header().metadata;
+  metadata["sha256"] = sha256_hex(
+      std::string_view(static_cast<const char*>(values.data_ptr()), static_cast<size_t>(values.nbytes())));
+  writer.set_metadata(metadata);
+  writer.write(path);
+}
+
+// An all-zero vector has no direction (a zero hidden state cannot be
+// normalised); it was stored and passed verify. The writer refuses it naming
+// the store, the key and the facet, for every dtype (also values that
+// underflow to zero as stored), and verify reports one already on disk.
+TEST(EmbeddingStore, AllZeroVectorsAreRefusedAndReportedByVerify) {
+  const Strings keys = {"a.jpg", "b.jpg"};
+  for (const std::string dtype : {"f16", "bf16", "int8"}) {
+    StoreIdentity id = make_identity("raw", 2, 4, dtype);
+    id.normalized = false;
+    const auto dir = fresh_temp_dir(dtype);
+    EmbeddingStoreWriter writer(dir, id);
+    torch::Tensor zero = embeddings_of(keys, 2, 4);
+    zero[1][1].zero_();
+    const std::string message = error_of([&] { writer.write_shard(0, keys, zero); });
+    EXPECT_TRUE(contains(message, dir.string()) && contains(message, "facet 'raw1' of key 'b.jpg'") &&
+                contains(message, "all-zero"))
+        << dtype << ": " << message;
+    torch::Tensor tiny = embeddings_of(keys, 2, 4).to(torch::kFloat64);
+    tiny[0][0] *= 1e-300;  // nonzero, but zero in every stored dtype
+    EXPECT_TRUE(contains(error_of([&] { writer.write_shard(0, keys, tiny); }), "key 'a.jpg' is an all-zero"))
+        << dtype;
+    EXPECT_FALSE(writer.has_shard(0));
+  }
+  StoreIdentity id = make_identity("raw", 2, 4);
+  id.normalized = false;
+  const auto dir = fresh_temp_dir("old");
+  write_store(dir, id, keys, 2);
+  ASSERT_TRUE(verify_stores({dir}).ok());
+  rewrite_vectors(dir / "shard-00000.safetensors", [](torch::Tensor& v) { v[1][0].zero_(); });
+  const StoreCheckReport report = verify_stores({dir});
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), "all-zero vector (first: key 'b.jpg')")) << report.summary();
+}
+
+// NaN or inf where vectors enter a store is refused naming the store and the key.
+TEST(EmbeddingStore, NonFiniteVectorsAreRefusedNamingStoreAndKey) {
+  for (const std::string dtype : {"f16", "bf16", "int8"}) {
+    const auto dir = fresh_temp_dir(dtype);
+    EmbeddingStoreWriter writer(dir, make_identity("short", 2, 4, dtype));
+    for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      torch::Tensor values = embeddings_of({"x", "y"}, 2, 4);
+      values[1][1][3] = bad;
+      const std::string message = error_of([&] { writer.write_shard(0, {"x", "y"}, values); });
+      EXPECT_TRUE(contains(message, (dir / "shard-00000.safetensors").string()) &&
+                  contains(message, "key 'y' has NaN or infinite"))
+          << message;
+    }
+  }
+}
+
+// Captures what spdlog prints while alive.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(text_)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string text() const { return text_.str(); }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// The int8 writer's cosine check overflowed in f32 (dot products of vectors
+// of magnitude 1e20 are inf) and warned about vectors it stored fine. The
+// stored vectors keep cosine > 0.999 (checked in f64 here), and no warning.
+TEST(EmbeddingStoreInt8, LargeMagnitudeVectorsStoreWithoutAFalseWarning) {
+  StoreIdentity id = make_identity("raw", 2, 64, "int8");
+  id.normalized = false;
+  const auto dir = fresh_temp_dir();
+  const Strings keys = make_keys(3);
+  const torch::Tensor values = embeddings_of(keys, 2, 64) * 1e20;
+  {
+    LogCapture log;
+    EmbeddingStoreWriter writer(dir, id);
+    writer.write_shard(0, keys, values);
+    writer.finalize();
+    EXPECT_FALSE(contains(log.text(), "int8 keeps cosine")) << log.text();
+  }
+  const torch::Tensor restored = EmbeddingStore::open(dir).gather({0, 1, 2}, torch::kFloat64);
+  const torch::Tensor x = values.to(torch::kFloat64);
+  const torch::Tensor cosine = (x * restored).sum(-1) / (x.norm(2, -1) * restored.norm(2, -1));
+  EXPECT_GT(cosine.min().item<double>(), 0.999);
+  // A vector int8 does keep badly is still named: one outlier dimension sets
+  // the scale, and the 1023 others (each 1/300 of it) round to 0.
+  id.dim = 1024;
+  torch::Tensor outlier = torch::full({3, 2, 1024}, 1e20 / 300);
+  outlier[2][1][5] = 1e20;
+  LogCapture log;
+  EmbeddingStoreWriter writer(fresh_temp_dir("outlier"), id);
+  writer.write_shard(0, keys, outlier);
+  EXPECT_TRUE(contains(log.text(), "int8 keeps cosine") && contains(log.text(), keys[2])) << log.text();
+}
+
+// Joined stores are compared by content, not path: a copy of a store given as
+// a second --texts (or the same prompts embedded twice) made every positive
+// count twice. Refused naming both paths.
+TEST(EmbeddingStore, JoinRefusesACopyOfAStore) {
+  const auto root = fresh_temp_dir();
+  const Strings keys = make_keys(5);
+  write_store(root / "raw", make_identity("raw", 1, 16), keys, 2);
+  write_store(root / "short", make_identity("short", 3, 16), keys, 2);
+  fs::copy(root / "short", root / "copy", fs::copy_options::recursive);
+  const std::string copy = error_of([&] {
+    JoinedStores::open({root / "raw", root / "short", root / "copy"});
+  });
+  EXPECT_TRUE(contains(copy, (root / "short").string()) && contains(copy, (root / "copy").string()) &&
+              contains(copy, "copy of") && contains(copy, "count twice"))
+      << copy;
+  // The same inputs embedded again with the same prompt set (other shards,
+  // another dtype): the same facets twice. The same prompt set over other
+  // texts (another --field or caption file), or stores recording neither, join.
+  const auto store_of = [&](const std::string& name, const std::string& dtype, size_t shard_size,
+                            const std::string& inputs_sha256) {
+    EmbeddingStoreWriter writer(root / name, make_identity("short", 3, 16, dtype));
+    for (size_t begin = 0, shard = 0; begin < keys.size(); begin += shard_size, ++shard) {
+      const Strings shard_keys = slice(keys, begin, begin + shard_size);
+      writer.write_shard(static_cast<int64_t>(shard), shard_keys, embeddings_of(shard_keys, 3, 16));
+    }
+    writer.finalize({{"inputs", {name + ".jsonl"}}, {"inputs_sha256", inputs_sha256}});
+    return root / name;
+  };
+  const auto f16 = store_of("f16", "f16", 2, "aaa");
+  const auto bf16 = store_of("bf16", "bf16", 5, "aaa");
+  const auto other_texts = store_of("other-texts", "f16", 3, "bbb");  // other vectors: not a copy
+  const std::string again = error_of([&] { JoinedStores::open({f16, bf16}); });
+  EXPECT_TRUE(contains(again, bf16.string()) && contains(again, "same inputs") && contains(again, "aaa"))
+      << again;
+  EXPECT_EQ(JoinedStores::open({f16, other_texts}).num_facets(), 6);
+  write_store(root / "again", make_identity("short", 3, 16, "bf16"), keys, 5);
+  EXPECT_EQ(JoinedStores::open({root / "short", root / "again"}).num_facets(), 6);
+  EXPECT_EQ(JoinedStores::open({root / "raw", root / "short"}).num_facets(), 4);
+}
+
+// The parts of one store must have read the same inputs: parts of two
+// caption files (the same identity) merged into a store that verify called
+// ok. Parts written before the inputs were recorded still merge.
+TEST(EmbeddingStore, MergeRefusesPartsOfDifferentInputs) {
+  const StoreIdentity id = make_identity("short", 3, 8);
+  const Strings keys = make_keys(8);
+  const auto root = fresh_temp_dir();
+  const auto part = [&](const std::string& name, int index, const nlohmann::json& job) {
+    EmbeddingStoreWriter writer(root / name, id, {index, 2});
+    Strings mine;
+    for (const auto& key : keys)
+      if (data::in_part(key, {index, 2})) mine.push_back(key);
+    writer.write_shard(0, mine, embeddings_of(mine, 3, 8));
+    writer.finalize(job);
+    return root / name;
+  };
+  const auto a0 = part("a0", 0, {{"inputs", {"a.jsonl"}}, {"inputs_sha256", "aaa"}, {"limit", 0}});
+  const auto a1 = part("a1", 1, {{"inputs", {"a-copy.jsonl"}}, {"inputs_sha256", "aaa"}, {"limit", 0}});
+  const auto b1 = part("b1", 1, {{"inputs", {"b.jsonl"}}, {"inputs_sha256", "bbb"}, {"limit", 0}});
+  const auto l1 = part("l1", 1, {{"inputs", {"a.jsonl"}}, {"inputs_sha256", "aaa"}, {"limit", 3}});
+  const auto old1 = part("old1", 1, {{"inputs", {"a.jsonl"}}});
+  EXPECT_TRUE(verify_stores({a0, a1}).ok()) << verify_stores({a0, a1}).summary();
+  const StoreCheckReport report = verify_stores({a0, b1});
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(contains(report.summary(), "different inputs") && contains(report.summary(), a0.string()) &&
+              contains(report.summary(), b1.string()) && contains(report.summary(), "b.jsonl"))
+      << report.summary();
+  const std::string merge = error_of([&] { merge_stores({a0, b1}, root / "mixed"); });
+  EXPECT_TRUE(contains(merge, "different inputs")) << merge;
+  EXPECT_FALSE(fs::exists(root / "mixed" / kManifestFile));
+  EXPECT_TRUE(contains(verify_stores({a0, l1}).summary(), "limit 0 vs 3"))
+      << verify_stores({a0, l1}).summary();
+  merge_stores({a0, old1}, root / "old");  // unknown inputs: not compared
+  merge_stores({a0, a1}, root / "merged");
+  EXPECT_EQ(EmbeddingStore::open(root / "merged").manifest()["job"]["inputs_sha256"], "aaa");
+  EXPECT_TRUE(EmbeddingStore::open(root / "merged").manifest()["job"]["inputs"].is_array());
+  fs::create_symlink(root / "loop1", root / "loop2");
+  fs::create_symlink(root / "loop2", root / "loop1");
+  const std::string loop = error_of([&] { merge_stores({a0, a1}, root / "loop1"); });
+  EXPECT_TRUE(contains(loop, "cannot merge into '" + (root / "loop1").string() + "': cannot read it"))
+      << loop;
+  // One merge into a folder at a time.
+  DirectoryLock held(root / "busy", "a test");
+  EXPECT_TRUE(contains(error_of([&] { merge_stores({a0, a1}, root / "busy"); }), "in use by pid"));
 }
 
 }  // namespace

@@ -296,6 +296,23 @@ TEST(TokenizerInput, CorruptVocabulariesAreNamed) {
   EXPECT_TRUE(test::contains(added, "added token '<x>' has invalid id -1")) << added;
 }
 
+// Hugging Face's tokenizers requires "vocab" and "merges" in a BPE model; a
+// file without merges was read as a 0-merge BPE that splits every word into
+// characters. Refused naming the file and the key; an empty list still loads.
+TEST(TokenizerInput, ABpeModelWithoutMergesIsRefused) {
+  const auto dir = test::fresh_temp_dir();
+  const auto message = [&](const std::string& json) {
+    write_file_atomic(dir / "tokenizer.json", json);
+    return test::error_of([&] { Tokenizer::load(dir); });
+  };
+  const std::string missing = message(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}}})");
+  EXPECT_TRUE(test::contains(missing, "tokenizer.json") && test::contains(missing, "\"merges\"")) << missing;
+  const std::string not_array =
+      message(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": {"a": "b"}}})");
+  EXPECT_TRUE(test::contains(not_array, "\"merges\"")) << not_array;
+  EXPECT_EQ(message(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}})"), "");
+}
+
 TEST(TokenizerInput, LongRunsRoundTrip) {
   // Long runs stress the regex engine's backtracking (the JIT stack) and the merge queue.
   const auto smollm = Tokenizer::load(test::smollm_tokenizer_dir());

@@ -342,7 +342,11 @@ void set_unk_token(const json& model, const std::unordered_map<std::string, int3
 // model.merges, each "a b" or ["a", "b"].
 std::vector<std::pair<std::string, std::string>> read_merges(const json& model, const Context& ctx) {
   std::vector<std::pair<std::string, std::string>> merges;
-  const json merges_json = model.value("merges", json::array());
+  // Hugging Face's tokenizers refuses a BPE model without vocab and merges; a
+  // missing list read as 0 merges would split every word into characters.
+  if (!model.contains("merges") || !model["merges"].is_array())
+    fail("{}: the BPE model has no \"merges\" array (model.merges)", ctx.source);
+  const json& merges_json = model["merges"];
   merges.reserve(merges_json.size());
   for (size_t i = 0; i < merges_json.size(); ++i) {
     const json& m = merges_json[i];

@@ -1,8 +1,12 @@
 #include "text/embed_job.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 
 #include "llm/checkpoint_identity.h"
@@ -12,7 +16,9 @@
 #include "text/shard_pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/hash.h"
 #include "util/progress.h"
+#include "util/strings.h"
 
 namespace flame::text {
 
@@ -63,7 +69,50 @@ StoreIdentity store_identity(const EmbedJobOptions& o, const PromptSet& prompts,
 struct InputScan {
   int64_t records = 0;
   std::string field;
+  std::string inputs_sha256;  // kInputsRecordFile
 };
+
+// One input file's content identity: its size and SHA-256, whole for caption
+// text (read in full by the job anyway), sampled for tar shards (64 evenly
+// spaced 16 KiB pieces, first and last bytes included: their images are the
+// bulk). Paths are not part of it: a copy elsewhere is the same input.
+std::string input_file_fingerprint(const std::string& path) {
+  const uint64_t size = std::filesystem::file_size(path);
+  const bool tar = ends_with(path, ".tar") || ends_with(path, ".tgz") || ends_with(path, ".tar.gz");
+  if (!tar) return fmt::format("{}:{}", size, sha256_file_hex(path));
+  constexpr uint64_t kSamples = 64, kSample = 16 * 1024;
+  Sha256 hash;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open '{}': {}", path, std::strerror(errno));
+  std::string buffer(kSample, '\0');
+  for (uint64_t i = 0; i < kSamples && size > 0; ++i) {
+    const uint64_t offset = size <= kSample ? 0 : (size - kSample) / (kSamples - 1) * i;
+    const size_t n = pread_full(fd, buffer.data(), buffer.size(), offset);
+    hash.update(buffer.data(), n);
+  }
+  ::close(fd);
+  return fmt::format("{}:sampled:{}", size, hash.hex());
+}
+
+// What identifies the inputs (embed_job.h: kInputsRecordFile): the files'
+// content, the field and the reading options; the same on every part.
+std::string inputs_fingerprint(const EmbedJobOptions& o, const std::string& field) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& path : data::check_caption_inputs(o.inputs, o.source))
+    files.push_back(input_file_fingerprint(path));
+  const auto& s = o.source;
+  const nlohmann::json what = {{"files", files},
+                               {"field", field},
+                               {"format", s.format},
+                               {"jsonl_key", s.jsonl_key_field},
+                               {"tsv_key", s.tsv_key_columns},
+                               {"tsv_text", s.tsv_text_column},
+                               {"tsv_field", s.tsv_field},
+                               {"tsv_join", s.tsv_join},
+                               {"tsv_order", s.tsv_order_column},
+                               {"required", s.required_fields}};
+  return sha256_hex(what.dump());
+}
 
 InputScan scan_inputs(const EmbedJobOptions& o, const PromptSet& prompts) {
   InputScan scan;
@@ -77,7 +126,56 @@ InputScan scan_inputs(const EmbedJobOptions& o, const PromptSet& prompts) {
   };
   data::stream_captions(o.inputs, o.source, sink);
   scan.field = !o.field.empty() ? o.field : (has_prompt_field ? prompts.name : "caption");
+  scan.inputs_sha256 = inputs_fingerprint(o, scan.field);
   return scan;
+}
+
+// A store resumes only from the inputs it was made from: the same keys with
+// other captions (a new caption file) would keep the old vectors under them.
+// The record is the finished store's manifest "job", else OUT/inputs.json
+// (written when a job starts); stores from before it was recorded have
+// neither, and record it now. A record beside no vectors (a job that failed
+// or was killed before its first shard) binds nothing: it is replaced.
+void check_inputs_record(const EmbedJobOptions& o, const std::string& inputs_sha256) {
+  const std::filesystem::path record_path = o.out / kInputsRecordFile;
+  const bool holds_vectors =
+      std::filesystem::exists(o.out / kManifestFile) || !list_shard_files(o.out).empty();
+  for (const auto& path : {o.out / kManifestFile, record_path}) {
+    if (!holds_vectors || !std::filesystem::exists(path)) continue;
+    const nlohmann::json record = read_json_file(path);
+    const nlohmann::json job = path == record_path ? record : record.value("job", nlohmann::json::object());
+    if (!job.is_object() || !job.contains("inputs_sha256")) continue;
+    if (job["inputs_sha256"] != inputs_sha256) {
+      fail(
+          "{}: the store was made from other inputs ({}; inputs_sha256 {}), this job reads {} ({}): the "
+          "input files' content or --field differ; use a new --out",
+          o.out.string(), job.value("inputs", nlohmann::json::array()).dump(), job["inputs_sha256"].dump(),
+          nlohmann::json(o.inputs).dump(), inputs_sha256);
+    }
+  }
+  write_json_file_atomic(record_path, {{"inputs", o.inputs}, {"inputs_sha256", inputs_sha256}});
+}
+
+// Numbers a user types: refused before the model loads, naming the flag.
+// A path that cannot be looked at (a symlink loop, no permission) is named
+// with its flag; a missing one is left to the check that follows.
+void check_path_readable(const std::filesystem::path& path, const char* flag) {
+  std::error_code error;
+  (void)std::filesystem::status(path, error);
+  if (error && error != std::errc::no_such_file_or_directory)
+    fail("{} '{}': cannot read it: {}", flag, path.string(), error.message());
+}
+
+void check_numbers(const EmbedJobOptions& o) {
+  for (const auto& input : o.inputs) check_path_readable(input, "--input");
+  check_path_readable(o.out, "--out");
+  if (std::filesystem::exists(o.out) && !std::filesystem::is_directory(o.out))
+    fail("--out '{}' exists and is not a folder", o.out.string());
+  if (o.shard_size < 1) fail("--shard-size must be at least 1, got {}", o.shard_size);
+  if (o.limit < 0) fail("--limit must be 0 (all records) or a positive count, got {}", o.limit);
+  if (o.encoder.batch_tokens < 1) fail("--batch-tokens must be at least 1, got {}", o.encoder.batch_tokens);
+  if (o.encoder.max_tokens < 0)
+    fail("--max-tokens must be 0 (the model's context) or a positive count, got {}", o.encoder.max_tokens);
 }
 
 // Everything the embedding of one run needs, shard after shard. The writer is
@@ -191,7 +289,7 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
   const auto start = Clock::now();
   if (o.inputs.empty()) fail("no input given (--input)");
   o.part.validate(kPartFlags);
-  if (o.shard_size < 1) fail("--shard-size must be at least 1");
+  check_numbers(o);
   const PromptSet prompts = load_prompt_set(o.prompts);
   // Inputs first: a missing or unknown input is reported before the model loads.
   data::check_caption_inputs(o.inputs, o.source);
@@ -199,8 +297,11 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
 
   const auto [model, tokenizer] = llm::load_llm(o.llm_dir, o.compute_dtype, o.device);
   const FacetEncoder encoder(model, *tokenizer, prompts, o.encoder);
+  const StoreIdentity identity = store_identity(o, prompts, encoder);
+  if (o.before_writing) o.before_writing(identity, scan.inputs_sha256);
   std::filesystem::create_directories(o.out);
-  EmbeddingStoreWriter writer(o.out, store_identity(o, prompts, encoder), o.part);
+  EmbeddingStoreWriter writer(o.out, identity, o.part);
+  check_inputs_record(o, scan.inputs_sha256);  // with the store locked
 
   EmbedJobSummary summary;
   summary.store = o.out;
@@ -225,6 +326,8 @@ EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
 
   summary.seconds = seconds_since(start);
   writer.finalize({{"inputs", o.inputs},
+                   {"inputs_sha256", scan.inputs_sha256},
+                   {"limit", o.limit},
                    {"field", scan.field},
                    {"mode", to_string(o.encoder.mode)},
                    {"compute_dtype", o.compute_dtype},

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "data/caption_source.h"
 #include "text/fda_encoder.h"
+#include "text/store_manifest.h"
 #include "util/part_selection.h"
 
 namespace flame::text {
@@ -33,7 +35,18 @@ struct EmbedJobOptions {
   PartSelection part;         // scale-out: this process writes part part.index of part.count
   int64_t limit = 0;          // embed only the first N records (0 = all), e.g. for a quick look
   bool progress = true;
+  // Called once the job knows its store identity and the fingerprint of its
+  // inputs, before anything is written (a launched job checks the store it
+  // will replace); throws to stop the job.
+  std::function<void(const StoreIdentity& identity, const std::string& inputs_sha256)> before_writing;
 };
+
+// The fingerprint of what a job reads, the same on every part and wherever
+// the files lie: each input file's size and SHA-256 (sampled for tar shards),
+// the field and the reading options (not --limit). Recorded as "inputs_sha256" in a store's job record
+// (manifest "job", and OUT/inputs.json while the job runs); parts of one store
+// must agree, and a store resumes only from the same inputs.
+inline constexpr const char* kInputsRecordFile = "inputs.json";
 
 struct EmbedJobSummary {
   int64_t records = 0;    // records of this part

@@ -21,7 +21,8 @@ using nlohmann::json;
 // Temp files are named ".<final name>.tmp.<pid>.<hex>" (util/file.h).
 bool is_store_temp_file(const std::string& name) {
   return name.find(".tmp.") != std::string::npos &&
-         (name.rfind(".shard-", 0) == 0 || name.rfind(std::string(".") + kManifestFile, 0) == 0);
+         (name.rfind(".shard-", 0) == 0 || name.rfind(std::string(".") + kManifestFile, 0) == 0 ||
+          name.rfind(".inputs.json", 0) == 0);  // embed_job's kInputsRecordFile
 }
 
 // A manifest without "part" is a whole store (part 0 of 1).
@@ -100,13 +101,19 @@ bool EmbeddingStoreWriter::has_shard(int64_t shard_id, const std::vector<std::st
     const fs::path path = dir_ / shard_file_name(shard_id);
     const StoreShard shard = open_store_shard(path);
     if (shard.keys != *expected_keys) {
-      const auto first = [](const std::vector<std::string>& keys) { return keys.empty() ? "" : keys[0]; };
+      // Name where they part: the first keys can agree (a store merged from
+      // launched parts numbers its shards by part, not by input order).
+      const std::vector<std::string>& have = shard.keys;
+      size_t at = 0;
+      while (at < have.size() && at < expected_keys->size() && have[at] == (*expected_keys)[at]) ++at;
+      const auto key = [at](const std::vector<std::string>& keys) {
+        return at < keys.size() ? "'" + keys[at] + "'" : std::string("none");
+      };
       fail(
-          "{}: holds {} keys (first '{}'), but this job's shard {} has {} keys (first '{}'): the inputs or "
-          "the "
-          "shard size changed since it was written; use a new directory",
-          path.string(), shard.rows(), first(shard.keys), shard_id, expected_keys->size(),
-          first(*expected_keys));
+          "{}: holds {} keys, but this job's shard {} has {} keys; they differ at position {} ({} vs {}): "
+          "the inputs, the shard size or the part count changed since it was written (a store merged "
+          "from launched parts resumes under scripts/launch with the same --nproc); use a new directory",
+          path.string(), have.size(), shard_id, expected_keys->size(), at, key(have), key(*expected_keys));
     }
   }
   return true;

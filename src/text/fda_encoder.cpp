@@ -48,7 +48,13 @@ FacetEncoder::FacetEncoder(const llm::Transformer& model, const llm::Tokenizer& 
     : model_(model), tokenizer_(tokenizer), prompts_(std::move(prompts)), options_(options) {
   const int64_t num_layers = model_.num_layers();
   layer_ = llm::hidden_state_index(options_.layer, num_layers);
-  max_tokens_ = options_.max_tokens > 0 ? options_.max_tokens : model_.config().max_position_embeddings;
+  const int64_t context = model_.config().max_position_embeddings;
+  // Positions past the model's context were never trained (and -1 read as 0).
+  if (options_.max_tokens < 0 || options_.max_tokens > context) {
+    fail("--max-tokens {} is out of range: 0 (the model's context) to {} (max_position_embeddings)",
+         options_.max_tokens, context);
+  }
+  max_tokens_ = options_.max_tokens > 0 ? options_.max_tokens : context;
   for (const auto& facet : prompts_.facets) {
     facet_tokens_.push_back(to_token_ids(tokenizer_.encode(facet.text, /*add_special_tokens=*/false)));
     if (facet_tokens_.back().empty())

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "text/store_content.h"
 #include "util/error.h"
 
 namespace flame::text {
@@ -33,6 +34,39 @@ void check_joinable(const EmbeddingStore& first, const EmbeddingStore& store, co
   }
 }
 
+// What a store's job read ("inputs_sha256" of its manifest "job", embed_job.h),
+// "" when not recorded (older stores, or stores written by other tools).
+std::string inputs_fingerprint(const EmbeddingStore& store) {
+  const nlohmann::json& manifest = store.manifest();
+  if (!manifest.contains("job") || !manifest["job"].is_object()) return "";
+  const nlohmann::json& job = manifest["job"];
+  const auto it = job.find("inputs_sha256");
+  return it != job.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// Content identity, not paths: a copy of a store, or the same inputs embedded
+// twice with the same prompt set (e.g. in another dtype), holds the same
+// facets, and joined it counts every positive twice. The same prompt set over
+// other texts (another --field or caption file) is a distinct positive and
+// still joins; stores that record neither checksums nor inputs are not compared.
+void check_not_the_same_facets(const EmbeddingStore& earlier, const EmbeddingStore& store) {
+  const StoreIdentity& a = earlier.identity();
+  const StoreIdentity& b = store.identity();
+  if (a.prompt_set_name != b.prompt_set_name || a.prompt_set_sha256 != b.prompt_set_sha256 ||
+      a.facets != b.facets)
+    return;
+  const std::string content = store_content_sha256(earlier);
+  const bool copy = !content.empty() && content == store_content_sha256(store);
+  const std::string inputs = inputs_fingerprint(earlier);
+  const bool same_inputs = !inputs.empty() && inputs == inputs_fingerprint(store);
+  if (!copy && !same_inputs) return;
+  fail("cannot join {} and {}: {} (prompt set '{}', sha256 {}): every positive would count twice",
+       earlier.dir().string(), store.dir().string(),
+       copy ? "the second is a copy of the first (same shard checksums)"
+            : "both hold the same facets of the same inputs (inputs_sha256 " + inputs + "), embedded twice",
+       a.prompt_set_name, a.prompt_set_sha256);
+}
+
 }  // namespace
 
 JoinedStores::JoinedStores(std::vector<EmbeddingStore> stores) : stores_(std::move(stores)) {
@@ -46,6 +80,7 @@ JoinedStores::JoinedStores(std::vector<EmbeddingStore> stores) : stores_(std::mo
           std::filesystem::weakly_canonical(store.dir()))
         earlier = &stores_[j];
     check_joinable(first, store, earlier);
+    for (size_t j = 0; j < i; ++j) check_not_the_same_facets(stores_[j], store);
     if (store.dim() != first.dim()) {
       fail("cannot join stores of different dims: {} has D={}, {} has D={}", first.dir().string(),
            first.dim(), store.dir().string(), store.dim());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <unordered_map>
@@ -17,6 +18,36 @@ namespace flame::text {
 namespace {
 
 using nlohmann::json;
+
+// A job record of a store ("job" in its manifest): what the job read. Parts
+// written before it was recorded have none (unknown: not compared).
+std::string job_string(const EmbeddingStore& store, const char* name) {
+  const json& job = store.manifest().contains("job") ? store.manifest()["job"] : json(nullptr);
+  if (!job.is_object() || !job.contains(name)) return "";
+  return job[name].is_string() ? job[name].get<std::string>() : job[name].dump();
+}
+
+// The parts of one job must have read the same inputs (the same keys, files
+// and field, and --limit): parts of two inputs merge into a store of neither,
+// whose keys are unique and which would otherwise verify.
+void check_same_inputs(const std::vector<EmbeddingStore>& stores, StoreCheckReport& report) {
+  for (const char* name : {"inputs_sha256", "limit"}) {
+    const EmbeddingStore* reference = nullptr;
+    for (const auto& store : stores) {
+      const std::string value = job_string(store, name);
+      if (value.empty()) continue;
+      if (reference == nullptr) {
+        reference = &store;
+      } else if (value != job_string(*reference, name)) {
+        report.errors.push_back(fmt::format(
+            "{} and {} were made from different inputs ({} {} vs {}; inputs {} vs {}): parts of one store "
+            "must read the same inputs",
+            reference->dir().string(), store.dir().string(), name, job_string(*reference, name), value,
+            job_string(*reference, "inputs"), job_string(store, "inputs")));
+      }
+    }
+  }
+}
 
 // What verify_stores checks, keeping the stores that opened for merge_stores.
 StoreCheckReport check_parts(const std::vector<fs::path>& parts,
@@ -61,6 +92,7 @@ StoreCheckReport check_parts(const std::vector<fs::path>& parts,
     if (by_index.count(i) == 0)
       report.errors.push_back(fmt::format("part {} of {} is missing", i, first.part().count));
   }
+  check_same_inputs(*opened, report);
 
   std::unordered_map<std::string, int> times_seen;
   for (const auto& store : *opened) {
@@ -119,8 +151,10 @@ void check_values(const EmbeddingStore& store, StoreCheckReport& report) {
     const torch::Tensor norms = values.norm(2, -1);
     const torch::Tensor off_unit =
         store.identity().normalized ? ((norms - 1).abs() > 1e-2).any(1) : torch::zeros_like(bad_rows);
+    const torch::Tensor zero_rows = (values == 0).all(-1).any(1);  // no direction: cannot be normalised
     for (const auto& [mask, what] :
-         {std::pair{bad_rows, "NaN or inf values"}, std::pair{off_unit, "a vector off unit norm"}}) {
+         {std::pair{bad_rows, "NaN or inf values"}, std::pair{zero_rows, "an all-zero vector"},
+          std::pair{off_unit, "a vector off unit norm"}}) {
       const torch::Tensor where = mask.nonzero();
       if (where.numel() == 0) continue;
       report.errors.push_back(fmt::format("{}: {} rows hold {} (first: key '{}')", store.dir().string(),
@@ -158,8 +192,24 @@ void merge_stores(const std::vector<fs::path>& parts, const fs::path& out, Merge
   std::vector<EmbeddingStore> stores;
   const StoreCheckReport report = check_parts(parts, nullptr, &stores);
   if (!report.ok()) fail("cannot merge into '{}':\n{}", out.string(), report.summary());
-  if (target == MergeTarget::kEmptyDirectory && fs::exists(out) && !fs::is_empty(out))
-    fail("cannot merge into '{}': it exists and is not empty", out.string());
+  // kReplaceStoreFiles: the launched job's rank 0 already holds the lock.
+  std::unique_ptr<DirectoryLock> lock;
+  if (target == MergeTarget::kEmptyDirectory) {
+    const auto refuse_unless_empty = [&] {
+      std::error_code error;  // a symlink loop or no permission: named, not a bare filesystem error
+      const fs::file_status status = fs::status(out, error);
+      if (error && error != std::errc::no_such_file_or_directory)
+        fail("cannot merge into '{}': cannot read it: {}", out.string(), error.message());
+      if (!fs::exists(status)) return;
+      if (!fs::is_directory(out)) fail("cannot merge into '{}': it is not a folder", out.string());
+      for (const auto& entry : fs::directory_iterator(out))
+        if (entry.path().filename() != ".lock")
+          fail("cannot merge into '{}': it exists and is not empty", out.string());
+    };
+    refuse_unless_empty();
+    lock = std::make_unique<DirectoryLock>(out, "the store");  // a second merge into `out` fails fast
+    refuse_unless_empty();                                     // filled while this one waited for the lock
+  }
   fs::create_directories(out);
   if (target == MergeTarget::kReplaceStoreFiles) {
     fs::remove(out / kManifestFile);  // first: until the new one is written, `out` is no finished store
@@ -188,6 +238,13 @@ void merge_stores(const std::vector<fs::path>& parts, const fs::path& out, Merge
   manifest["part"] = PartSelection{}.to_json();  // a whole store
   manifest["shards"] = std::move(shards);
   manifest["job"] = {{"merged_from", std::move(merged_from)}};
+  // The parts agree on what they read (check_parts): the store keeps it
+  // (with the input paths of one part, for messages).
+  for (const char* name : {"inputs", "inputs_sha256", "limit"})
+    for (const auto& store : stores)
+      if (const json& job = store.manifest().value("job", json::object());
+          job.is_object() && job.contains(name))
+        manifest["job"][name] = job[name];
   write_json_file_atomic(out / kManifestFile, manifest);
   EmbeddingStore::open(out);  // the result must read back
 }

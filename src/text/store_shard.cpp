@@ -35,6 +35,19 @@ void check_finite(const std::string& source, const StoreIdentity& identity,
   }
 }
 
+// An all-zero vector (a zero hidden state, or values that underflow the
+// stored dtype) has no direction: normalising it divides by zero, and its
+// cosine to anything is undefined. Checked on the values as stored.
+void check_nonzero(const std::string& source, const StoreIdentity& identity,
+                   const std::vector<std::string>& keys, const torch::Tensor& as_float) {
+  if (as_float.numel() == 0) return;
+  const torch::Tensor zero = (as_float == 0).all(-1).flatten();  // [n * K]
+  if (!zero.any().item<bool>()) return;
+  const int64_t first = zero.nonzero()[0][0].item<int64_t>();
+  fail("{}: facet '{}' of key '{}' is an all-zero vector (as {}): it has no direction to store", source,
+       identity.facets[first % identity.num_facets], keys[first / identity.num_facets], identity.dtype);
+}
+
 void check_unit_norm(const std::string& source, const StoreIdentity& identity,
                      const std::vector<std::string>& keys, const torch::Tensor& as_float) {
   if (as_float.numel() == 0) return;
@@ -53,10 +66,10 @@ void warn_if_lossy(const std::string& source, const StoreIdentity& identity,
                    const std::vector<std::string>& keys, const torch::Tensor& original,
                    const torch::Tensor& restored) {
   if (original.numel() == 0) return;
-  const torch::Tensor cosine =
-      torch::nn::functional::cosine_similarity(original, restored,
-                                               torch::nn::functional::CosineSimilarityFuncOptions().dim(-1))
-          .flatten();
+  // In f64: the f32 dot products of large vectors (|x| ~ 1e20) overflow to
+  // inf and the cosine of a vector stored fine read as NaN.
+  const torch::Tensor x = original.to(torch::kFloat64), y = restored.to(torch::kFloat64);
+  const torch::Tensor cosine = ((x * y).sum(-1) / (x.norm(2, -1) * y.norm(2, -1))).flatten();
   const int64_t worst = cosine.argmin().item<int64_t>();
   const double value = cosine[worst].item<double>();
   if (value < kMinInt8Cosine) {
@@ -154,7 +167,7 @@ void check_shard_checksum(const StoreShard& shard) {
 
 void write_store_shard(const fs::path& path, const StoreIdentity& identity, const PartSelection& part,
                        const std::vector<std::string>& keys, const torch::Tensor& embeddings) {
-  const std::string source = path.filename().string();
+  const std::string source = path.string();  // names the store and the shard
   const int64_t n = static_cast<int64_t>(keys.size());
   if (!embeddings.defined() || !embeddings.is_floating_point())
     fail("{}: embeddings must be a floating tensor", source);
@@ -179,12 +192,14 @@ void write_store_shard(const fs::path& path, const StoreIdentity& identity, cons
     stored = q.values;
     scales = q.scales;
     const torch::Tensor restored = dequantize_int8(q.values, q.scales);
+    check_nonzero(source, identity, keys, restored);  // zero, or so small its scale underflows
     warn_if_lossy(source, identity, keys, as_float, restored);
     as_float = restored;
   } else {
     stored = embeddings.detach().to(torch::kCPU, store_torch_dtype(identity)).contiguous();
     as_float = stored.to(torch::kFloat32);
-    check_finite(source, identity, keys, as_float);  // an f16 overflow shows here
+    check_finite(source, identity, keys, as_float);   // an f16 overflow shows here
+    check_nonzero(source, identity, keys, as_float);  // and an underflow to zero
   }
   if (identity.normalized) check_unit_norm(source, identity, keys, as_float);
 

@@ -10,37 +10,15 @@
 #include "text/clip_text_config.h"
 #include "text/clip_tokenize.h"
 #include "text/joined_stores.h"
+#include "text/store_content.h"
 #include "train/autocast.h"
 #include "train/loss.h"
 #include "train/text_provenance.h"
-#include "util/hash.h"
-#include "util/safetensors.h"
 #include "vision/image_encoder.h"
 
 namespace flame::train {
 
 namespace {
-
-// What a store holds, whatever its path: the SHA-256 of its shards' vector
-// checksums (recorded in each shard's metadata at write time) and its keys in
-// order. A store embedded again at the same path with other captions gets
-// another; a copy elsewhere the same. "" when a shard predates the checksums.
-std::string store_content_sha256(const text::EmbeddingStore& store) {
-  Sha256 hash;
-  for (const std::filesystem::path& shard : store.shard_paths()) {
-    const SafetensorsFile file(shard);
-    const auto& metadata = file.header().metadata;
-    const auto it = metadata.find("sha256");
-    if (it == metadata.end() || it->second.empty()) return "";
-    hash.update(it->second);
-    hash.update("\n");
-  }
-  for (const std::string& key : store.keys()) {
-    hash.update(key);
-    hash.update("\n");
-  }
-  return hash.hex();
-}
 
 // The checkpoints' record of the joined stores: each one's identity and,
 // where known, its content_sha256.
@@ -49,7 +27,7 @@ nlohmann::json stores_provenance(const text::JoinedStores& stores) {
   for (const text::EmbeddingStore& store : stores.stores()) identities.push_back(store.identity());
   nlohmann::json out = text_provenance_json(identities);
   for (size_t i = 0; i < stores.stores().size(); ++i) {
-    const std::string content = store_content_sha256(stores.stores()[i]);
+    const std::string content = text::store_content_sha256(stores.stores()[i]);
     if (!content.empty()) out[i][kStoreContentField] = content;
   }
   return out;
