@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "data/image_encode.h"
+#include "log_capture.h"
 #include "test_helpers.h"
 #include "text/embed_job.h"
 #include "text/embedding_store.h"
@@ -29,22 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::contains;
 
-// Captures what spdlog prints while alive.
-class LogCapture {
- public:
-  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(text_)) {
-    spdlog::default_logger()->sinks().push_back(sink_);
-  }
-  ~LogCapture() {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-  }
-  std::string text() const { return text_.str(); }
-
- private:
-  std::ostringstream text_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-};
+using test::LogCapture;
 
 std::string good_caption(int i) {
   static const char* words[] = {"dog", "beach", "child", "red", "bicycle", "mountain", "snow"};

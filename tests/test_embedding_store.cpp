@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "data/caption_source.h"
+#include "log_capture.h"
 #include "test_helpers.h"
 #include "text/embedding_store.h"
 #include "text/joined_stores.h"
@@ -812,22 +813,7 @@ TEST(EmbeddingStore, NonFiniteVectorsAreRefusedNamingStoreAndKey) {
   }
 }
 
-// Captures what spdlog prints while alive.
-class LogCapture {
- public:
-  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(text_)) {
-    spdlog::default_logger()->sinks().push_back(sink_);
-  }
-  ~LogCapture() {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-  }
-  std::string text() const { return text_.str(); }
-
- private:
-  std::ostringstream text_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-};
+using test::LogCapture;
 
 // The int8 writer's cosine check overflowed in f32 (dot products of vectors
 // of magnitude 1e20 are inf) and warned about vectors it stored fine. The
