@@ -800,7 +800,7 @@ TEST(Evaluate, MalformedResultsAndBenchmarkFilesAreNamed) {
   write_json_file_atomic(dir / "bad.json", b);
   o.tasks = {"short"};
   const std::string mode = test::error_of([&] { eval::run_evaluation(o); });
-  EXPECT_TRUE(test::contains(mode, "task 'short': a field of its benchmark entry") &&
+  EXPECT_TRUE(test::contains(mode, "task 'short': field 'mode' must be a string, not 3") &&
               !test::contains(mode, "internal"))
       << mode;
 }

@@ -327,6 +327,15 @@ nlohmann::json run_task_of_type(EvalModels& models, const nlohmann::json& t, con
 // reader did not check becomes an error naming the task, not "internal error".
 nlohmann::json run_task(EvalModels& models, const nlohmann::json& t, const std::string& data_root,
                         int64_t limit) {
+  // The fields every reader takes as text: one of another type is named here,
+  // before a reader's nlohmann type error could only name the task.
+  for (const char* field :
+       {"annotations", "caption_index_column", "dataset_key", "facet_pooling", "features", "folders",
+        "format", "mode", "probe", "root", "source", "split", "title", "train_split", "type"}) {
+    if (t.contains(field) && !t[field].is_string())
+      fail("task '{}': field '{}' must be a string, not {}", t["name"].get<std::string>(), field,
+           t[field].dump());
+  }
   try {
     return run_task_of_type(models, t, data_root, limit);
   } catch (const nlohmann::json::exception& e) {
