@@ -477,23 +477,46 @@ KeptResults match_earlier(const std::vector<nlohmann::json>& tasks,
   return k;
 }
 
-nlohmann::json evaluate(const EvalOptions& o) {
+// The options checked before any work, and --out locked for the whole run:
+// a second eval with this --out fails now, not after its work.
+std::unique_ptr<DirectoryLock> check_options_and_lock_out(const EvalOptions& o) {
   if (o.model.empty()) fail("flame eval needs --model");
   if (o.batch_size <= 0) fail("flame eval: --batch-size must be positive, not {}", o.batch_size);
   if (o.limit < 0) fail("flame eval: --limit must not be negative (0: all), not {}", o.limit);
   if (o.benchmarks.empty()) fail("flame eval needs at least one --benchmark");
   if (o.resume && o.out.empty()) fail("flame eval: --resume needs --out (the results file to resume)");
-  std::unique_ptr<DirectoryLock> lock;
-  if (!o.out.empty()) {
-    check_output_file(o.out, "--out");  // before the work, not after it
-    // One writer per results file for the whole run: a second eval with this --out fails now.
-    const fs::path out(o.out);
-    lock =
-        std::make_unique<DirectoryLock>(out.has_parent_path() ? out.parent_path() : fs::path("."),
-                                        "the results file " + out.filename().string() + " (flame eval --out)",
-                                        "." + out.filename().string() + ".lock");
-  }
   llm::parse_device(o.device);  // a mistyped device is named before any path is looked at
+  if (o.out.empty()) return nullptr;
+  check_output_file(o.out, "--out");
+  const fs::path out(o.out);
+  return std::make_unique<DirectoryLock>(
+      out.has_parent_path() ? out.parent_path() : fs::path("."),
+      "the results file " + out.filename().string() + " (flame eval --out)",
+      "." + out.filename().string() + ".lock");
+}
+
+// The "config" of a results file: what was asked, and the checkpoint evaluated
+// (by path and by content, which --resume compares).
+nlohmann::json results_config(const EvalOptions& o, const std::string& checkpoint,
+                              const std::string& data_root) {
+  nlohmann::json config = {{"model", o.model},
+                           {"checkpoint", checkpoint},
+                           {"checkpoint_identity", checkpoint_content_identity(checkpoint)},
+                           {"llm", o.llm},
+                           {"benchmarks", o.benchmarks},
+                           {"tasks", o.tasks},
+                           {"data_root", data_root},
+                           {"limit", o.limit},
+                           {"dtype", o.dtype},
+                           {"device", o.device},
+                           {"allow_llm_mismatch", o.allow_llm_mismatch}};
+  if (!o.clip_benchmark_tasks.empty()) config["task"] = o.clip_benchmark_tasks;
+  return config;
+}
+
+nlohmann::json evaluate(const EvalOptions& o) {
+  const std::unique_ptr<DirectoryLock> lock =
+      check_options_and_lock_out(o);  // a mistyped device is named before any path is looked at
   const std::string data_root = o.data_root.empty() ? default_data_root() : o.data_root;
   nlohmann::json layouts = nlohmann::json::array();
   const std::vector<nlohmann::json> tasks = collect_tasks(o, &layouts);
@@ -506,21 +529,9 @@ nlohmann::json evaluate(const EvalOptions& o) {
   const std::string checkpoint = fs::absolute(train::resolve_checkpoint(o.model)).string();
   EvalOptions pinned = o;
   pinned.model = checkpoint;
-  nlohmann::json results = {{"config",
-                             {{"model", o.model},
-                              {"checkpoint", checkpoint},
-                              {"checkpoint_identity", checkpoint_content_identity(checkpoint)},
-                              {"llm", o.llm},
-                              {"benchmarks", o.benchmarks},
-                              {"tasks", o.tasks},
-                              {"data_root", data_root},
-                              {"limit", o.limit},
-                              {"dtype", o.dtype},
-                              {"device", o.device},
-                              {"allow_llm_mismatch", o.allow_llm_mismatch}}},
+  nlohmann::json results = {{"config", results_config(o, checkpoint, data_root)},
                             {"tasks", nlohmann::json::array()},
                             {"complete", false}};
-  if (!o.clip_benchmark_tasks.empty()) results["config"]["task"] = o.clip_benchmark_tasks;
   if (!layouts.empty()) results["layouts"] = layouts;
   const std::vector<nlohmann::json> earlier = resumable_results(o, results["config"]);
   const KeptResults kept = match_earlier(tasks, earlier);

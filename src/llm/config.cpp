@@ -44,9 +44,12 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& source) {
   const json& rs = j.at("rope_scaling");
   if (!rs.is_object()) fail("{}: field 'rope_scaling' must be an object or null", source);
   std::string type;
-  if (rs.contains("rope_type")) type = rs.at("rope_type").get<std::string>();
-  else if (rs.contains("type")) type = rs.at("type").get<std::string>();
-  else fail("{}: rope_scaling has neither 'rope_type' nor 'type'", source);
+  if (rs.contains("rope_type"))
+    type = rs.at("rope_type").get<std::string>();
+  else if (rs.contains("type"))
+    type = rs.at("type").get<std::string>();
+  else
+    fail("{}: rope_scaling has neither 'rope_type' nor 'type'", source);
   if (type == "default") return scaling;
   scaling.factor = number_or(rs, "factor", 1.0, source + " rope_scaling");
   if (type == "linear") {
@@ -93,13 +96,17 @@ LlmConfig parse_llm_config(const json& j, const std::string& source) {
   const json& archs = require(j, "architectures", source);
   if (!archs.is_array() || archs.empty()) fail("{}: 'architectures' must be a non-empty list", source);
   c.architecture_name = archs.at(0).get<std::string>();
-  if (c.architecture_name == "LlamaForCausalLM") c.architecture = Architecture::Llama;
-  else if (c.architecture_name == "MistralForCausalLM") c.architecture = Architecture::Mistral;
-  else if (c.architecture_name == "Qwen2ForCausalLM") c.architecture = Architecture::Qwen2;
+  if (c.architecture_name == "LlamaForCausalLM")
+    c.architecture = Architecture::Llama;
+  else if (c.architecture_name == "MistralForCausalLM")
+    c.architecture = Architecture::Mistral;
+  else if (c.architecture_name == "Qwen2ForCausalLM")
+    c.architecture = Architecture::Qwen2;
   else {
-    fail("{}: unsupported architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, "
-         "Qwen2ForCausalLM)",
-         source, c.architecture_name);
+    fail(
+        "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, "
+        "Qwen2ForCausalLM)",
+        source, c.architecture_name);
   }
   c.model_type = j.value("model_type", to_string(c.architecture));
   c.vocab_size = require_int(j, "vocab_size", source);
@@ -114,8 +121,8 @@ LlmConfig parse_llm_config(const json& j, const std::string& source) {
     c.head_dim = require_int(j, "head_dim", source);
   } else {
     if (c.hidden_size % c.num_attention_heads != 0) {
-      fail("{}: hidden_size {} is not divisible by num_attention_heads {} and no head_dim is given",
-           source, c.hidden_size, c.num_attention_heads);
+      fail("{}: hidden_size {} is not divisible by num_attention_heads {} and no head_dim is given", source,
+           c.hidden_size, c.num_attention_heads);
     }
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
@@ -140,7 +147,8 @@ LlmConfig parse_llm_config(const json& j, const std::string& source) {
     fail("{}: unsupported hidden_act '{}' (only silu)", source, j["hidden_act"].dump());
   }
   if (j.contains("sliding_window") && j["sliding_window"].is_number_integer()) {
-    const bool used = c.architecture == Architecture::Mistral || bool_or(j, "use_sliding_window", false, source);
+    const bool used =
+        c.architecture == Architecture::Mistral || bool_or(j, "use_sliding_window", false, source);
     if (used) c.sliding_window = j["sliding_window"].get<int64_t>();
   }
   const auto bos = id_list(j, "bos_token_id");
@@ -159,11 +167,11 @@ LlmConfig load_llm_config(const std::filesystem::path& path) {
 
 int64_t LlmConfig::parameter_count() const {
   const int64_t h = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
-  int64_t per_layer = 2 * h;                      // two RMSNorms
-  per_layer += h * q + 2 * h * kv + q * h;        // q, k, v, o
+  int64_t per_layer = 2 * h;                // two RMSNorms
+  per_layer += h * q + 2 * h * kv + q * h;  // q, k, v, o
   if (attention_bias) per_layer += q + 2 * kv;
   if (attention_output_bias) per_layer += h;
-  per_layer += 3 * h * intermediate_size;         // gate, up, down
+  per_layer += 3 * h * intermediate_size;  // gate, up, down
   if (mlp_bias) per_layer += 2 * intermediate_size + h;
   int64_t total = vocab_size * h + num_hidden_layers * per_layer + h;
   if (!tie_word_embeddings) total += vocab_size * h;
