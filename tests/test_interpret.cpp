@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
 #include <string>
@@ -273,6 +275,18 @@ TEST(Interpret, RenderDrawsAGridAndWordsAndTheCliWritesBoth) {
   // Pool 2: cells of two 24 px patches.
   EXPECT_EQ(data::decode_image(read_file(dir / "out" / "photo.png"), "photo.png").sizes(),
             torch::IntArrayRef({96, 96, 3}));
+
+  // One writer per output folder: while another process holds it (here this
+  // one), interpret fails at once naming the holder, and writes nothing.
+  fs::remove(dir / "out" / "photo.json");
+  {
+    const DirectoryLock holder(dir / "out", "the output folder of flame interpret");
+    const test::CommandResult second = test::run_command(command);
+    EXPECT_NE(second.status, 0) << second.output;
+    EXPECT_NE(second.output.find(fmt::format("in use by pid {}", ::getpid())), std::string::npos)
+        << second.output;
+    EXPECT_FALSE(fs::exists(dir / "out" / "photo.json"));
+  }
 }
 
 }  // namespace
