@@ -270,7 +270,7 @@ OpenClipExport export_open_clip(const fs::path& run, const fs::path& out_dir, bo
   std::error_code ec;
   fs::path real = fs::weakly_canonical(target, ec);
   if (ec) real = target;
-  const DirectoryLock lock(real.parent_path(), "the export folder " + real.filename().string(),
+  const DirectoryLock lock(real.parent_path(), "the export folder " + real.string(),
                            "." + real.filename().string() + ".lock");
   refuse_existing(out.weights, overwrite);
   refuse_existing(out.config, overwrite);

@@ -167,8 +167,11 @@ DirectoryLock::DirectoryLock(const fs::path& dir, const std::string& what, const
     holder.resize(n > 0 ? static_cast<size_t>(n) : 0);
     while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
     ::close(fd_);
-    fail("{}: {} is in use by {} (it holds '{}')", dir.string(), what,
-         holder.empty() ? "another process" : holder, path.string());
+    // A sibling lock file guards a folder or file named in `what`; the folder
+    // prefix would name its parent instead.
+    const std::string where = lock_file == ".lock" ? dir.string() + ": " : "";
+    fail("{}{} is in use by {} (it holds '{}')", where, what, holder.empty() ? "another process" : holder,
+         path.string());
   }
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
