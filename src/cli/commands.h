@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+#include <string>
+
 namespace flame::cli {
 
 // flame llm ... (llm_commands.cpp registers the group and calls the others)
@@ -29,5 +32,9 @@ void add_export_commands(CLI::App& app);
 // Shared options: --threads N (default: all cores) applied to torch.
 void add_threads_option(CLI::App& cmd, int* threads);
 void apply_threads(int threads);
+
+// --seed, read strictly into `seed` (seed_option.cpp): an integer in
+// [0, 2^64); CLI11 would wrap -1 to 18446744073709551615.
+void add_seed_option(CLI::App& cmd, uint64_t& seed, const std::string& help);
 
 }  // namespace flame::cli

@@ -30,8 +30,7 @@ void add_make_random(CLI::App& llm) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", opts->tokenizer_dir, "directory with tokenizer.json to copy")
       ->check(CLI::ExistingDirectory);
-  // Checked as text: CLI11 would wrap -1 into 2^64 - 1 for an unsigned seed.
-  cmd->add_option("--seed", opts->seed, "random seed")->capture_default_str()->check(CLI::NonNegativeNumber);
+  add_seed_option(*cmd, opts->seed, "random seed");
   cmd->add_option("--dtype", opts->dtype, "bf16, f16 or f32")
       ->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));

@@ -3,9 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <system_error>
 
 #include "cli/commands.h"
 #include "train/trainer.h"
@@ -26,23 +24,6 @@ CLI::Option* add_choice(CLI::App& cmd, const std::string& flag, E& value, const 
           [&value, flag](const std::string& name) { value = train::parse_choice<E>(name, "train: " + flag); },
           help)
       ->default_str(train::to_string(value));
-}
-
-// --seed: a non-negative integer, read strictly (CLI11 would wrap -1 to
-// 18446744073709551615 and train with that seed).
-void add_seed_option(CLI::App& cmd, uint64_t& seed) {
-  cmd.add_option_function<std::string>(
-         "--seed",
-         [&seed](const std::string& text) {
-           uint64_t value = 0;
-           const char* end = text.data() + text.size();
-           const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-           if (text.empty() || ec != std::errc() || ptr != end)
-             fail("train: --seed must be an integer in [0, 2^64), not '{}'", text);
-           seed = value;
-         },
-         "seed of the initialisation, data order and augmentation")
-      ->default_str(std::to_string(seed));
 }
 
 // A flag given NaN or inf is refused here, naming the flag (the merged
@@ -169,7 +150,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o->save_every, "steps between checkpoints")->capture_default_str();
   cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "newest checkpoints kept")
       ->capture_default_str();
-  add_seed_option(*cmd, o->seed);
+  add_seed_option(*cmd, o->seed, "seed of the initialisation, data order and augmentation");
   cmd->add_option("--workers", o->workers, "image decoding threads")->capture_default_str();
   cmd->add_option("--prefetch", o->prefetch_batches, "batches decoded ahead")->capture_default_str();
   cmd->add_option("--max-skip-fraction", o->max_skip_fraction, "unreadable images tolerated")
