@@ -22,17 +22,8 @@ uint64_t add_weight_file(Sha256& hash, const std::filesystem::path& path, const 
   const std::string name_and_size = path.filename().string() + "\n" + std::to_string(size) + "\n";
   hash.update(name_and_size);
   hash.update(map.data(), static_cast<size_t>(data_start));
-  const uint64_t data_bytes = size - data_start;
-  if (data_bytes <= kSamplesPerFile * kSampleBytes) {
-    hash.update(map.data() + data_start, static_cast<size_t>(data_bytes));
-    return name_and_size.size() + size;
-  }
-  const uint64_t last = data_bytes - kSampleBytes;
-  for (int i = 0; i < kSamplesPerFile; ++i) {
-    const uint64_t offset = last * static_cast<uint64_t>(i) / (kSamplesPerFile - 1);
-    hash.update(map.data() + data_start + offset, static_cast<size_t>(kSampleBytes));
-  }
-  return name_and_size.size() + data_start + kSamplesPerFile * kSampleBytes;
+  return name_and_size.size() + data_start +
+         hash_evenly_spaced(hash, map.data() + data_start, size - data_start, kSamplesPerFile, kSampleBytes);
 }
 
 // A GGUF file is its own config: its metadata (the header) stands for config.json.

@@ -1,12 +1,8 @@
 #include "text/embed_job.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <mutex>
 
 #include "llm/checkpoint_identity.h"
@@ -80,17 +76,9 @@ std::string input_file_fingerprint(const std::string& path) {
   const uint64_t size = std::filesystem::file_size(path);
   const bool tar = ends_with(path, ".tar") || ends_with(path, ".tgz") || ends_with(path, ".tar.gz");
   if (!tar) return fmt::format("{}:{}", size, sha256_file_hex(path));
-  constexpr uint64_t kSamples = 64, kSample = 16 * 1024;
   Sha256 hash;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open '{}': {}", path, std::strerror(errno));
-  std::string buffer(kSample, '\0');
-  for (uint64_t i = 0; i < kSamples && size > 0; ++i) {
-    const uint64_t offset = size <= kSample ? 0 : (size - kSample) / (kSamples - 1) * i;
-    const size_t n = pread_full(fd, buffer.data(), buffer.size(), offset);
-    hash.update(buffer.data(), n);
-  }
-  ::close(fd);
+  const MappedFile map(path);
+  hash_evenly_spaced(hash, map.data(), map.size(), 64, 16 * 1024);
   return fmt::format("{}:sampled:{}", size, hash.hex());
 }
 
@@ -140,18 +128,11 @@ void check_inputs_record(const EmbedJobOptions& o, const std::string& inputs_sha
   const std::filesystem::path record_path = o.out / kInputsRecordFile;
   const bool holds_vectors =
       std::filesystem::exists(o.out / kManifestFile) || !list_shard_files(o.out).empty();
-  for (const auto& path : {o.out / kManifestFile, record_path}) {
-    if (!holds_vectors || !std::filesystem::exists(path)) continue;
-    const nlohmann::json record = read_json_file(path);
-    const nlohmann::json job = path == record_path ? record : record.value("job", nlohmann::json::object());
-    if (!job.is_object() || !job.contains("inputs_sha256")) continue;
-    if (job["inputs_sha256"] != inputs_sha256) {
-      fail(
-          "{}: the store was made from other inputs ({}; inputs_sha256 {}), this job reads {} ({}): the "
-          "input files' content or --field differ; use a new --out",
-          o.out.string(), job.value("inputs", nlohmann::json::array()).dump(), job["inputs_sha256"].dump(),
-          nlohmann::json(o.inputs).dump(), inputs_sha256);
-    }
+  if (holds_vectors) {
+    check_store_inputs(
+        o.out, inputs_sha256,
+        fmt::format("this job reads {}: the input files' content or --field differ; use a new --out",
+                    nlohmann::json(o.inputs).dump()));
   }
   write_json_file_atomic(record_path, {{"inputs", o.inputs}, {"inputs_sha256", inputs_sha256}});
 }
@@ -284,6 +265,20 @@ std::vector<data::InputProblem> embed_inputs(const ShardJob& job, const std::str
 }
 
 }  // namespace
+
+void check_store_inputs(const std::filesystem::path& dir, const std::string& inputs_sha256,
+                        const std::string& consequence) {
+  const std::filesystem::path manifest_path = dir / kManifestFile;
+  for (const auto& path : {manifest_path, dir / kInputsRecordFile}) {
+    if (!std::filesystem::exists(path)) continue;
+    const nlohmann::json record = read_json_file(path);
+    const nlohmann::json job = path == manifest_path ? record.value("job", nlohmann::json::object()) : record;
+    if (!job.is_object() || !job.contains("inputs_sha256") || job["inputs_sha256"] == inputs_sha256) continue;
+    fail("{}: the store was made from other inputs ({}; inputs_sha256 {}), this job's {}: {}", dir.string(),
+         job.value("inputs", nlohmann::json::array()).dump(), job["inputs_sha256"].dump(), inputs_sha256,
+         consequence);
+  }
+}
 
 EmbedJobSummary run_embed_job(const EmbedJobOptions& o) {
   const auto start = Clock::now();

@@ -48,6 +48,13 @@ struct EmbedJobOptions {
 // must agree, and a store resumes only from the same inputs.
 inline constexpr const char* kInputsRecordFile = "inputs.json";
 
+// Refuses the store at `dir` when its job record (manifest "job", or
+// kInputsRecordFile of an unfinished job) names other inputs than
+// `inputs_sha256`, saying "<dir>: the store was made from other inputs (...),
+// this job's <sha>: <consequence>". Stores without a record pass.
+void check_store_inputs(const std::filesystem::path& dir, const std::string& inputs_sha256,
+                        const std::string& consequence);
+
 struct EmbedJobSummary {
   int64_t records = 0;    // records of this part
   int64_t embedded = 0;   // encoded in this run

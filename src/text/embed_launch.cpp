@@ -42,18 +42,7 @@ void check_launch_target(const std::filesystem::path& out, const StoreIdentity& 
   const std::filesystem::path manifest_path = out / kManifestFile;
   if (std::filesystem::exists(manifest_path))
     refuse(out.string(), identity_from_json(read_json_file(manifest_path), manifest_path.string()));
-  for (const auto& path : {manifest_path, out / kInputsRecordFile}) {
-    if (!std::filesystem::exists(path)) continue;
-    const nlohmann::json record = read_json_file(path);
-    const nlohmann::json job = path == manifest_path ? record.value("job", nlohmann::json::object()) : record;
-    if (job.is_object() && job.contains("inputs_sha256") && job["inputs_sha256"] != inputs_sha256) {
-      fail(
-          "{}: the store was made from other inputs ({}; inputs_sha256 {}, this job's {}): a launched job "
-          "would replace it; use another --out",
-          out.string(), job.value("inputs", nlohmann::json::array()).dump(), job["inputs_sha256"].dump(),
-          inputs_sha256);
-    }
-  }
+  check_store_inputs(out, inputs_sha256, "a launched job would replace it; use another --out");
   // An unfinished single-process store: its shards would be deleted too.
   for (const auto& [id, path] : list_shard_files(out)) refuse(path.string(), open_store_shard(path).identity);
 }

@@ -43,4 +43,18 @@ std::string sha256_file_hex(const std::filesystem::path& path) {
   return h.hex();
 }
 
+uint64_t hash_evenly_spaced(Sha256& hash, const uint8_t* data, uint64_t size, int samples,
+                            uint64_t sample_bytes) {
+  if (size <= static_cast<uint64_t>(samples) * sample_bytes) {
+    hash.update(data, static_cast<size_t>(size));
+    return size;
+  }
+  const uint64_t last = size - sample_bytes;
+  for (int i = 0; i < samples; ++i) {
+    const uint64_t offset = last * static_cast<uint64_t>(i) / static_cast<uint64_t>(samples - 1);
+    hash.update(data + offset, static_cast<size_t>(sample_bytes));
+  }
+  return static_cast<uint64_t>(samples) * sample_bytes;
+}
+
 }  // namespace flame

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -27,5 +28,12 @@ class Sha256 {
 std::string sha256_hex(std::string_view bytes);
 // Streams a file through SHA-256 (memory-mapped); throws naming the file.
 std::string sha256_file_hex(const std::filesystem::path& path);
+
+// Feeds `samples` evenly spaced pieces of `sample_bytes` of [data, data +
+// size) to `hash`, the first and the last included; all of it when it is no
+// larger than the pieces together. Returns the bytes hashed. A cheap identity
+// of large files (LLM weights, image tar shards) that still sees every region.
+uint64_t hash_evenly_spaced(Sha256& hash, const uint8_t* data, uint64_t size, int samples,
+                            uint64_t sample_bytes);
 
 }  // namespace flame
