@@ -52,27 +52,8 @@ FLAME_REPLAY_TEST(tar, Tar)
 FLAME_REPLAY_TEST(image_decode, ImageDecode)
 FLAME_REPLAY_TEST(store_manifest, StoreManifest)
 FLAME_REPLAY_TEST(checkpoint_config, CheckpointConfig)
-
-}  // namespace
-}  // namespace flame::test
-
-// flame eval's results files, as --resume reads them (tests/fuzz/eval_results_fuzz.cpp).
-namespace flame::fuzz {
-bool eval_results(const uint8_t* data, size_t size);
-}  // namespace flame::fuzz
-namespace flame::test {
-namespace {
-FLAME_REPLAY_TEST(eval_results, EvalResults)
-}  // namespace
-}  // namespace flame::test
-
-// flame import's config (open_clip_config.json, the release's model config):
-// tests/fuzz/open_clip_config_fuzz.cpp.
-namespace flame::fuzz {
-bool open_clip_config(const uint8_t* data, size_t size);
-}  // namespace flame::fuzz
-namespace flame::test {
-namespace {
 FLAME_REPLAY_TEST(open_clip_config, OpenClipConfig)
+FLAME_REPLAY_TEST(eval_results, EvalResults)
+
 }  // namespace
 }  // namespace flame::test

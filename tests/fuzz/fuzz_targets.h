@@ -31,6 +31,8 @@ bool tar(const uint8_t* data, size_t size);
 bool image_decode(const uint8_t* data, size_t size);
 bool store_manifest(const uint8_t* data, size_t size);
 bool checkpoint_config(const uint8_t* data, size_t size);
+bool open_clip_config(const uint8_t* data, size_t size);  // flame import's config
+bool eval_results(const uint8_t* data, size_t size);      // a results file as eval --resume reads it
 
 // The shared data folder (FLAME_SHARED_DIR: set by the test build and by
 // tests/fuzz/Makefile).
