@@ -8,7 +8,7 @@ export CCACHE_MAXSIZE ?= 5G
 # Paths relative to the checkout, so a second clone (CI's) hits the same cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup configure build test demo bench format clean
+.PHONY: all setup configure build test test-python install-python demo bench format clean
 
 all: build
 
@@ -27,8 +27,21 @@ configure: setup
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# The C++ tests (ctest), then the Python module's (pytest).
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	$(MAKE) --no-print-directory test-python
+
+test-python:
+	PYTHONPATH=$(abspath $(BUILD_DIR))/python FLAME_BUILD_DIR=$(abspath $(BUILD_DIR)) OMP_NUM_THREADS=1 \
+	  .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+# `import flame` in the .venv's Python from anywhere: a .pth naming the build's
+# package folder (as `pip install -e`), so each rebuild is seen at once.
+install-python: build
+	@site=$$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  echo "$(abspath $(BUILD_DIR))/python" > "$$site/flame.pth" && \
+	  echo "install-python: $$site/flame.pth -> $(abspath $(BUILD_DIR))/python"
 
 demo: build
 	./scripts/demo

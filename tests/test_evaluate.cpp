@@ -765,6 +765,17 @@ TEST(Evaluate, MalformedCaptionRowsAreSkippedAndCounted) {
   EXPECT_TRUE(test::contains(r["skipped"]["examples"].dump(), "#1")) << r["skipped"];
 }
 
+// Eval's caption rule is the embed readers' (data::blank_caption): a caption of
+// only Unicode whitespace or invisible characters is skipped too (it was
+// scored as the bare prompt: only ASCII whitespace was caught).
+TEST(Evaluate, BlankCaptionsAreTheReadersBlankCaptions) {
+  for (const std::string& blank :
+       std::vector<std::string>{"", "  \t", "\u3000\u00a0", "\u200b", std::string("\0 ", 2)})
+    EXPECT_TRUE(test::contains(eval::caption_defect(blank), "empty caption")) << blank;
+  EXPECT_EQ(eval::caption_defect("a dog \u3000"), "");
+  EXPECT_TRUE(test::contains(eval::caption_defect("\xff"), "not valid UTF-8"));
+}
+
 // A malformed results file (what --resume reads) or benchmark entry is an
 // error naming the file or task, never an escaping JSON exception.
 TEST(Evaluate, MalformedResultsAndBenchmarkFilesAreNamed) {

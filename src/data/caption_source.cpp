@@ -22,12 +22,8 @@
 
 namespace flame::data {
 
-namespace {
-
-// A caption with nothing to read: every character Unicode White_Space (U+3000,
-// U+00A0, ASCII space, ...) or a control or format character (NUL, U+200B
-// zero-width space, ...). One rule for every reader; it used to drop ASCII
-// whitespace only, and embed a caption of U+3000s.
+// One rule for every reader; it used to drop ASCII whitespace only, and embed
+// a caption of U+3000s.
 bool blank_caption(std::string_view text) {
   for (size_t pos = 0; pos < text.size();) {
     const uint32_t cp = utf8::next_code_point(text, &pos);
@@ -37,6 +33,8 @@ bool blank_caption(std::string_view text) {
   }
   return true;
 }
+
+namespace {
 
 using nlohmann::json;
 

@@ -12,11 +12,18 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/part_selection.h"
 
 namespace flame::data {
+
+// A caption with nothing to read: every character Unicode White_Space (U+3000,
+// U+00A0, ASCII space, ...) or a control or format character (NUL, U+200B
+// zero-width space, ...). Every caption reader drops such captions, and eval
+// skips them (eval::caption_defect).
+bool blank_caption(std::string_view text);
 
 struct CaptionRecord {
   std::string key;

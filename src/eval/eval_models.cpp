@@ -71,10 +71,7 @@ std::string cache_key(ImageFeatureKind kind, const std::string& id) {
 // A decoding failure is kept in failure_of_; the caller decides whether it is fatal.
 void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const std::string& label,
                                 ImageFeatureKind kind) {
-  torch::NoGradGuard no_grad;
-  data::ImageTransformOptions t;
-  t.size = model_.image->config().image_size;
-  t.train = false;
+  const data::ImageTransformOptions t = image_transform();
   ProgressBar progress(label + " images", static_cast<int64_t>(missing.size()), "img");
   const size_t threads = static_cast<size_t>(std::max(1, torch::get_num_threads()));
   for (size_t begin = 0; begin < missing.size(); begin += batch_size_) {
@@ -106,16 +103,38 @@ void EvalModels::encode_missing(const std::vector<ImageInput>& missing, const st
       rows.push_back(i);
     }
     if (!decoded.empty()) {
-      const torch::Tensor pixels = torch::stack(decoded).to(device_);
-      const torch::Tensor pooled = kind == ImageFeatureKind::kVisual ? model_.image->visual_features(pixels)
-                                                                     : model_.image->encode(pixels).pooled;
-      const torch::Tensor features = l2_normalize(pooled.to(torch::kFloat32)).cpu();
+      const torch::Tensor features = encode_pixels(torch::stack(decoded), kind, /*normalize=*/true);
       for (size_t r = 0; r < rows.size(); ++r)
         feature_of_[cache_key(kind, missing[rows[r]].id)] = features[static_cast<int64_t>(r)];
     }
     progress.advance(static_cast<int64_t>(end - begin));
   }
   progress.finish();
+}
+
+data::ImageTransformOptions EvalModels::image_transform() const {
+  data::ImageTransformOptions t;
+  t.size = model_.image->config().image_size;
+  t.train = false;
+  return t;
+}
+
+torch::Tensor EvalModels::encode_pixels(const torch::Tensor& pixels, ImageFeatureKind kind, bool normalize) {
+  const int64_t S = model_.image->config().image_size;
+  if (!pixels.defined() || pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != S ||
+      pixels.size(3) != S)
+    fail("images must be a [B, 3, {}, {}] tensor (the model's image size, as its preprocess gives), got {}",
+         S, S, pixels.defined() ? c10::str(pixels.sizes()) : "none");
+  if (!torch::isFloatingType(pixels.scalar_type()))
+    fail("images must be a floating-point tensor (preprocessed pixels), got dtype {}",
+         c10::toString(pixels.scalar_type()));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor input = pixels.to(device_, torch::kFloat32);
+  if (!torch::isfinite(input).all().item<bool>()) fail("images hold NaN or infinite values");
+  const torch::Tensor pooled = kind == ImageFeatureKind::kVisual ? model_.image->visual_features(input)
+                                                                 : model_.image->encode(input).pooled;
+  const torch::Tensor features = pooled.to(torch::kFloat32);
+  return (normalize ? l2_normalize(features) : features).cpu();
 }
 
 torch::Tensor EvalModels::image_features(const std::vector<ImageInput>& images, const std::string& label,
@@ -217,6 +236,7 @@ void EvalModels::note_prompt_difference(const text::StoreIdentity& trained, cons
   const std::string warning =
       fmt::format("prompt set '{}' differs from the one the model was trained with (sha256 {} now, {} then)",
                   prompts.name, prompts.sha256.substr(0, 12), trained.prompt_set_sha256.substr(0, 12));
+  const std::lock_guard<std::mutex> lock(warnings_mutex_);
   if (std::find(warnings_.begin(), warnings_.end(), warning) != warnings_.end()) return;
   warnings_.push_back(warning);
   spdlog::warn("{}", warning);

@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "data/image_transform.h"
 #include "eval/evaluate.h"
 #include "llm/tokenizer.h"
 #include "llm/transformer.h"
@@ -56,6 +58,14 @@ class EvalModels {
   // training stores were made.
   nlohmann::json text_encoding(const std::string& role) const;
   const std::vector<std::string>& warnings() const { return warnings_; }
+  const train::TrainedModel& model() const { return model_; }
+  // `flame eval`'s image transform for this model: resize, centre crop.
+  data::ImageTransformOptions image_transform() const;
+  // [B, D] float32 pooled features of preprocessed pixels [B, 3, S, S]
+  // (data::transform_image's, S the model's image size), on the CPU; unit
+  // rows when `normalize` (as image_features gives them). Throws
+  // flame::Error naming the shape, dtype or a non-finite value.
+  torch::Tensor encode_pixels(const torch::Tensor& pixels, ImageFeatureKind kind, bool normalize);
 
   // [N, D] normalised pooled features of the images. Features are kept per id:
   // tasks that share images (the Flickr8k tasks, a dataset's zero-shot and
@@ -90,6 +100,7 @@ class EvalModels {
   train::TrainedModel model_;
   train::TextProvenance provenance_;  // FLAME: what the training stores were made with
   std::vector<std::string> warnings_;
+  std::mutex warnings_mutex_;              // text_features may run on several threads (the Python module's)
   std::unique_ptr<llm::Transformer> llm_;  // FLAME only
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   int64_t batch_size_;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "data/caption_source.h"
 #include "util/config_files.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -121,7 +122,7 @@ std::vector<int64_t> class_quotas(int64_t limit, int64_t classes) {
 std::string caption_defect(const std::string& caption) {
   size_t bad = 0;
   if (!utf8::is_valid(caption, &bad)) return fmt::format("caption not valid UTF-8 (byte {})", bad);
-  if (trim(caption).empty()) return "empty caption";
+  if (data::blank_caption(caption)) return "empty caption";  // whitespace and invisible characters included
   return "";
 }
 

@@ -64,7 +64,8 @@ torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling);
 std::vector<int64_t> class_quotas(int64_t limit, int64_t classes);
 
 // Why a sample's caption cannot be used ("" when it can): not valid UTF-8
-// (naming the byte offset), or empty / only whitespace. Readers skip such a
+// (naming the byte offset), or nothing to read (data::blank_caption: empty,
+// Unicode whitespace, invisible characters, as the embed readers drop). Readers skip such a
 // sample and count it (Skipped), never stop the evaluation.
 std::string caption_defect(const std::string& caption);
 
