@@ -10,6 +10,9 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <set>
+#include <type_traits>
+#include <variant>
 
 #include "data/caption_source.h"
 #include "llm/tokenizer.h"
@@ -679,6 +682,72 @@ void expect_two_processes_equal_one(const std::string& text_args) {
 // 1.5} became 1, a seed of -1 became 18446744073709551615, NaN weight decay
 // was accepted and the NaN loss later blamed on the data; a huge
 // accumulation count overflowed the batch check.
+// Every row of the option table (train::train_fields) goes the whole way:
+// a value other than its default survives to_json / from_json, the flag sets
+// that field (flame train --print-config), and the resume identity holds it
+// exactly when the row says so. A row missing a place would fail here.
+TEST(TrainOptions, EveryFieldRoundTripsThroughJsonCliAndResumeIdentity) {
+  using R = train::TrainField::Resume;
+  const std::string cli = FLAME_CLI_PATH;
+  for (const train::TrainField& f : train::train_fields()) {
+    train::TrainOptions changed;
+    std::string flag_value;  // what the flag is given ("" for a bool flag)
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(changed.*member)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            changed.*member = flag_value = "x-value";
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            changed.*member = {flag_value = "x-value"};
+          } else if constexpr (std::is_same_v<T, bool>) {
+            changed.*member = !(changed.*member);
+          } else if constexpr (std::is_same_v<T, double>) {
+            changed.*member += 0.25;
+            flag_value = fmt::format("{}", changed.*member);
+          } else if constexpr (std::is_enum_v<T>) {
+            changed.*member = static_cast<T>(1 - static_cast<int>(changed.*member));  // the other of two
+            flag_value = train::to_string(changed.*member);
+          } else {
+            changed.*member += 3;
+            flag_value = fmt::format("{}", changed.*member);
+          }
+        },
+        f.member);
+    nlohmann::json want, defaults;
+    train::to_json(want, changed);
+    train::to_json(defaults, train::TrainOptions{});
+    ASSERT_TRUE(want.contains(f.name)) << f.name;
+    EXPECT_NE(want[f.name], defaults[f.name]) << f.name;
+    train::TrainOptions back;
+    train::from_json(want, back);
+    nlohmann::json again;
+    train::to_json(again, back);
+    EXPECT_EQ(again, want) << f.name;
+
+    const auto r = test::run_command(cli + " train --print-config " + f.flag +
+                                     (flag_value.empty() ? "" : " " + flag_value) + " 2>&1");
+    ASSERT_EQ(r.status, 0) << f.flag << ": " << r.output;
+    EXPECT_EQ(nlohmann::json::parse(r.output)[f.name], want[f.name]) << f.flag << ": " << r.output;
+
+    const bool clip = changed.text_tower == train::TextTower::kClip;
+    const bool in_identity = f.resume == R::kYes || f.resume == R::kUnlessDefault ||
+                             (f.resume == R::kLlmOnly && !clip) || (f.resume == R::kClipOnly && clip);
+    const nlohmann::json identity = train::resume_identity(changed);
+    EXPECT_EQ(identity.contains(f.name), in_identity) << f.name;
+    if (in_identity) EXPECT_EQ(identity[f.name], want[f.name]) << f.name;
+    if (f.resume == R::kUnlessDefault) EXPECT_FALSE(train::resume_identity({}).contains(f.name)) << f.name;
+  }
+  // A FLAME run's identity is what it was before the table (older checkpoints resume).
+  const std::set<std::string> flame_identity = {
+      "model",       "images",    "image_dir", "split_file",   "text_stores",      "loss",  "batch_size",
+      "accum_steps", "lr",        "min_lr",    "warmup_steps", "weight_decay",     "beta1", "beta2",
+      "eps",         "grad_clip", "precision", "seed",         "max_skip_fraction"};
+  std::set<std::string> got;
+  const nlohmann::json default_identity = train::resume_identity({});
+  for (const auto& [key, value] : default_identity.items()) got.insert(key);
+  EXPECT_EQ(got, flame_identity);
+}
+
 TEST(TrainOptions, NumbersAreReadStrictly) {
   train::TrainOptions o;
   const auto from = [&](const nlohmann::json& j) { return error_of([&] { train::from_json(j, o); }); };

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "data/image_transform.h"
-#include "eval/evaluate.h"
+#include "eval/eval_options.h"
 #include "llm/tokenizer.h"
 #include "llm/transformer.h"
 #include "text/fda_encoder.h"

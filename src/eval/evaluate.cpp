@@ -429,14 +429,6 @@ void write_results(const std::string& out, const nlohmann::json& results) {
 
 }  // namespace
 
-torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
-  if (image.dim() != 2 || text.dim() != 3 || image.size(1) != text.size(2)) {
-    fail("facet_similarity: expected image [N, D] and text [T, K, D], got {} and {} dimensions", image.dim(),
-         text.dim());
-  }
-  return torch::einsum("id,tkd->it", {image, text}) / text.size(1);
-}
-
 nlohmann::json checkpoint_content_identity(const fs::path& checkpoint) {
   nlohmann::json id = nlohmann::json::object();
   for (const auto& [key, file] :

@@ -112,6 +112,14 @@ torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling) {
   return l2_normalize(text.mean(1)).unsqueeze(1);
 }
 
+torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text) {
+  if (image.dim() != 2 || text.dim() != 3 || image.size(1) != text.size(2)) {
+    fail("facet_similarity: expected image [N, D] and text [T, K, D], got {} and {} dimensions", image.dim(),
+         text.dim());
+  }
+  return torch::einsum("id,tkd->it", {image, text}) / text.size(1);
+}
+
 std::vector<int64_t> class_quotas(int64_t limit, int64_t classes) {
   std::vector<int64_t> quotas(static_cast<size_t>(std::max<int64_t>(classes, 0)), 0);
   if (limit <= 0) return quotas;

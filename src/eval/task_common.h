@@ -58,6 +58,10 @@ const char* to_string(FacetPooling pooling);
 // normalised mean.
 torch::Tensor pool_facets(const torch::Tensor& text, FacetPooling pooling);
 
+// Image-text similarity [N, T] of normalised image features [N, D] and text
+// facets [T, K, D]: the mean cosine over the K facets (K = 1: plain cosine).
+torch::Tensor facet_similarity(const torch::Tensor& image, const torch::Tensor& text);
+
 // --limit N over C classes: at most N images in all, floor(N/C) per class and
 // one more for the first N % C classes (0: no limit, every entry 0). With
 // N < C only the first N classes get an image.

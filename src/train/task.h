@@ -24,8 +24,8 @@
 #include "data/paired_texts.h"
 #include "data/train_loader.h"
 #include "train/train_options.h"
+#include "train/train_summary.h"
 #include "train/trained_model.h"
-#include "train/trainer.h"
 #include "util/distributed.h"
 #include "vision/vit_config.h"
 

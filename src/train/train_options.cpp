@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <limits>
+#include <type_traits>
 
 #include "util/config_files.h"
 #include "util/error.h"
@@ -108,84 +109,116 @@ LossKind parse_choice<LossKind>(const std::string& name, const std::string& fiel
   return value_of(kLosses, name, field);
 }
 
+const std::vector<TrainField>& train_fields() {
+  using R = TrainField::Resume;
+  using O = TrainOptions;
+  static const std::vector<TrainField> fields = {
+      {"model", "--model", "ViT preset (configs/models) or JSON file", R::kYes, &O::model},
+      {"images", "--images", "TSV with an 'image' column, or tar shards (brace patterns allowed)", R::kYes,
+       &O::images},
+      {"image_dir", "--image-dir", "TSV: folder of the images (default: images/ beside the TSV)", R::kYes,
+       &O::image_dir},
+      {"split_file", "--split", "keep only the image names listed in this file", R::kYes, &O::split_file},
+      {"text_stores", "--texts", "embedding store(s), joined by key: their facets are the positives",
+       R::kLlmOnly, &O::text_stores},
+      {"text_tower", "--text-tower",
+       "llm (FLAME: frozen LLM embeddings, --texts) or clip (baseline: a text tower trained on --captions)",
+       R::kClipOnly, &O::text_tower},
+      {"clip_text", "--clip-text", "clip: text tower preset (configs/models/clip-text) or JSON file",
+       R::kClipOnly, &O::clip_text},
+      {"captions", "--captions", "clip: TSV / JSONL / tar captions keyed as the images", R::kClipOnly,
+       &O::captions},
+      {"caption_field", "--caption-field", "clip: TSV column or JSONL field of the caption", R::kClipOnly,
+       &O::caption_field},
+      {"caption_join", "--caption-join", "clip: join TSV rows sharing a key (as embed --tsv-join)",
+       R::kClipOnly, &O::caption_join},
+      {"out", "--out", "run directory (checkpoints, train-log.jsonl, summary.json)", R::kNo, &O::out},
+      {"loss", "--loss", "infonce or sigmoid", R::kYes, &O::loss},
+      {"batch_size", "--batch-size", "global batch (all ranks and accumulation steps)", R::kYes,
+       &O::batch_size},
+      {"accum_steps", "--accum-steps", "micro-batches per optimizer step", R::kYes, &O::accum_steps},
+      {"steps", "--steps", "optimizer steps", R::kNo, &O::steps},
+      {"epochs", "--epochs", "passes over the paired images, setting the steps (0: use --steps)", R::kNo,
+       &O::epochs},
+      {"positives_per_step", "--positives-per-step",
+       "positives per image per step: a seeded random subset of its K embeddings (0: all K)",
+       R::kUnlessDefault, &O::positives_per_step},
+      {"lr", "--lr", "peak learning rate", R::kYes, &O::lr},
+      {"min_lr", "--min-lr", "learning rate at the end of the cosine", R::kYes, &O::min_lr},
+      {"warmup_steps", "--warmup-steps", "linear warm-up steps", R::kYes, &O::warmup_steps},
+      {"weight_decay", "--weight-decay", "AdamW weight decay (weight matrices only)", R::kYes,
+       &O::weight_decay},
+      {"beta1", "--beta1", "AdamW beta1", R::kYes, &O::beta1},
+      {"beta2", "--beta2", "AdamW beta2", R::kYes, &O::beta2},
+      {"eps", "--eps", "AdamW epsilon", R::kYes, &O::eps},
+      {"grad_clip", "--grad-clip", "max gradient norm (0 = off)", R::kYes, &O::grad_clip},
+      {"precision", "--precision", "fp32 or bf16 (autocast)", R::kYes, &O::precision},
+      {"grad_checkpointing", "--grad-checkpointing",
+       "recompute each ViT block in backward: less memory, ~1/3 more compute", R::kNo,
+       &O::grad_checkpointing},
+      {"save_every", "--save-every", "steps between checkpoints", R::kNo, &O::save_every},
+      {"keep_checkpoints", "--keep-checkpoints", "newest checkpoints kept", R::kNo, &O::keep_checkpoints},
+      {"seed", "--seed", "seed of the initialisation, data order and augmentation", R::kYes, &O::seed},
+      {"workers", "--workers", "image decoding threads", R::kNo, &O::workers},
+      {"prefetch_batches", "--prefetch", "batches decoded ahead", R::kNo, &O::prefetch_batches},
+      {"max_skip_fraction", "--max-skip-fraction", "unreadable images tolerated", R::kYes,
+       &O::max_skip_fraction},
+      {"device", "--device", "cpu or cuda", R::kNo, &O::device},
+  };
+  return fields;
+}
+
+namespace {
+
+// The JSON value of a member: choices by name.
+template <typename T>
+nlohmann::json json_value(const T& value) {
+  if constexpr (std::is_enum_v<T>) {
+    return to_string(value);
+  } else {
+    return value;
+  }
+}
+
+}  // namespace
+
+void copy_field(const TrainField& field, const TrainOptions& from, TrainOptions& to) {
+  std::visit(
+      [&](auto member) {
+        using T = std::decay_t<decltype(from.*member)>;
+        if constexpr (std::is_same_v<T, double>) {
+          if (!std::isfinite(from.*member))
+            fail("train: {} must be a finite number, not {}", field.flag, from.*member);
+        }
+        to.*member = from.*member;
+      },
+      field.member);
+}
+
 void to_json(nlohmann::json& out, const TrainOptions& o) {
-  out = {{"model", o.model},
-         {"images", o.images},
-         {"image_dir", o.image_dir},
-         {"split_file", o.split_file},
-         {"text_tower", to_string(o.text_tower)},
-         {"text_stores", o.text_stores},
-         {"clip_text", o.clip_text},
-         {"captions", o.captions},
-         {"caption_field", o.caption_field},
-         {"caption_join", o.caption_join},
-         {"out", o.out},
-         {"loss", to_string(o.loss)},
-         {"batch_size", o.batch_size},
-         {"accum_steps", o.accum_steps},
-         {"steps", o.steps},
-         {"epochs", o.epochs},
-         {"positives_per_step", o.positives_per_step},
-         {"lr", o.lr},
-         {"min_lr", o.min_lr},
-         {"warmup_steps", o.warmup_steps},
-         {"weight_decay", o.weight_decay},
-         {"beta1", o.beta1},
-         {"beta2", o.beta2},
-         {"eps", o.eps},
-         {"grad_clip", o.grad_clip},
-         {"precision", to_string(o.precision)},
-         {"grad_checkpointing", o.grad_checkpointing},
-         {"save_every", o.save_every},
-         {"keep_checkpoints", o.keep_checkpoints},
-         {"seed", o.seed},
-         {"workers", o.workers},
-         {"prefetch_batches", o.prefetch_batches},
-         {"max_skip_fraction", o.max_skip_fraction},
-         {"device", o.device}};
+  out = nlohmann::json::object();
+  for (const TrainField& f : train_fields())
+    std::visit([&](auto member) { out[f.name] = json_value(o.*member); }, f.member);
 }
 
 void from_json(const nlohmann::json& in, TrainOptions& o) {
   if (!in.is_object()) fail("train options: expected a JSON object");
-  nlohmann::json known;
-  to_json(known, TrainOptions{});
+  const auto& fields = train_fields();
   for (const auto& [key, value] : in.items()) {
-    if (!known.contains(key)) fail("train options: unknown field '{}'", key);
+    if (std::none_of(fields.begin(), fields.end(), [&](const TrainField& f) { return key == f.name; }))
+      fail("train options: unknown field '{}'", key);
   }
-  read_field(in, "model", o.model);
-  read_field(in, "images", o.images);
-  read_field(in, "image_dir", o.image_dir);
-  read_field(in, "split_file", o.split_file);
-  read_choice(in, "text_tower", o.text_tower);
-  read_field(in, "text_stores", o.text_stores);
-  read_field(in, "clip_text", o.clip_text);
-  read_field(in, "captions", o.captions);
-  read_field(in, "caption_field", o.caption_field);
-  read_field(in, "caption_join", o.caption_join);
-  read_field(in, "out", o.out);
-  read_choice(in, "loss", o.loss);
-  read_field(in, "batch_size", o.batch_size);
-  read_field(in, "accum_steps", o.accum_steps);
-  read_field(in, "steps", o.steps);
-  read_field(in, "epochs", o.epochs);
-  read_field(in, "positives_per_step", o.positives_per_step);
-  read_field(in, "lr", o.lr);
-  read_field(in, "min_lr", o.min_lr);
-  read_field(in, "warmup_steps", o.warmup_steps);
-  read_field(in, "weight_decay", o.weight_decay);
-  read_field(in, "beta1", o.beta1);
-  read_field(in, "beta2", o.beta2);
-  read_field(in, "eps", o.eps);
-  read_field(in, "grad_clip", o.grad_clip);
-  read_choice(in, "precision", o.precision);
-  read_field(in, "grad_checkpointing", o.grad_checkpointing);
-  read_field(in, "save_every", o.save_every);
-  read_field(in, "keep_checkpoints", o.keep_checkpoints);
-  read_field(in, "seed", o.seed);
-  read_field(in, "workers", o.workers);
-  read_field(in, "prefetch_batches", o.prefetch_batches);
-  read_field(in, "max_skip_fraction", o.max_skip_fraction);
-  read_field(in, "device", o.device);
+  for (const TrainField& f : fields) {
+    std::visit(
+        [&](auto member) {
+          if constexpr (std::is_enum_v<std::decay_t<decltype(o.*member)>>) {
+            read_choice(in, f.name, o.*member);
+          } else {
+            read_field(in, f.name, o.*member);
+          }
+        },
+        f.member);
+  }
 }
 
 nlohmann::json read_recipe(const std::string& name_or_path) {
@@ -277,24 +310,25 @@ void validate(const TrainOptions& o, int world_size) {
 }
 
 nlohmann::json resume_identity(const TrainOptions& o) {
-  nlohmann::json j;
-  to_json(j, o);
-  for (const char* free : {"steps", "epochs", "save_every", "keep_checkpoints", "workers", "prefetch_batches",
-                           "out", "device", "grad_checkpointing"}) {
-    j.erase(free);
+  using R = TrainField::Resume;
+  nlohmann::json all, identity = nlohmann::json::object();
+  to_json(all, o);
+  const nlohmann::json defaults = [] {
+    nlohmann::json j;
+    to_json(j, TrainOptions{});
+    return j;
+  }();
+  // A FLAME run's identity is the one runs had before the CLIP baseline
+  // existed, and fields added later enter only once changed, so older
+  // checkpoints still resume.
+  const bool clip = o.text_tower == TextTower::kClip;
+  for (const TrainField& f : train_fields()) {
+    const bool in = f.resume == R::kYes ||
+                    (f.resume == R::kUnlessDefault && all[f.name] != defaults[f.name]) ||
+                    (f.resume == R::kLlmOnly && !clip) || (f.resume == R::kClipOnly && clip);
+    if (in) identity[f.name] = all[f.name];
   }
-  // Fields added later are left out at their defaults, so runs checkpointed
-  // before they existed still resume.
-  if (o.positives_per_step == 0) j.erase("positives_per_step");
-  // Only the text side's own fields; a FLAME run's identity is the one runs
-  // had before the CLIP baseline existed, so their checkpoints still resume.
-  if (o.text_tower == TextTower::kLlm) {
-    for (const char* clip_only : {"text_tower", "clip_text", "captions", "caption_field", "caption_join"})
-      j.erase(clip_only);
-  } else {
-    j.erase("text_stores");
-  }
-  return j;
+  return identity;
 }
 
 }  // namespace flame::train

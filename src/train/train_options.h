@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace flame::train {
@@ -74,6 +75,32 @@ struct TrainOptions {
   double max_skip_fraction = 0.01;  // unreadable images tolerated before the run stops
   std::string device = "cpu";       // "cpu" or "cuda[:i]"
 };
+
+// One row per option, the one place an option is declared beside its member
+// above: its JSON name (config.json's "train", --config files, recipes), its
+// command-line flag and help, and whether it enters the resume identity.
+// to_json / from_json, the `flame train` flags and resume_identity are all
+// made from this table.
+struct TrainField {
+  using Member = std::variant<std::string TrainOptions::*, std::vector<std::string> TrainOptions::*,
+                              bool TrainOptions::*, int TrainOptions::*, int64_t TrainOptions::*,
+                              uint64_t TrainOptions::*, double TrainOptions::*, TextTower TrainOptions::*,
+                              Precision TrainOptions::*, LossKind TrainOptions::*>;
+  // kNo: free to change on --resume (counts, cadence, threads, paths);
+  // kUnlessDefault: only once changed from its default (added after runs
+  // existed); kLlmOnly / kClipOnly: only for that text tower.
+  enum class Resume { kYes, kNo, kUnlessDefault, kLlmOnly, kClipOnly };
+  const char* name;
+  const char* flag;
+  const char* help;
+  Resume resume;
+  Member member;
+};
+const std::vector<TrainField>& train_fields();
+
+// to.*field = from.*field. A flag given NaN or inf is refused here, naming the
+// flag (before any file is read).
+void copy_field(const TrainField& field, const TrainOptions& from, TrainOptions& to);
 
 void to_json(nlohmann::json& out, const TrainOptions& options);
 // Throws flame::Error naming the field when one has the wrong type or an

@@ -29,6 +29,7 @@
 #include <functional>
 
 #include "train/train_options.h"
+#include "train/train_summary.h"
 #include "vision/image_encoder.h"
 
 namespace flame::train {
@@ -54,21 +55,6 @@ struct TrainHooks {
   // Tests: stop (as if killed) once this many steps are done, without a final
   // checkpoint. -1: run to the end.
   int64_t stop_after_step = -1;
-};
-
-struct TrainSummary {
-  int64_t first_step = 0;  // steps already done when this run started (resumed)
-  int64_t steps = 0;       // steps done at the end
-  double final_loss = 0;
-  double images_per_second = 0;
-  double data_wait_fraction = 0;
-  int64_t skipped_images = 0;
-  int64_t images_without_embedding = 0;
-  // CLIP baseline: captions cut to the text tower's context, counted over the
-  // captions this run trained on (all ranks; a resumed run counts its own steps).
-  int64_t truncated_captions = 0;
-  std::filesystem::path last_checkpoint;
-  nlohmann::json to_json() const;
 };
 
 // How a run treats its folder (options.out). kNew refuses a folder that already
