@@ -23,6 +23,7 @@
 namespace flame::data {
 namespace {
 
+using test::error_of;
 using test::fresh_temp_dir;
 using test::write_tar;
 using Strings = std::vector<std::string>;
@@ -42,15 +43,6 @@ const InputProblem* problem_for(const CaptionInput& input, const std::string& ke
   for (const auto& p : input.problems)
     if (p.key == key) return &p;
   return nullptr;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(CaptionSource, BraceExpansion) {

@@ -42,15 +42,6 @@ using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------- helpers
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const flame::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 bool is_child() {
   return std::getenv("FLAME_DIST_CHILD") != nullptr;
 }
@@ -200,7 +191,7 @@ TEST(DistributedEnv, MissingVariableIsNamed) {
   for (const std::string name : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) {
     auto vars = full_variables();
     vars.erase(name);
-    const std::string message = error_message([&] { dist_env_from_variables(vars); });
+    const std::string message = test::error_of([&] { dist_env_from_variables(vars); });
     EXPECT_NE(message.find(name + " not set"), std::string::npos) << name << ": " << message;
   }
 }
@@ -220,7 +211,7 @@ TEST(DistributedEnv, BadValueIsNamed) {
   for (const auto& [name, value] : bad) {
     auto vars = full_variables();
     vars[name] = value;
-    const std::string message = error_message([&] { dist_env_from_variables(vars); });
+    const std::string message = test::error_of([&] { dist_env_from_variables(vars); });
     EXPECT_NE(message.find(name), std::string::npos) << name << "=" << value << ": " << message;
   }
 }
@@ -234,7 +225,7 @@ TEST(DistributedEnv, ReadsTheProcessEnvironment) {
   EXPECT_EQ(dist_env_from_environment().world_size, 1);
   ::setenv("RANK", "1", 1);
   ::setenv("WORLD_SIZE", "2", 1);
-  EXPECT_NE(error_message([] { dist_env_from_environment(); }).find("LOCAL_RANK"), std::string::npos);
+  EXPECT_NE(test::error_of([] { dist_env_from_environment(); }).find("LOCAL_RANK"), std::string::npos);
   ::setenv("LOCAL_RANK", "1", 1);
   ::setenv("MASTER_ADDR", "10.0.0.1", 1);
   ::setenv("MASTER_PORT", "2345", 1);
@@ -276,21 +267,21 @@ TEST(DistributedSingle, CollectivesAreTheIdentity) {
 }
 
 TEST(DistributedSingle, RejectsBadArguments) {
-  EXPECT_NE(error_message([] {
+  EXPECT_NE(test::error_of([] {
               Distributed::init(DistEnv{2, 2, 0, "127.0.0.1", 29500});
             }).find("rank 2"),
             std::string::npos);
   Distributed dist = Distributed::init(DistEnv{});
-  EXPECT_NE(error_message([&] { dist.gather_rows(torch::zeros({})); }).find("gather_rows"),
+  EXPECT_NE(test::error_of([&] { dist.gather_rows(torch::zeros({})); }).find("gather_rows"),
             std::string::npos);
-  EXPECT_NE(error_message([&] { dist.broadcast_({}, 1); }).find("root 1"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { dist.broadcast_({}, 1); }).find("root 1"), std::string::npos);
 }
 
 TEST(DistributedSingle, InitWithoutPeersTimesOut) {
   const auto start = Clock::now();
   const DistEnv env{0, 2, 0, "127.0.0.1", free_port()};
   const std::string message =
-      error_message([&] { Distributed::init(env, torch::kCPU, std::chrono::seconds(1)); });
+      test::error_of([&] { Distributed::init(env, torch::kCPU, std::chrono::seconds(1)); });
   EXPECT_NE(message.find("distributed init failed on rank 0 of 2"), std::string::npos) << message;
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10)) << message;
 }
@@ -355,15 +346,15 @@ TEST(DistributedChild, Collectives) {
   dist.barrier();
 
   // Mismatches are errors on every rank, and the group stays usable after them.
-  std::string message = error_message([&] { dist.gather_rows(torch::zeros({r + 1, 2})); });
+  std::string message = test::error_of([&] { dist.gather_rows(torch::zeros({r + 1, 2})); });
   EXPECT_NE(message.find("gather_rows failed on rank " + std::to_string(r)), std::string::npos) << message;
   EXPECT_NE(message.find("rank 1 has Float [2, 2]"), std::string::npos) << message;
-  message = error_message([&] {
+  message = test::error_of([&] {
     dist.all_reduce_sum_(r == 0 ? std::vector<torch::Tensor>{torch::zeros({2}), torch::Tensor()}
                                 : std::vector<torch::Tensor>{torch::Tensor(), torch::zeros({2})});
   });
   EXPECT_NE(message.find("all_reduce_sum_ (layout check) failed"), std::string::npos) << message;
-  message = error_message([&] { dist.all_gather_int64(std::vector<int64_t>(r + 1, 0)); });
+  message = test::error_of([&] { dist.all_gather_int64(std::vector<int64_t>(r + 1, 0)); });
   EXPECT_NE(message.find("all_gather_int64 failed"), std::string::npos) << message;
   EXPECT_EQ(dist.all_reduce_sum(1.0), 2.0);
 
@@ -408,7 +399,7 @@ TEST(DistributedChild, PeerExitsEarly) {
   dist.barrier();
   if (dist.rank() == 1) return;  // leaves without the collective rank 0 is about to start
   const auto start = Clock::now();
-  const std::string message = error_message([&] { dist.all_reduce_sum_({torch::ones({1000})}); });
+  const std::string message = test::error_of([&] { dist.all_reduce_sum_({torch::ones({1000})}); });
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::ofstream(fs::path(std::getenv("FLAME_DIST_OUT")) / "error.txt") << message << "\n" << seconds << "\n";
 }
