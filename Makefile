@@ -48,6 +48,7 @@ demo: build
 
 bench: build
 	@./scripts/setup
+	cmake --build $(BUILD_DIR) --target benchmarks -j $(JOBS)
 	./scripts/bench
 
 format:
