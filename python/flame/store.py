@@ -1,5 +1,5 @@
 """An embedding store written by `flame embed`, read through memory maps."""
-import os
+import json
 
 from . import _flame
 from ._paths import existing_path
@@ -28,7 +28,6 @@ class Store:
 
     @property
     def manifest(self):
-        import json
         return json.loads(self._store.manifest)
 
     def __len__(self):
@@ -45,7 +44,7 @@ class Store:
         n = len(self)
         if index < -n or index >= n:
             raise IndexError(f"{self.path}: index {index} out of range for {n} embeddings")
-        return self._store.row(index % n if n else index)
+        return self._store.row(index % n)
 
     def __contains__(self, key):
         return isinstance(key, str) and self._store.index_of(key) is not None

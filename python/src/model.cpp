@@ -37,12 +37,6 @@ struct Model {
   }
 };
 
-eval::FacetPooling parse_pooling(const std::string& name) {
-  if (name == "mean_cosine") return eval::FacetPooling::kMeanCosine;
-  if (name == "mean_embedding") return eval::FacetPooling::kMeanEmbedding;
-  fail("pooling must be mean_cosine or mean_embedding, not '{}'", name);
-}
-
 std::shared_ptr<Model> load_model(const std::string& path, const std::string& llm, const std::string& dtype,
                                   const std::string& device, int64_t batch_size, bool allow_llm_mismatch) {
   if (batch_size < 1) fail("batch_size must be at least 1, got {}", batch_size);
@@ -58,7 +52,7 @@ std::shared_ptr<Model> load_model(const std::string& path, const std::string& ll
   model->models = std::make_unique<eval::EvalModels>(o, /*needs_text=*/!llm.empty());
   model->has_text = !llm.empty() || model->models->is_clip();
   const nlohmann::json config = read_json_file(train::resolve_checkpoint(path) / "config.json");
-  model->sigmoid_loss = config.value("train", nlohmann::json::object()).value("loss", "infonce") == "sigmoid";
+  model->sigmoid_loss = train::trained_with_sigmoid_loss(config);
   return model;
 }
 
@@ -157,7 +151,7 @@ void bind_model(py::module_& m) {
              const std::string& pooling, bool normalize) {
             m.require_text();
             torch::NoGradGuard no_grad;
-            const eval::FacetPooling p = parse_pooling(pooling);
+            const eval::FacetPooling p = eval::parse_facet_pooling(pooling, "pooling");
             const torch::Tensor facets =
                 m.models->text_features(texts, prompts, nullptr, p == eval::FacetPooling::kMeanCosine);
             // mean_cosine: the mean unit facet, whose dot product with a unit

@@ -105,17 +105,10 @@ void bind_text_encoder(py::module_& m) {
       .def(
           "encode",
           [](const TextEncoder& e, const std::vector<std::string>& texts) {
-            // As encode_texts, also counting the captions cut to fit max_tokens
-            // (flame embed counts them as "truncated").
             torch::NoGradGuard no_grad;
-            std::vector<text::TokenizedCaption> tokenized;
-            tokenized.reserve(texts.size());
-            int64_t truncated = 0;
-            for (const auto& t : texts) {
-              tokenized.push_back(e.encoder.tokenize(t));
-              truncated += tokenized.back().truncated ? 1 : 0;
-            }
-            return std::make_pair(e.encoder.encode(tokenized), truncated);
+            text::EncodeStats stats;
+            torch::Tensor embeddings = e.encoder.encode_texts(texts, &stats);
+            return std::make_pair(embeddings, stats.truncated);  // Python warns with the count
           },
           py::arg("texts"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("llm", [](const TextEncoder& e) { return e.llm; })

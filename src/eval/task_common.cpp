@@ -96,11 +96,14 @@ std::string fill_template(const std::string& templ, const std::string& class_nam
 }
 
 FacetPooling facet_pooling(const nlohmann::json& task) {
-  const std::string value = task.value("facet_pooling", "mean_cosine");
+  return parse_facet_pooling(task.value("facet_pooling", "mean_cosine"),
+                             fmt::format("task '{}': facet_pooling", task.value("name", "?")));
+}
+
+FacetPooling parse_facet_pooling(const std::string& value, const std::string& where) {
   if (value == "mean_cosine") return FacetPooling::kMeanCosine;
   if (value == "mean_embedding") return FacetPooling::kMeanEmbedding;
-  fail("task '{}': facet_pooling must be mean_cosine or mean_embedding, not '{}'", task.value("name", "?"),
-       value);
+  fail("{} must be mean_cosine or mean_embedding, not '{}'", where, value);
 }
 
 const char* to_string(FacetPooling pooling) {

@@ -52,6 +52,8 @@ std::string fill_template(const std::string& templ, const std::string& class_nam
 //     multi_template=True) with its default infer=True does.
 enum class FacetPooling { kMeanCosine, kMeanEmbedding };
 FacetPooling facet_pooling(const nlohmann::json& task);
+// "mean_cosine" or "mean_embedding"; throws naming `where` and the names allowed.
+FacetPooling parse_facet_pooling(const std::string& value, const std::string& where);
 const char* to_string(FacetPooling pooling);
 // Text features [T, K, D] (unit facets for kMeanCosine, raw for
 // kMeanEmbedding) as facet_similarity takes them: unchanged, or [T, 1, D], the

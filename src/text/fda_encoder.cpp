@@ -145,6 +145,8 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
     start = end;
   }
   local.captions = n;
+  local.truncated =
+      std::count_if(captions.begin(), captions.end(), [](const auto& c) { return c.truncated; });
   if (options_.normalize)
     out = torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   out = out.to(torch::kCPU);
@@ -153,6 +155,7 @@ torch::Tensor FacetEncoder::encode(const std::vector<TokenizedCaption>& captions
     stats->tokens += local.tokens;
     stats->padded_tokens += local.padded_tokens;
     stats->passes += local.passes;
+    stats->truncated += local.truncated;
   }
   return out;
 }

@@ -59,6 +59,7 @@ struct EncodeStats {
   int64_t tokens = 0;         // tokens the model processed, padding excluded
   int64_t padded_tokens = 0;  // including padding
   int64_t passes = 0;         // forward passes
+  int64_t truncated = 0;      // captions cut to fit max_tokens (TokenizedCaption::truncated)
 };
 
 class FacetEncoder {

@@ -162,6 +162,10 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   return dir;
 }
 
+bool trained_with_sigmoid_loss(const nlohmann::json& checkpoint_config) {
+  return checkpoint_config.value("train", nlohmann::json::object()).value("loss", "infonce") == "sigmoid";
+}
+
 CheckpointContents read_checkpoint_contents(const fs::path& dir) {
   return {read_json_file(dir / "config.json"), read_json_file(dir / "state.json")};
 }

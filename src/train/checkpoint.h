@@ -39,6 +39,10 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const torch::nn:
 // The checkpoint `latest` names, if any.
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir);
 
+// Whether a checkpoint's config.json says its run used the sigmoid loss (and
+// so trained logit_bias; OpenCLIP has one for SigLIP models only).
+bool trained_with_sigmoid_loss(const nlohmann::json& checkpoint_config);
+
 // Reads config.json and state.json of a checkpoint directory.
 CheckpointContents read_checkpoint_contents(const fs::path& checkpoint_dir);
 

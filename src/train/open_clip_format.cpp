@@ -222,7 +222,7 @@ void require_finite(const torch::Tensor& t, const std::string& name, const fs::p
 // The export's two files, written into `dir`.
 int64_t write_export_files(const fs::path& dir, const TrainedModel& model, const json& config,
                            const fs::path& checkpoint) {
-  const bool sigmoid = config.value("train", json::object()).value("loss", "infonce") == "sigmoid";
+  const bool sigmoid = trained_with_sigmoid_loss(config);
   SafetensorsWriter writer;
   bool has_logit_bias = false;
   int64_t tensors = 0;
