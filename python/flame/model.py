@@ -61,10 +61,10 @@ class Model:
         llm_path = "" if llm is None else _llm_path(llm)
         self._model = _flame.Model(existing_path(path, "model"), llm_path, dtype, device, batch_size,
                                    allow_llm_mismatch)
-        self.path = os.fspath(path)
         for w in self._model.warnings:
             warnings.warn(w, stacklevel=3)
 
+    path = property(lambda self: self._model.path, doc="what it was loaded from (an export, not its temporary run)")
     is_clip = property(lambda self: self._model.is_clip, doc="a CLIP baseline (its own text tower)")
     image_size = property(lambda self: self._model.image_size)
 
@@ -149,7 +149,7 @@ def _load_export(path, llm, dtype, device, batch_size, allow_llm_mismatch):
         _flame.import_open_clip(os.path.join(path, OPEN_CLIP_WEIGHTS), os.path.join(path, OPEN_CLIP_CONFIG), run,
                                 "" if llm is None else _llm_path(llm))
         model = Model(run, llm, dtype, device, batch_size, allow_llm_mismatch)
-    model.path = model._model.path = path
+    model._model.path = path  # messages name the export
     return model
 
 
